@@ -1,0 +1,1 @@
+"""Routing to the best agent: skills, priorities, relaxation, reservations, queue statistics."""

@@ -1,0 +1,1 @@
+"""Standalone process-AGI scripts that Asterisk runs locally (pyst2 over stdin/stdout)."""

@@ -1,0 +1,1 @@
+"""Composition root, protocol servers, adapters, web, demo services and the Asterisk simulator."""

@@ -1,0 +1,1 @@
+"""Adapters implementing the domain ports (PostgreSQL, Redis, HTTP)."""

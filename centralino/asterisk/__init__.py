@@ -1,0 +1,1 @@
+"""Asterisk protocols: sans-I/O FastAGI, AMI and AudioSocket codecs and their asyncio shells."""

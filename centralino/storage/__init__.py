@@ -1,0 +1,1 @@
+"""PostgreSQL and Redis connections, migrations and embedded servers for the demo."""

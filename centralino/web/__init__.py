@@ -1,0 +1,1 @@
+"""HTTP: health, metrics, agent desktop, supervisor wallboard, webhooks."""

@@ -1,0 +1,1 @@
+"""Call flows, intent prediction and speech recognition, driven through the `Channel` port."""
