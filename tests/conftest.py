@@ -30,7 +30,7 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/9"
 async def _pg_reachable(dsn: str) -> bool:
     try:
         conn = await asyncpg.connect(dsn, timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()
     return True

@@ -7,7 +7,12 @@ import asyncio
 import asyncpg
 import pytest
 
-from centralino.storage.migrate import Migration, MigrationError, apply_migrations, bundled_migrations
+from centralino.storage.migrate import (
+    Migration,
+    MigrationError,
+    apply_migrations,
+    bundled_migrations,
+)
 
 
 def test_bundled_migrations_are_ordered_and_unique() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def bundled_migrations() -> list[Migration]:
 
 
 async def apply_migrations(
-    conn: asyncpg.Connection, migrations: list[Migration] | None = None
+    conn: asyncpg.Connection | PoolConnectionProxy, migrations: list[Migration] | None = None
 ) -> list[Migration]:
     """Apply every migration not yet recorded; return those applied by this call."""
     todo = bundled_migrations() if migrations is None else migrations

@@ -1,0 +1,5 @@
+import sys
+
+from centralino.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""Settings: one TOML file plus `CENTRALINO_*` environment overrides, validated at start.
+
+`CENTRALINO_<SECTION>_<KEY>` overrides `[section] key` (sections have no underscores, so
+`CENTRALINO_SERVER_HTTP_PORT` is `[server] http_port`). `CENTRALINO_CONFIG` names the file.
+Secrets (the AMI secret, passwords in URLs) are read from the environment only and never logged:
+pydantic validates, and every error names the key and the expected form.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "CENTRALINO_"
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid; the message names each bad key and what it expects."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    agi_port: int = Field(4573, ge=0, le=65535)
+    audiosocket_port: int = Field(9092, ge=0, le=65535)
+    http_port: int = Field(8080, ge=0, le=65535)
+    # Calls still running this long after a shutdown request go back to the dialplan.
+    grace_s: float = Field(10.0, gt=0)
+    # A FastAGI connection silent for this long is closed (Asterisk always answers in ms).
+    idle_timeout_s: float = Field(300.0, gt=0)
+
+
+def _no_password_in_file(url: str | None) -> str | None:
+    if url and urlsplit(url).password:
+        raise ValueError("a password in a URL must come from the environment, not the file")
+    return url
+
+
+class DatabaseSettings(_Section):
+    url: SecretStr | None = None
+    pool_min: int = Field(2, ge=1)
+    pool_max: int = Field(20, ge=1)
+
+
+class RedisSettings(_Section):
+    url: SecretStr | None = None
+    # Per-call context lives this long after the last write (a call rarely lasts 2 hours).
+    call_context_ttl_s: int = Field(7200, gt=0)
+
+
+class AmiSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=0, le=65535)
+    username: str = "centralino"
+    secret: SecretStr | None = None
+    ping_interval_s: float = Field(2.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = Field(False, alias="json")
+
+
+class BackendSettings(_Section):
+    name: str
+    kind: Literal["http"] = "http"
+    url: str
+    identity: Literal["phone", "email", "crm_contact_id", "erp_customer_code"] = "phone"
+    timeout_ms: int = Field(300, gt=0)
+    auth_header: str | None = None
+    auth_env: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL template")
+        return value
+
+
+class ContextSettings(_Section):
+    deadline_ms: int = Field(400, gt=0)
+    default_region: str = Field("IT", min_length=2, max_length=2)
+    backends: list[BackendSettings] = Field(default_factory=list)
+
+
+class DemoSettings(_Section):
+    data_dir: Path = Path(".demo-data")
+    calls_per_minute: float = Field(12.0, ge=0)
+    agents: int = Field(6, ge=1)
+    erp_latency_ms: int = Field(120, ge=0)
+    crm_latency_ms: int = Field(180, ge=0)
+    failure_rate: float = Field(0.02, ge=0, le=1)
+    seed: int = 7
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    ami: AmiSettings = AmiSettings()
+    logging: LoggingSettings = LoggingSettings()
+    context: ContextSettings = ContextSettings()
+    demo: DemoSettings = DemoSettings()
+
+    def redacted(self) -> dict[str, Any]:
+        """A loggable view: secrets show as '**********'."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+_ENV_ONLY = {("ami", "secret")}
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    overrides: dict[str, dict[str, str]] = {}
+    sections = set(Settings.model_fields)
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section in sections and key:
+            overrides.setdefault(section, {})[key] = value
+    return overrides
+
+
+def _format(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        lines.append(f"  {key}: {item['msg']}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def load_settings(
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the TOML file (if any), apply environment overrides, validate."""
+    env = os.environ if environ is None else environ
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise SettingsError(f"settings file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from exc
+    for section, key in _ENV_ONLY:
+        if key in data.get(section, {}):
+            raise SettingsError(
+                f"{section}.{key}: secrets are read from the environment only "
+                f"({ENV_PREFIX}{section.upper()}_{key.upper()}), remove it from {path}"
+            )
+    for section in ("database", "redis"):
+        try:
+            _no_password_in_file(data.get(section, {}).get("url"))
+        except ValueError as exc:
+            raise SettingsError(
+                f"{section}.url: {exc} ({ENV_PREFIX}{section.upper()}_URL)"
+            ) from exc
+    for section, values in _env_overrides(env).items():
+        merged = dict(data.get(section, {}))
+        merged.update(values)
+        data[section] = merged
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_format(exc)) from None

@@ -1,0 +1,94 @@
+"""Settings: the example file is valid, env overrides win, errors name the key, secrets hide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from centralino.cli import main
+from centralino.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_file_is_valid_and_matches_defaults() -> None:
+    settings = load_settings(ROOT / "centralino.example.toml", environ={})
+    assert settings.server.agi_port == 4573
+    assert settings.server.audiosocket_port == 9092
+    assert settings.server.http_port == 8080
+    assert settings.context.deadline_ms == 400
+    assert settings.database.url is None
+
+
+def test_environment_overrides_the_file() -> None:
+    env = {
+        "CENTRALINO_SERVER_HTTP_PORT": "8181",
+        "CENTRALINO_DATABASE_URL": "postgresql://u:pw@db/centralino",
+        "CENTRALINO_AMI_SECRET": "s3cret",
+        "CENTRALINO_LOGGING_JSON": "true",
+    }
+    settings = load_settings(ROOT / "centralino.example.toml", environ=env)
+    assert settings.server.http_port == 8181
+    assert settings.logging.json_lines is True
+    assert settings.database.url is not None
+    assert settings.database.url.get_secret_value() == "postgresql://u:pw@db/centralino"
+    shown = repr(settings.redacted())
+    assert "s3cret" not in shown and "pw@" not in shown
+
+
+def test_error_names_the_key_and_expected_form(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[server]\nhttp_port = "eighty"\n[context]\ndeadline_ms = -1\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, environ={})
+    text = str(info.value)
+    assert "server.http_port" in text and "integer" in text
+    assert "context.deadline_ms" in text and "greater than 0" in text
+
+
+def test_unknown_key_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "typo.toml"
+    path.write_text("[server]\nhttp_prot = 1\n")
+    with pytest.raises(SettingsError, match=r"server\.http_prot"):
+        load_settings(path, environ={})
+
+
+def test_secret_in_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "secret.toml"
+    path.write_text('[ami]\nsecret = "oops"\n')
+    with pytest.raises(SettingsError, match="CENTRALINO_AMI_SECRET"):
+        load_settings(path, environ={})
+    path.write_text('[database]\nurl = "postgresql://u:pw@db/x"\n')
+    with pytest.raises(SettingsError, match="CENTRALINO_DATABASE_URL"):
+        load_settings(path, environ={})
+
+
+def test_bad_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(broken, environ={})
+
+
+def test_serve_refuses_to_start_without_storage(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("CENTRALINO_DATABASE_URL", "CENTRALINO_REDIS_URL", "CENTRALINO_AMI_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CENTRALINO_CONFIG", raising=False)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "CENTRALINO_DATABASE_URL" in err and "CENTRALINO_REDIS_URL" in err
+    assert "CENTRALINO_AMI_SECRET" in err
+
+
+def test_check_config_prints_redacted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CENTRALINO_AMI_SECRET", "hunter2")
+    assert main(["--config", str(ROOT / "centralino.example.toml"), "check-config"]) == 0
+    out = capsys.readouterr().out
+    assert '"agi_port": 4573' in out and "hunter2" not in out
