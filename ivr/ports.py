@@ -51,3 +51,105 @@ class Channel(Protocol):
     async def set_music(self, on: bool, moh_class: str = "default") -> None: ...
 
     async def verbose(self, message: str, level: int = 1) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# What an inbound call flow needs from the rest of Centralino. The composition root implements
+# these with the context (fan-out, timeline, tickets) and acd (routing) services, so the flow
+# stays a readable script of the caller's experience and can be exercised call by call.
+
+
+@dataclass(frozen=True, slots=True)
+class CallerKnowledge:
+    """What the pre-answer fan-out knows so far, reduced to what the flow decides on."""
+
+    known_customer: bool
+    display_name: str | None
+    overdue_invoices: int
+    overdue_amount_cents: int
+    shipments_in_transit: int
+    open_tickets: int
+    open_ticket_topic: str | None
+    preferred_agents: tuple[str, ...]
+    vip: bool
+    complete: bool  # every source has answered (or failed); False when the deadline cut it short
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRequest:
+    intent: str
+    priority: int
+    preferred_agents: tuple[str, ...]
+    language: str | None = None
+    queue: str | None = None  # from the AGI query (?queue=sales); None: the intent's queue
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    position: int  # 1 = next
+    expected_wait_s: float | None  # None when the model cannot say (no agents, unstable)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRefusal:
+    """The ACD will not queue this call (no agents logged in, queue full, closed)."""
+
+    reason: str
+    action: str  # "callback", "voicemail", "overflow", "hangup"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOffer:
+    """An agent reserved for this call."""
+
+    reservation_id: str
+    agent_id: str
+    endpoint: str  # what Dial() rings, e.g. PJSIP/agent101
+
+
+class QueuedCall(Protocol):
+    """A call waiting in the ACD."""
+
+    async def status(self) -> QueueStatus: ...
+
+    async def next_offer(self, timeout_s: float) -> AgentOffer | None:
+        """Wait up to `timeout_s` for an agent; None if none was reserved meanwhile."""
+        ...
+
+    async def ringing(self, offer: AgentOffer) -> None: ...
+
+    async def answered(self, offer: AgentOffer, *, ring_s: float) -> None: ...
+
+    async def no_answer(self, offer: AgentOffer, *, reason: str) -> None:
+        """The agent did not answer: they go not-ready, the call returns to the queue front."""
+        ...
+
+    async def completed(self, offer: AgentOffer, *, talk_s: float) -> None: ...
+
+    async def abandoned(self) -> None: ...
+
+    async def callback_requested(self, number: str) -> None: ...
+
+
+class InboundServices(Protocol):
+    """Everything one inbound call needs, bound to that call."""
+
+    async def knowledge(self, wait_s: float) -> CallerKnowledge:
+        """What the fan-out knows, waiting at most `wait_s` for the rest."""
+        ...
+
+    async def note(self, step: str, detail: str = "") -> None:
+        """Record what the caller did in the IVR (shown on the screen-pop and the timeline)."""
+        ...
+
+    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None: ...
+
+    async def enqueue(self, request: QueueRequest) -> QueuedCall | QueueRefusal: ...
+
+    async def push_screen_pop(self, offer: AgentOffer) -> bool:
+        """Push the complete pop to the agent's desktop; True once the desktop acknowledged."""
+        ...
+
+    async def finish(self, outcome: str, *, agent_id: str | None = None) -> None:
+        """Write the interaction (and create or advance the ticket) once the call is over."""
+        ...

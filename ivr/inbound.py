@@ -1,0 +1,286 @@
+"""The inbound call flow: what a caller hears from the first ring to the agent's hello.
+
+1. Before answering, the pre-answer fan-out is already running (the services were bound at
+   the first AGI command); we answer and wait for it no longer than its deadline.
+2. Intent: context priors (overdue invoice, shipment, open ticket), then the menu key.
+3. Self-service where it can (an overdue invoice is read out fresh from the ERP).
+4. Queue: music on hold, position and expected-wait announcements, `*` for a callback.
+5. On a reservation: the screen-pop is pushed and acknowledged, *then* the agent's phone rings.
+   No answer: the agent goes not-ready and the call returns to the front of the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ivr.errors import ChannelHungUp
+from ivr.intent import IntentModel, Signals
+from ivr.ports import (
+    AgentOffer,
+    CallerKnowledge,
+    Channel,
+    InboundServices,
+    QueuedCall,
+    QueueRefusal,
+    QueueRequest,
+)
+
+log = logging.getLogger(__name__)
+
+# Sounds: Asterisk core sounds where one fits; `centralino/*` are the product's own prompts
+# (asterisk_conf/README.md lists them for the recording studio).
+SOUND_WELCOME = "centralino/welcome"
+SOUND_MENU = "centralino/menu"
+SOUND_INVOICE_OVERDUE = "centralino/invoice-overdue"
+SOUND_EURO = "centralino/euro"
+SOUND_AGENT_OR_BYE = "centralino/press-1-for-agent"
+SOUND_CALLBACK_OK = "centralino/callback-confirmed"
+SOUND_CALLBACK_OFFER = "centralino/press-star-for-callback"
+SOUND_POSITION = "queue-thereare"
+SOUND_CALLS_WAITING = "queue-callswaiting"
+SOUND_HOLDTIME = "queue-holdtime"
+SOUND_MINUTES = "queue-minutes"
+SOUND_YOU_ARE_NEXT = "queue-youarenext"
+SOUND_GOODBYE = "vm-goodbye"
+SOUND_NO_AGENTS = "centralino/no-agents"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSettings:
+    menu_timeout_ms: int = 4000
+    announce_every_s: float = 30.0
+    ring_timeout_s: int = 20
+    # How long one WAIT FOR DIGIT lasts while holding: bounds how late we notice an offer.
+    hold_poll_ms: int = 500
+    max_ring_attempts: int = 5
+    intent_queues: dict[str, str] = field(
+        default_factory=lambda: {
+            "billing": "billing",
+            "delivery": "support",
+            "support": "support",
+            "sales": "sales",
+            "other": "support",
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InboundCall:
+    uniqueid: str
+    caller_id: str
+    language: str | None = None
+    queue: str | None = None
+
+
+async def run_inbound(
+    call: InboundCall,
+    channel: Channel,
+    services: InboundServices,
+    *,
+    model: IntentModel,
+    settings: FlowSettings = FlowSettings(),
+    monotonic: Callable[[], float],
+) -> str:
+    """Drive one inbound call; returns its outcome (also written through `services.finish`)."""
+    outcome = "hangup_in_ivr"
+    agent: str | None = None
+    queued: QueuedCall | None = None
+    try:
+        await channel.answer()
+        knowledge = await services.knowledge(wait_s=0.0)
+        await channel.stream_file(SOUND_WELCOME)
+        knowledge = await services.knowledge(wait_s=1.0)
+        signals = _signals(knowledge)
+        prior = model.predict(signals=signals)
+
+        can_self_serve = prior.intent == "billing" and knowledge.overdue_invoices > 0
+        if (
+            can_self_serve
+            and prior.confidence >= 0.5
+            and await _self_serve_invoice(channel, services, knowledge, settings)
+        ):
+            outcome = "self_served"
+            return outcome
+
+        menu = await channel.get_data(SOUND_MENU, settings.menu_timeout_ms, 1)
+        key = menu.digits[:1] or None
+        await services.note("menu", f"pressed {key}" if key else "no key (timeout)")
+        prediction = model.predict(signals=signals, menu_key=key)
+        await services.predicted(prediction.intent, prediction.confidence, prediction.reasons)
+
+        request = QueueRequest(
+            intent=prediction.intent,
+            priority=10 if knowledge.vip else (5 if knowledge.open_tickets else 0),
+            preferred_agents=knowledge.preferred_agents,
+            language=call.language,
+            queue=call.queue or settings.intent_queues.get(prediction.intent),
+        )
+        placed = await services.enqueue(request)
+        if isinstance(placed, QueueRefusal):
+            await services.note("queue_refused", f"{placed.reason} → {placed.action}")
+            outcome = await _refused(channel, services, call, placed)
+            return outcome
+        queued = placed
+        outcome = "abandoned"
+        result = await _hold_until_connected(
+            channel,
+            services=services,
+            queued=queued,
+            call=call,
+            settings=settings,
+            monotonic=monotonic,
+        )
+        outcome, agent = result
+        if outcome != "abandoned":
+            queued = None  # the ACD already knows how it ended
+        return outcome
+    except ChannelHungUp:
+        log.info("caller hung up (%s)", outcome)
+        return outcome
+    finally:
+        if queued is not None and outcome == "abandoned":
+            await asyncio.shield(queued.abandoned())
+        await asyncio.shield(services.finish(outcome, agent_id=agent))
+
+
+def _signals(knowledge: CallerKnowledge) -> Signals:
+    return Signals(
+        overdue_invoices=knowledge.overdue_invoices,
+        shipments_in_transit=knowledge.shipments_in_transit,
+        open_tickets=knowledge.open_tickets,
+        open_ticket_topic=knowledge.open_ticket_topic,
+        known_customer=knowledge.known_customer,
+    )
+
+
+async def _self_serve_invoice(
+    channel: Channel, services: InboundServices, knowledge: CallerKnowledge, settings: FlowSettings
+) -> bool:
+    """Read the overdue amount; `1` goes on to an agent. True if the caller was served."""
+    await services.note("self_service", "overdue invoice read out")
+    await channel.stream_file(SOUND_INVOICE_OVERDUE)
+    await channel.say_number(knowledge.overdue_amount_cents // 100)
+    await channel.stream_file(SOUND_EURO)
+    choice = await channel.get_data(SOUND_AGENT_OR_BYE, settings.menu_timeout_ms, 1)
+    if choice.digits == "1":
+        await services.note("self_service", "asked for an agent")
+        return False
+    await channel.stream_file(SOUND_GOODBYE)
+    await channel.hangup()
+    return True
+
+
+async def _refused(
+    channel: Channel, services: InboundServices, call: InboundCall, refusal: QueueRefusal
+) -> str:
+    if refusal.action == "callback" and call.caller_id:
+        await services.note("callback", "offered: no agent can take the call now")
+        await channel.stream_file(SOUND_CALLBACK_OK)
+        await channel.hangup()
+        return "callback_requested"
+    await channel.stream_file(SOUND_NO_AGENTS)
+    await channel.hangup()
+    return f"refused_{refusal.reason}"
+
+
+async def _hold_until_connected(
+    channel: Channel,
+    *,
+    services: InboundServices,
+    queued: QueuedCall,
+    call: InboundCall,
+    settings: FlowSettings,
+    monotonic: Callable[[], float],
+) -> tuple[str, str | None]:
+    await _announce(channel, queued, first=True)
+    await channel.set_music(True)
+    last_announcement = monotonic()
+    attempts = 0
+    while True:
+        # WAIT FOR DIGIT keeps the channel busy for at most hold_poll_ms; meanwhile we listen
+        # for an offer, so a reservation is noticed within that bound and the screen-pop push
+        # overlaps with the rest of the wait.
+        digit_task = asyncio.ensure_future(channel.wait_for_digit(settings.hold_poll_ms))
+        try:
+            offer = await queued.next_offer(settings.hold_poll_ms / 1000)
+            pushed: asyncio.Future[bool] | None = None
+            if offer is not None:
+                pushed = asyncio.ensure_future(services.push_screen_pop(offer))
+            digit = await digit_task
+        except BaseException:
+            digit_task.cancel()
+            raise
+        if offer is not None and pushed is not None:
+            acknowledged = await pushed
+            await services.note("offered", f"agent {offer.agent_id}, pop acked={acknowledged}")
+            await channel.set_music(False)
+            result = await _ring(channel, queued, offer, settings, monotonic)
+            if result is not None:
+                return result, offer.agent_id
+            attempts += 1
+            if attempts == settings.max_ring_attempts:
+                await services.note("ring", "too many unanswered agents")
+            await channel.set_music(True)
+            continue
+        if digit == "*" and call.caller_id:
+            await channel.set_music(False)
+            await queued.callback_requested(call.caller_id)
+            await services.note("callback", "requested from the queue (*)")
+            await channel.stream_file(SOUND_CALLBACK_OK)
+            await channel.hangup()
+            return "callback_requested", None
+        if monotonic() - last_announcement >= settings.announce_every_s:
+            await channel.set_music(False)
+            await _announce(channel, queued, first=False)
+            await channel.set_music(True)
+            last_announcement = monotonic()
+
+
+async def _announce(channel: Channel, queued: QueuedCall, *, first: bool) -> None:
+    status = await queued.status()
+    if status.position <= 1:
+        await channel.stream_file(SOUND_YOU_ARE_NEXT)
+    else:
+        await channel.stream_file(SOUND_POSITION)
+        await channel.say_number(status.position - 1)
+        await channel.stream_file(SOUND_CALLS_WAITING)
+    if status.expected_wait_s is not None and status.expected_wait_s >= 60:
+        await channel.stream_file(SOUND_HOLDTIME)
+        await channel.say_number(round(status.expected_wait_s / 60))
+        await channel.stream_file(SOUND_MINUTES)
+    if first:
+        await channel.stream_file(SOUND_CALLBACK_OFFER)
+
+
+async def _ring(
+    channel: Channel,
+    queued: QueuedCall,
+    offer: AgentOffer,
+    settings: FlowSettings,
+    monotonic: Callable[[], float],
+) -> str | None:
+    """Dial the agent. Returns the outcome once the conversation ended, None if not answered."""
+    await queued.ringing(offer)
+    started = monotonic()
+    await channel.exec("Dial", f"{offer.endpoint},{settings.ring_timeout_s}")
+    status = (await channel.get_variable("DIALSTATUS")) or "UNKNOWN"
+    if status != "ANSWER":
+        await queued.no_answer(offer, reason=status.lower())
+        return None
+    answered_s = _seconds(await channel.get_variable("ANSWEREDTIME"))
+    dialed_s = _seconds(await channel.get_variable("DIALEDTIME"))
+    talk_s = answered_s if answered_s is not None else monotonic() - started
+    ring_s = max(0.0, (dialed_s or 0.0) - talk_s)
+    await queued.answered(offer, ring_s=ring_s)
+    await queued.completed(offer, talk_s=talk_s)
+    return "answered"
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

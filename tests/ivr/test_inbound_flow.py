@@ -1,0 +1,280 @@
+"""The inbound flow, call by call, against a scripted channel and recorded service calls.
+
+The end-to-end path (real FastAGI peer, Redis, PostgreSQL) is covered in tests/test_call_path.py;
+here each branch of the caller's experience is pinned down with exact command sequences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+
+import pytest
+
+from ivr.errors import ChannelHungUp
+from ivr.inbound import FlowSettings, InboundCall, run_inbound
+from ivr.intent import IntentModel
+from ivr.ports import (
+    AgentOffer,
+    CallerKnowledge,
+    DigitInput,
+    QueuedCall,
+    QueueRefusal,
+    QueueRequest,
+    QueueStatus,
+)
+
+MODEL = IntentModel.train()
+FAST = FlowSettings(menu_timeout_ms=10, announce_every_s=1000, hold_poll_ms=10)
+
+
+@dataclass
+class ScriptedChannel:
+    """Plays Asterisk: records commands; keys and dial results come from the script."""
+
+    menu_keys: list[str] = field(default_factory=list)
+    hold_keys: list[str | None] = field(default_factory=list)
+    dial_status: list[str] = field(default_factory=list)
+    hang_up_after: int | None = None
+    log: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    hung_up: bool = False
+
+    @property
+    def uniqueid(self) -> str:
+        return "1700000000.1"
+
+    def _cmd(self, text: str) -> None:
+        if self.hung_up:
+            raise AssertionError(f"command after hangup: {text}")
+        if self.hang_up_after is not None and len(self.log) >= self.hang_up_after:
+            self.hung_up = True
+            raise ChannelHungUp("caller hung up")
+        self.log.append(text)
+
+    async def answer(self) -> None:
+        self._cmd("ANSWER")
+
+    async def hangup(self) -> None:
+        self._cmd("HANGUP")
+
+    async def stream_file(self, name: str, escape_digits: str = "") -> str | None:
+        self._cmd(f"STREAM {name}")
+        return None
+
+    async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> DigitInput:
+        self._cmd(f"GET DATA {prompt}")
+        key = self.menu_keys.pop(0) if self.menu_keys else ""
+        return DigitInput(key, timed_out=not key)
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        self._cmd("WAIT")
+        await asyncio.sleep(0)
+        return self.hold_keys.pop(0) if self.hold_keys else None
+
+    async def say_number(self, number: int) -> None:
+        self._cmd(f"SAY {number}")
+
+    async def say_digits(self, digits: str) -> None:
+        self._cmd(f"SAY DIGITS {digits}")
+
+    async def exec(self, application: str, *args: str) -> int:
+        self._cmd(f"EXEC {application} {','.join(args)}")
+        if application == "Dial":
+            status = self.dial_status.pop(0)
+            self.variables["DIALSTATUS"] = status
+            self.variables["ANSWEREDTIME"] = "42" if status == "ANSWER" else ""
+            self.variables["DIALEDTIME"] = "45" if status == "ANSWER" else "20"
+        return 0
+
+    async def get_variable(self, name: str) -> str | None:
+        self._cmd(f"GET {name}")
+        return self.variables.get(name) or None
+
+    async def set_variable(self, name: str, value: str) -> None:
+        self._cmd(f"SET {name}={value}")
+
+    async def set_music(self, on: bool, moh_class: str = "default") -> None:
+        self._cmd(f"MUSIC {'ON' if on else 'OFF'}")
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        self._cmd("VERBOSE")
+
+
+@dataclass
+class RecordingQueue(QueuedCall):
+    offers: list[AgentOffer | None]
+    events: list[str]
+
+    async def status(self) -> QueueStatus:
+        return QueueStatus(position=3, expected_wait_s=125.0)
+
+    async def next_offer(self, timeout_s: float) -> AgentOffer | None:
+        await asyncio.sleep(0)
+        return self.offers.pop(0) if self.offers else None
+
+    async def ringing(self, offer: AgentOffer) -> None:
+        self.events.append(f"ringing {offer.agent_id}")
+
+    async def answered(self, offer: AgentOffer, *, ring_s: float) -> None:
+        self.events.append(f"answered {offer.agent_id} ring={ring_s:.0f}")
+
+    async def no_answer(self, offer: AgentOffer, *, reason: str) -> None:
+        self.events.append(f"no_answer {offer.agent_id} {reason}")
+
+    async def completed(self, offer: AgentOffer, *, talk_s: float) -> None:
+        self.events.append(f"completed {offer.agent_id} talk={talk_s:.0f}")
+
+    async def abandoned(self) -> None:
+        self.events.append("abandoned")
+
+    async def callback_requested(self, number: str) -> None:
+        self.events.append(f"callback {number}")
+
+
+@dataclass
+class RecordingServices:
+    knowledge_value: CallerKnowledge
+    queue: RecordingQueue | QueueRefusal
+    events: list[str]
+    requests: list[QueueRequest] = field(default_factory=list)
+
+    async def knowledge(self, wait_s: float) -> CallerKnowledge:
+        return self.knowledge_value
+
+    async def note(self, step: str, detail: str = "") -> None:
+        self.events.append(f"note {step}")
+
+    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None:
+        self.events.append(f"intent {intent}")
+
+    async def enqueue(self, request: QueueRequest) -> QueuedCall | QueueRefusal:
+        self.requests.append(request)
+        return self.queue
+
+    async def push_screen_pop(self, offer: AgentOffer) -> bool:
+        self.events.append(f"pop {offer.agent_id}")
+        return True
+
+    async def finish(self, outcome: str, *, agent_id: str | None = None) -> None:
+        self.events.append(f"finish {outcome} {agent_id}")
+
+
+def knowledge(**overrides: object) -> CallerKnowledge:
+    base: dict[str, object] = {
+        "known_customer": True,
+        "display_name": "Mario Rossi",
+        "overdue_invoices": 0,
+        "overdue_amount_cents": 0,
+        "shipments_in_transit": 0,
+        "open_tickets": 0,
+        "open_ticket_topic": None,
+        "preferred_agents": ("agent101",),
+        "vip": False,
+        "complete": True,
+    }
+    base.update(overrides)
+    return CallerKnowledge(**base)  # type: ignore[arg-type]
+
+
+OFFER_101 = AgentOffer("r1", "agent101", "PJSIP/agent101")
+OFFER_102 = AgentOffer("r2", "agent102", "PJSIP/agent102")
+
+
+async def run(channel: ScriptedChannel, services: RecordingServices) -> str:
+    clock = itertools.count()
+    return await run_inbound(
+        InboundCall(uniqueid="1700000000.1", caller_id="+390212345678"),
+        channel,
+        services,
+        model=MODEL,
+        settings=FAST,
+        monotonic=lambda: float(next(clock)),
+    )
+
+
+async def test_given_menu_choice_when_agent_answers_then_pop_precedes_ring() -> None:
+    events: list[str] = []
+    queue = RecordingQueue(offers=[None, OFFER_101], events=events)
+    services = RecordingServices(knowledge(), queue, events)
+    channel = ScriptedChannel(menu_keys=["2"], dial_status=["ANSWER"])
+
+    assert await run(channel, services) == "answered"
+
+    assert services.requests[0].intent == "delivery"
+    assert services.requests[0].preferred_agents == ("agent101",)
+    assert events.index("pop agent101") < events.index("ringing agent101")
+    assert "answered agent101 ring=3" in events and "completed agent101 talk=42" in events
+    assert events[-1] == "finish answered agent101"
+    dial = channel.log.index("EXEC Dial PJSIP/agent101,20")
+    assert channel.log[dial - 1] == "MUSIC OFF"
+
+
+async def test_given_no_answer_then_next_agent_is_tried() -> None:
+    events: list[str] = []
+    queue = RecordingQueue(offers=[OFFER_101, OFFER_102], events=events)
+    services = RecordingServices(knowledge(), queue, events)
+    channel = ScriptedChannel(menu_keys=["3"], dial_status=["NOANSWER", "ANSWER"])
+
+    assert await run(channel, services) == "answered"
+    assert events.index("no_answer agent101 noanswer") < events.index("pop agent102")
+    assert events[-1] == "finish answered agent102"
+
+
+async def test_given_overdue_invoice_then_caller_self_serves() -> None:
+    events: list[str] = []
+    services = RecordingServices(
+        knowledge(overdue_invoices=1, overdue_amount_cents=123456),
+        RecordingQueue([], events),
+        events,
+    )
+    channel = ScriptedChannel(menu_keys=["9"])
+
+    assert await run(channel, services) == "self_served"
+    assert "SAY 1234" in channel.log and channel.log[-1] == "HANGUP"
+    assert services.requests == []
+
+
+async def test_given_star_while_holding_then_callback_keeps_place() -> None:
+    events: list[str] = []
+    queue = RecordingQueue(offers=[], events=events)
+    services = RecordingServices(knowledge(), queue, events)
+    channel = ScriptedChannel(menu_keys=["1"], hold_keys=[None, "*"])
+
+    assert await run(channel, services) == "callback_requested"
+    assert "callback +390212345678" in events
+    assert "abandoned" not in events
+
+
+async def test_given_hangup_while_queued_then_abandon_is_recorded_once() -> None:
+    events: list[str] = []
+    queue = RecordingQueue(offers=[], events=events)
+    services = RecordingServices(knowledge(), queue, events)
+    channel = ScriptedChannel(menu_keys=["1"], hang_up_after=18)
+
+    assert await run(channel, services) == "abandoned"
+    assert events.count("abandoned") == 1
+    assert events[-1] == "finish abandoned None"
+
+
+async def test_given_hangup_during_menu_then_nothing_is_queued() -> None:
+    events: list[str] = []
+    services = RecordingServices(knowledge(), RecordingQueue([], events), events)
+    channel = ScriptedChannel(hang_up_after=2)
+
+    assert await run(channel, services) == "hangup_in_ivr"
+    assert services.requests == []
+    assert events == ["finish hangup_in_ivr None"]
+
+
+@pytest.mark.parametrize("action", ["callback", "hangup"])
+async def test_given_queue_refused_then_caller_hears_why(action: str) -> None:
+    events: list[str] = []
+    refusal = QueueRefusal(reason="no_agents", action=action)
+    services = RecordingServices(knowledge(), refusal, events)
+    channel = ScriptedChannel(menu_keys=["4"])
+
+    outcome = await run(channel, services)
+    assert outcome == ("callback_requested" if action == "callback" else "refused_no_agents")
+    assert channel.log[-1] == "HANGUP"
