@@ -22,7 +22,7 @@ async def eventually(
         try:
             value = check()
             if isinstance(value, Awaitable):
-                return await value  # type: ignore[no-any-return]
+                return await value
             return value
         except AssertionError:
             if time.monotonic() >= deadline:
