@@ -1,0 +1,89 @@
+// Index: what this Centralino runs, links to every page, readiness and recent calls.
+import { api, clear, el, fmtDuration, fmtWhen, label } from "/static/ui.js";
+
+const REFRESH_MS = 5000;
+
+function renderAgents(agents) {
+  const list = clear(document.getElementById("agents"));
+  if (!agents.length) {
+    list.append(el("li", { class: "empty" }, "No agents configured"));
+    return;
+  }
+  for (const agent of agents) {
+    const href = `/desktop/${encodeURIComponent(agent.agent_id)}`;
+    const state = agent.state || "unknown";
+    const tone = state === "ready" ? "ok" : state === "logged_out" ? "" : state === "not_ready" ? "bad" : "info";
+    list.append(
+      el("li", {}, el("a", { href }, agent.agent_id), el("span", { class: `pill ${tone}` }, label(state))),
+    );
+  }
+}
+
+function renderAbout(about) {
+  const dl = clear(document.getElementById("about"));
+  const running = about && about.running ? about.running : {};
+  const names = Object.keys(running);
+  if (!names.length) dl.append(el("dt", {}, "Web"), el("dd", {}, location.host));
+  for (const name of names) dl.append(el("dt", {}, name), el("dd", {}, running[name]));
+}
+
+async function renderHealth() {
+  const pill = document.getElementById("health-pill");
+  const list = clear(document.getElementById("checks"));
+  let body = null;
+  let ok = false;
+  try {
+    const response = await fetch("/readyz", { headers: { Accept: "application/json" } });
+    body = await response.json();
+    ok = response.ok;
+  } catch {
+    body = null;
+  }
+  pill.className = `pill ${ok ? "ok" : "bad"}`;
+  pill.textContent = ok ? "Ready" : "Not ready";
+  const checks = body && body.checks ? body.checks : {};
+  for (const [name, check] of Object.entries(checks)) {
+    list.append(
+      el("li", {},
+        el("span", {}, name, " ", el("span", { class: "muted small" }, check.detail ?? "")),
+        el("span", { class: `pill ${check.ok ? "ok" : "bad"}` }, check.ok ? "up" : "down")),
+    );
+  }
+}
+
+function renderCalls(calls) {
+  const body = clear(document.getElementById("calls"));
+  if (!calls.length) {
+    body.append(el("tr", {}, el("td", { colspan: 8, class: "empty" }, "No calls yet")));
+    return;
+  }
+  for (const call of calls) {
+    const who = el("td", {}, call.caller || "unknown number");
+    if (call.number) who.append(el("div", { class: "muted small" }, call.number));
+    body.append(
+      el("tr", {},
+        el("td", {}, fmtWhen(call.started_at)),
+        who,
+        el("td", {}, call.queue ?? "—"),
+        el("td", {}, call.agent_id ?? "—"),
+        el("td", {}, call.intent ? label(call.intent) : "—"),
+        el("td", {}, call.outcome ? label(call.outcome) : "—"),
+        el("td", { class: "num" }, fmtDuration(call.wait_s)),
+        el("td", { class: "num" }, fmtDuration(call.talk_s))),
+    );
+  }
+}
+
+async function refresh() {
+  const results = await Promise.allSettled([
+    api("GET", "/api/agents").then(renderAgents),
+    api("GET", "/api/about").then(renderAbout),
+    api("GET", "/api/calls/recent?limit=20").then(renderCalls),
+    renderHealth(),
+  ]);
+  for (const r of results) if (r.status === "rejected") console.warn(r.reason);
+  document.body.dataset.loaded = "true";
+}
+
+refresh();
+setInterval(refresh, REFRESH_MS);

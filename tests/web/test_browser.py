@@ -1,0 +1,403 @@
+"""The pages in real headless Chromium against a real aiohttp server.
+
+The agent desktop receives its screen-pop through the real desktop hub
+(`centralino.web.desktop_ws.DesktopHub`) and acknowledges it; the other ports are the web
+layer's test doubles from `test_pages`. One browser for the module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, Locator, Page
+
+from centralino.web.desktop_ws import DesktopHub
+from context.clock import SystemClock
+from context.models import (
+    ChannelKind,
+    Customer,
+    Direction,
+    ExternalLink,
+    Fact,
+    Identity,
+    IdentityKind,
+    Interaction,
+    Resolution,
+    ResolutionStatus,
+    Ticket,
+)
+from context.screen_pop import (
+    IvrSummary,
+    ScreenPop,
+    SourceRecord,
+    assemble,
+    caller_view,
+    fact_record,
+    interaction_view,
+    ivr_view,
+    ticket_view,
+)
+from tests.helpers import eventually
+from tests.web.browser import launch_browser, open_page, until
+from tests.web.test_pages import Site, build_site
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+XSS_NOTE = "<script>alert(1)</script><img src=x onerror=alert(2)> prefers email"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with launch_browser() as b:
+        yield b
+
+
+@dataclass
+class Served:
+    site: Site
+    hub: DesktopHub
+    server: TestServer
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def served() -> AsyncIterator[Served]:
+    site = build_site(interval_s=0.05)
+    hub = DesktopHub(clock=SystemClock())
+    site.app.router.add_get("/ws/agent/{agent_id}", hub.handle)
+
+    async def close_desktops(app: web.Application) -> None:
+        await hub.close()
+
+    site.app.on_shutdown.append(close_desktops)
+    server = TestServer(site.app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        yield Served(site, hub, server)
+    finally:
+        await server.close()
+
+
+# --- a pop with every section, built with the context package's own helpers -----------------
+
+
+def source(name: str, status: str, facts: list[Fact], *, error: str = "") -> SourceRecord:
+    return {
+        "name": name,
+        "status": status,
+        "elapsed_ms": 80.0 if status == "ok" else None,
+        "error": error,
+        "facts": [fact_record(f) for f in facts],
+    }
+
+
+def known_caller_pop(*, crm_late: bool) -> ScreenPop:
+    now = datetime.now(UTC)
+    customer = Customer(id=42, display_name="Rossi Costruzioni S.r.l.", created_at=now)
+    resolution = Resolution(
+        status=ResolutionStatus.FOUND,
+        identity=Identity(IdentityKind.PHONE, "+390212345678"),
+        customers=(customer,),
+        links=(ExternalLink("erp", "C-1001"), ExternalLink("crm", "77")),
+        raw="0212345678",
+    )
+    erp = [
+        Fact(
+            "erp",
+            "invoice",
+            {"number": "2026/118", "amount": 1250.5, "due": "2026-11-01", "overdue": True},
+            now - timedelta(milliseconds=200),
+        ),
+        Fact("erp", "shipment", {"order": "SO-555", "status": "in transit"}, now),
+    ]
+    crm_facts = [
+        Fact("crm", "note", {"text": XSS_NOTE}, now),
+        Fact("crm", "owner", {"name": "Giulia Bianchi"}, now),
+    ]
+    sources = [
+        source("erp", "ok", erp),
+        source("billing", "failed", [], error="HTTP 500 from billing"),
+        source("crm", "ok", crm_facts) if crm_late else source("crm", "pending", []),
+    ]
+    ticket = Ticket(
+        id=9,
+        customer_id=42,
+        title="Invoice 2026/118 disputed <b>urgent</b>",
+        pipeline="billing",
+        phase="waiting_customer",
+        opened_at=now - timedelta(days=3),
+        updated_at=now - timedelta(hours=5),
+    )
+    timeline = [
+        Interaction(
+            id=n,
+            customer_id=42,
+            channel=channel,
+            direction=Direction.INBOUND,
+            started_at=now - timedelta(days=n),
+            agent_id="a2",
+            intent="invoice_status",
+            outcome="answered",
+            summary=f"{channel.value} about the invoice",
+        )
+        for n, channel in enumerate(
+            [ChannelKind.EMAIL, ChannelKind.WHATSAPP, ChannelKind.VOICE, ChannelKind.CHAT], 1
+        )
+    ]
+    return assemble(
+        linkedid="1732352400.17",
+        now=now,
+        caller=caller_view(resolution),
+        sources=sources,
+        open_tickets=[ticket_view(ticket)],
+        last_interactions=[interaction_view(i) for i in timeline],
+        ivr=ivr_view(
+            IvrSummary(
+                predicted_intent="invoice_dispute",
+                confidence=0.87,
+                transcript="vorrei parlare della fattura di ottobre",
+                steps=("menu: 2 (billing)", "said: invoice"),
+            )
+        ),
+    )
+
+
+def unknown_caller_pop() -> ScreenPop:
+    resolution = Resolution(
+        status=ResolutionStatus.NOT_FOUND,
+        identity=Identity(IdentityKind.PHONE, "+390299999999"),
+        raw="02 9999 9999",
+    )
+    return assemble(
+        linkedid="1732352499.3",
+        now=datetime.now(UTC),
+        caller=caller_view(resolution),
+        sources=[source("erp", "skipped", []), source("crm", "timed_out", [], error="after 2 s")],
+        open_tickets=[],
+        last_interactions=[],
+        ivr=None,
+    )
+
+
+async def desktop_connected(served: Served, agent_id: str) -> None:
+    def connected() -> None:
+        assert served.hub.is_connected(agent_id)
+
+    await eventually(connected, timeout=5)
+
+
+async def text_of(page: Page, selector: str) -> str:
+    return (await page.locator(selector).inner_text()).strip()
+
+
+# --- (a) the desktop shows a pop pushed through the hub and acknowledges it -----------------
+
+
+async def test_desktop_shows_the_pop_acks_it_and_shows_markup_as_text(
+    browser: Browser, served: Served
+) -> None:
+    async with open_page(browser, width=1360, height=900) as w:
+        page = w.page
+        await page.goto(served.url("/desktop/a1"))
+        await desktop_connected(served, "a1")
+
+        acked = await served.hub.push_screen_pop("a1", known_caller_pop(crm_late=False), 5.0)
+
+        assert acked, "the desktop must acknowledge the pop (the hub rings the phone after)"
+        delivery = served.hub.last_delivery("1732352400.17")
+        assert delivery is not None and delivery.acked_at is not None
+        assert await text_of(page, "[data-testid=caller-name]") == "Rossi Costruzioni S.r.l."
+        assert await text_of(page, "[data-testid=caller-status]") == "Known customer"
+        erp = page.locator("[data-source=erp] .source-head")
+        await until(lambda: _text_matches(erp, r"^ERP · \d+(\.\d)? s ago$"), timeout=3)
+        facts = await text_of(page, "[data-testid=facts]")
+        assert "2026/118" in facts and "In transit".lower() in facts.lower()
+        assert "Billing: missing (failed)" in facts and "HTTP 500 from billing" in facts
+        assert "Still fetching: CRM" in await text_of(page, ".call-meta")
+        assert await text_of(page, "[data-source=crm]") == "CRM\nFetching…"
+        tickets = await text_of(page, "[data-testid=tickets]")
+        assert "#9 Invoice 2026/118 disputed <b>urgent</b>" in tickets  # markup shown as text
+        assert "Waiting customer" in tickets
+        channels = await page.locator("[data-testid=interactions] li").evaluate_all(
+            "els => els.map(e => e.dataset.channel)"
+        )
+        assert channels == ["email", "whatsapp", "voice", "chat"]
+        interactions = await text_of(page, "[data-testid=interactions]")
+        for name in ["Email", "WhatsApp", "Voice", "Chat"]:
+            assert name in interactions
+        ivr = await text_of(page, "[data-testid=ivr]")
+        assert "Invoice dispute" in ivr and "confidence 87 %" in ivr
+        assert "vorrei parlare della fattura di ottobre" in ivr and "menu: 2 (billing)" in ivr
+
+        await w.screenshot("desktop-pop-pending")
+
+        # The age ticks while the card is on screen.
+        first = await erp.inner_text()
+        await until(lambda: _text_differs(erp, first), timeout=3)
+
+        # A late CRM result for the same call updates the card in place; no ack expected.
+        sent = await served.hub.push_update("a1", "1732352400.17", known_caller_pop(crm_late=True))
+        assert sent == 1
+        crm = page.locator("[data-source=crm]")
+        await crm.wait_for(timeout=3000)
+        assert XSS_NOTE in await crm.inner_text()  # the CRM note, as text
+        assert "Giulia Bianchi" in await crm.inner_text()
+        assert "All sources answered" in await text_of(page, ".call-meta")
+        assert await page.locator("[data-testid=pop]").count() == 1
+        assert await page.locator("img[src=x]").count() == 0
+        assert await page.evaluate("document.querySelectorAll('main script').length") == 0
+        await w.screenshot("desktop-pop")
+
+        assert w.dialogs == [], "markup from the CRM must never execute"
+        assert w.errors == []
+
+
+async def _text_matches(locator: Locator, pattern: str) -> bool:
+    text = (await locator.text_content() or "").strip()
+    assert re.match(pattern, text), text
+    return True
+
+
+async def _text_differs(locator: Locator, before: str) -> bool:
+    assert (await locator.inner_text()) != before
+    return True
+
+
+async def test_unknown_number_pop_offers_to_link_it(browser: Browser, served: Served) -> None:
+    async with open_page(browser) as w:
+        page = w.page
+        await page.goto(served.url("/desktop/a2"))
+        await desktop_connected(served, "a2")
+        assert await served.hub.push_screen_pop("a2", unknown_caller_pop(), 5.0)
+
+        assert await text_of(page, "[data-testid=caller-name]") == "unknown number"
+        assert await text_of(page, "[data-testid=caller-status]") == "Not in our records"
+        facts = await text_of(page, "[data-testid=facts]")
+        assert (
+            "CRM: missing (timed out)" in facts
+            and "ERP: missing (nothing to look it up by)" in facts
+        )
+        await page.get_by_label("Customer number").fill("42")
+        await page.get_by_role("button", name="Link number").click()
+        await eventually(
+            lambda: _equal(served.site.linker.links, [("phone", "+390299999999", 42)]), timeout=3
+        )
+        await page.get_by_text("Linked to customer #42.").wait_for(timeout=3000)
+        await w.screenshot("desktop-unknown")
+
+        # The next call replaces the card; the previous one is listed as earlier.
+        assert await served.hub.push_screen_pop("a2", known_caller_pop(crm_late=True), 5.0)
+        await page.locator("[data-testid=pop][data-linkedid='1732352400.17']").wait_for()
+        assert await page.locator("[data-testid=pop]").count() == 1
+        assert "unknown number · call 1732352499.3" in await text_of(page, "#history")
+        assert w.errors == []
+
+
+def _equal(a: object, b: object) -> None:
+    assert a == b
+
+
+# --- (b) state buttons -------------------------------------------------------------------
+
+
+async def test_state_buttons_post_to_agent_control(browser: Browser, served: Served) -> None:
+    agents = served.site.agents
+    async with open_page(browser) as w:
+        page = w.page
+        await page.goto(served.url("/desktop/a1"))
+        await page.locator("#state-now", has_text="Not ready").wait_for(timeout=3000)
+
+        await page.get_by_role("button", name="Ready", exact=True).click()
+        await page.locator("#state-now", has_text="Ready").wait_for(timeout=3000)
+        await page.get_by_label("Not ready reason").select_option("Lunch")
+        await page.get_by_role("button", name="Not ready").click()
+        await page.locator("#state-reason", has_text="Reason: Lunch").wait_for(timeout=3000)
+        await page.get_by_role("button", name="Log out").click()
+        await page.locator("#state-now", has_text="Logged out").wait_for(timeout=3000)
+        assert agents.requests == [
+            ("a1", "ready", ""),
+            ("a1", "not_ready", "Lunch"),
+            ("a1", "logged_out", ""),
+        ]
+
+        # The ACD refuses (a call in progress): the agent sees why.
+        agents.on_call.add("a1")
+        await page.get_by_role("button", name="Ready", exact=True).click()
+        await page.locator("#state-error", has_text="409").wait_for(timeout=3000)
+        await w.screenshot("desktop-state")
+        assert w.errors == []
+
+
+# --- (c) the wallboard -------------------------------------------------------------------
+
+
+async def test_wallboard_shows_the_feed_and_follows_it(browser: Browser, served: Served) -> None:
+    async with open_page(browser, width=1600, height=900) as w:
+        page = w.page
+        await page.goto(served.url("/wallboard"))
+        sales = page.locator("[data-queue=sales]")
+        support = page.locator("[data-queue=support]")
+        await sales.wait_for(timeout=3000)
+
+        assert await text_of(page, "[data-queue=sales] [data-testid=waiting] .value") == "3"
+        assert await text_of(page, "[data-queue=sales] [data-testid=service-level] .value") == (
+            "86 %"
+        )
+        assert await text_of(page, "[data-queue=sales] [data-testid=sl-state]") == "On target"
+        assert await text_of(page, "[data-queue=support] [data-testid=sl-state]") == (
+            "Below target"
+        )
+        assert "tile sl-bad" in (await support.get_attribute("class") or "")
+        assert await text_of(page, "[data-queue=sales] [data-testid=longest-wait] .value") == "1:15"
+        assert await text_of(page, "[data-queue=sales] [data-testid=asa] .value") == "14 s"
+        assert await text_of(page, "[data-queue=sales] [data-testid=abandon] .value") == "4 %"
+        staffing = await text_of(page, "[data-queue=support] [data-testid=staffing]")
+        assert "12 needed now" in staffing and "9 logged in" in staffing and "(3 short)" in staffing
+        chips = await text_of(page, "[data-queue=sales] .agents")
+        assert "Ready" in chips and "Wrap-up" in chips
+        team = await text_of(page, "[data-team=blue]")
+        assert "91 %" in team and "78 %" in team and "4.4 / 5" in team
+        await w.screenshot("wallboard")
+
+        view = served.site.wallboard.view
+        view["queues"][0]["waiting"] = 14  # type: ignore[index]
+        view["queues"][0]["service_level"] = 0.74  # type: ignore[index]
+
+        async def updated() -> bool:
+            assert await text_of(page, "[data-queue=sales] [data-testid=waiting] .value") == "14"
+            assert await text_of(page, "[data-queue=sales] [data-testid=sl-state]") == "At risk"
+            return True
+
+        await until(updated, timeout=5)
+        assert w.errors == []
+
+
+# --- the index ---------------------------------------------------------------------------
+
+
+async def test_index_links_everything_and_lists_recent_calls(
+    browser: Browser, served: Served
+) -> None:
+    async with open_page(browser) as w:
+        page = w.page
+        await page.goto(served.url("/"))
+        await page.wait_for_selector("body[data-loaded=true]", timeout=5000)
+        hrefs = await page.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+        for href in ["/wallboard", "/desktop/a1", "/desktop/a2", "/healthz", "/readyz", "/metrics"]:
+            assert href in hrefs
+        rows = page.locator("#calls tr")
+        assert await rows.count() == 5
+        assert "Rossi Costruzioni" in await rows.nth(1).inner_text()
+        assert "127.0.0.1:4573" in await text_of(page, "#about")
+        assert await text_of(page, "#health-pill") == "Ready"
+        await w.screenshot("index")
+        assert w.errors == []
