@@ -1,1 +1,1 @@
-"""The just-in-time customer record: identities, timeline, tickets, connectors and the pre-answer fan-out."""
+"""The just-in-time customer record: identities, timeline, tickets, connectors, fan-out."""

@@ -1,0 +1,230 @@
+"""A generic HTTP/JSON connector, configured per backend (ERP, CRM, anything with an API).
+
+Per backend: a base URL; one or more requests, each a URL template (`{phone}`, `{email}`,
+`{chat}`, `{whatsapp}` from the caller's identity, `{link}` for the id in the system the
+backend `needs_link`s, `{link:SYSTEM}` for any other linked id); where the list of items sits in
+the JSON answer; a field mapping (fact field -> dotted path in each item); the auth header value
+read from an environment variable (never from the config file); a per-request timeout and a
+maximum body size. The aiohttp `ClientSession` is passed in (the root owns the pool).
+
+Faults are the backend's: 5xx and connection errors raise `BackendUnavailable`; malformed JSON,
+an oversized body or a wrong shape raise `BackendBadResponse`; a timeout raises `TimeoutError`.
+A 404 means "this backend knows nothing about the customer": no facts, no error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from context.errors import BackendBadResponse, BackendUnavailable, ConfigurationError
+from context.models import ConnectorQuery, Fact, IdentityKind, JsonValue
+from context.ports import Clock
+
+# A pop needs a customer's summary, not their archive: answers above this are refused rather
+# than buffered (protects memory under load; the demo backends answer in a few KiB).
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+# The desktop shows the latest few items per kind; more would only cost bytes and parsing.
+DEFAULT_MAX_ITEMS = 50
+_READ_CHUNK = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FactExtract:
+    """One kind of fact taken out of an answer."""
+
+    kind: str  # the fact kind, e.g. "invoice"
+    items_path: str = ""  # dotted path to the list of items; "" = the body (object or list)
+    fields: Mapping[str, str] = field(default_factory=dict)  # fact field -> dotted item path;
+    # empty = keep each item whole
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequestSpec:
+    url_template: str  # relative to base_url, e.g. "/customers/{link}/invoices"
+    extracts: tuple[FactExtract, ...]  # one answer may feed several kinds (invoices, orders)
+
+    def placeholders(self) -> set[str]:
+        return {f for _, f, _, _ in string.Formatter().parse(self.url_template) if f}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpBackendConfig:
+    name: str
+    base_url: str
+    requests: tuple[HttpRequestSpec, ...]
+    needs_link: str | None = None
+    auth_header: str = "Authorization"
+    auth_env: str | None = None  # name of the environment variable holding the header value
+    timeout_s: float = 1.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_items: int = DEFAULT_MAX_ITEMS
+
+
+_IDENTITY_KEYS = {k.value for k in IdentityKind}
+
+
+class HttpConnector:
+    def __init__(
+        self,
+        *,
+        config: HttpBackendConfig,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        if not config.requests or not all(r.extracts for r in config.requests):
+            raise ConfigurationError(f"backend {config.name!r}: no requests or no extracts")
+        for spec in config.requests:
+            for name in spec.placeholders():
+                if name in _IDENTITY_KEYS or name == "link" or name.startswith("link:"):
+                    continue
+                raise ConfigurationError(
+                    f"backend {config.name!r}: unknown placeholder {{{name}}} in "
+                    f"{spec.url_template!r}"
+                )
+            if "link" in spec.placeholders() and config.needs_link is None:
+                raise ConfigurationError(f"backend {config.name!r} uses {{link}}: set needs_link")
+        self._config = config
+        self._session = session
+        self._clock = clock
+        self._headers: dict[str, str] = {"Accept": "application/json"}
+        if config.auth_env:
+            env = os.environ if environ is None else environ
+            value = env.get(config.auth_env)
+            if not value:
+                raise ConfigurationError(
+                    f"backend {config.name!r}: environment variable {config.auth_env} is not set"
+                )
+            self._headers[config.auth_header] = value
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+        self._base = config.base_url.rstrip("/")
+
+    @property
+    def name(self) -> str:
+        return self._config.name
+
+    @property
+    def needs_link(self) -> str | None:
+        return self._config.needs_link
+
+    def _values(self, query: ConnectorQuery) -> dict[str, str]:
+        values: dict[str, str] = {}
+        if query.identity is not None:
+            values[str(query.identity.kind)] = query.identity.value
+            if query.identity.kind is IdentityKind.WHATSAPP:
+                values.setdefault("phone", query.identity.value)
+        for system, external_id in query.links.items():
+            values[f"link:{system}"] = external_id
+        if self._config.needs_link and self._config.needs_link in query.links:
+            values["link"] = query.links[self._config.needs_link]
+        return values
+
+    async def fetch(self, query: ConnectorQuery) -> list[Fact]:
+        values = self._values(query)
+        specs = [s for s in self._config.requests if s.placeholders() <= values.keys()]
+        if len(specs) == 1:
+            return await self._one(specs[0], values)
+        results = await asyncio.gather(*(self._one(s, values) for s in specs))
+        return [fact for facts in results for fact in facts]
+
+    async def _one(self, spec: HttpRequestSpec, values: Mapping[str, str]) -> list[Fact]:
+        path = spec.url_template.format_map({k: quote(v, safe="") for k, v in values.items()})
+        url = self._base + path
+        name = self._config.name
+        try:
+            async with self._session.get(url, headers=self._headers, timeout=self._timeout) as r:
+                if r.status == 404:
+                    await self._read_limited(r, path)  # drained, the connection is reusable
+                    return []
+                if r.status >= 500:
+                    raise BackendUnavailable(name, f"HTTP {r.status} from {path}")
+                if r.status != 200:
+                    raise BackendBadResponse(name, f"HTTP {r.status} from {path}")
+                body = await self._read_limited(r, path)
+        except aiohttp.ClientError as exc:
+            raise BackendUnavailable(name, f"{type(exc).__name__} on {path}") from exc
+        fetched_at = self._clock.now()
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BackendBadResponse(name, f"malformed JSON from {path}") from exc
+        facts: list[Fact] = []
+        for extract in spec.extracts:
+            items = _items(document, extract.items_path)
+            if items is None:
+                raise BackendBadResponse(name, f"no list at {extract.items_path!r} in {path}")
+            for item in items[: self._config.max_items]:
+                if not isinstance(item, dict):
+                    raise BackendBadResponse(name, f"an item of {path} is not an object")
+                data = (
+                    {out: _get(item, src) for out, src in extract.fields.items()}
+                    if extract.fields
+                    else dict(item)
+                )
+                facts.append(Fact(source=name, kind=extract.kind, data=data, fetched_at=fetched_at))
+        return facts
+
+    async def warm_up(self, connections: int, *, path: str = "/") -> int:
+        """Open up to `connections` keep-alive connections to the backend now (concurrent GETs
+        of `path`, any status), so a burst of calls finds them pooled instead of paying a TCP
+        connect each. Returns how many requests got an answer. The session's connector must
+        allow that many connections per host."""
+
+        async def one() -> bool:
+            try:
+                async with self._session.get(
+                    self._base + path, headers=self._headers, timeout=self._timeout
+                ) as response:
+                    await response.read()
+                    return True
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+
+        results = await asyncio.gather(*(one() for _ in range(connections)))
+        return sum(results)
+
+    async def _read_limited(self, response: aiohttp.ClientResponse, path: str) -> bytes:
+        limit = self._config.max_body_bytes
+        name = self._config.name
+        if response.content_length is not None:
+            if response.content_length > limit:
+                raise BackendBadResponse(name, f"body of {path} over {limit} bytes")
+            return await response.read()  # announced and within the limit: one read
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise BackendBadResponse(name, f"body of {path} over {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _get(document: Any, dotted: str) -> JsonValue:
+    node = document
+    for part in dotted.split(".") if dotted else ():
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node  # type: ignore[no-any-return]
+
+
+def _items(document: Any, dotted: str) -> list[Any] | None:
+    node = _get(document, dotted)
+    if isinstance(node, dict):
+        return [node]
+    if isinstance(node, list):
+        return node
+    return None
