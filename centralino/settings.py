@@ -71,21 +71,34 @@ class LoggingSettings(_Section):
     json_lines: bool = Field(False, alias="json")
 
 
-class BackendSettings(_Section):
-    name: str
-    kind: Literal["http"] = "http"
-    url: str
-    identity: Literal["phone", "email", "crm_contact_id", "erp_customer_code"] = "phone"
-    timeout_ms: int = Field(300, gt=0)
-    auth_header: str | None = None
-    auth_env: str | None = None
-    fields: dict[str, str] = Field(default_factory=dict)
+class ExtractSettings(_Section):
+    kind: str  # the fact kind shown on the pop, e.g. "invoice"
+    items_path: str = ""  # dotted path to the list of items in the answer; "" = the body
+    fields: dict[str, str] = Field(default_factory=dict)  # fact field -> dotted item path
 
-    @field_validator("url")
+
+class RequestSettings(_Section):
+    url_template: str  # relative to base_url; {phone}, {email} or {link} are filled per call
+    extracts: list[ExtractSettings] = Field(min_length=1)
+
+
+class BackendSettings(_Section):
+    """An owner of customer data (ERP, CRM) reached over HTTP/JSON at every call."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    base_url: str
+    requests: list[RequestSettings] = Field(min_length=1)
+    needs_link: str | None = None  # look up by this external id (e.g. "crm") instead of phone
+    timeout_ms: int = Field(300, gt=0)
+    auth_header: str = "Authorization"
+    auth_env: str | None = None  # the header's value is read from this environment variable
+    max_body_bytes: int = Field(256 * 1024, gt=0)
+
+    @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http:// or https:// URL template")
+            raise ValueError("expected an http:// or https:// URL")
         return value
 
 
@@ -93,6 +106,56 @@ class ContextSettings(_Section):
     deadline_ms: int = Field(400, gt=0)
     default_region: str = Field("IT", min_length=2, max_length=2)
     backends: list[BackendSettings] = Field(default_factory=list)
+
+
+class StepSettings(_Section):
+    after_s: float = Field(ge=0)
+    preferred_only: bool = False
+    min_level: int | None = Field(None, ge=1, le=5)
+    action: Literal["none", "overflow", "callback", "voicemail", "hangup"] = "none"
+    target: str = ""  # the queue to overflow to
+
+
+class QueueSettings(_Section):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    skill: str | None = None
+    strategy: Literal["longest_idle", "most_skilled", "least_occupied"] = "longest_idle"
+    steps: list[StepSettings] = Field(
+        default_factory=lambda: [
+            StepSettings(after_s=0, preferred_only=True),
+            StepSettings(after_s=20, min_level=4),
+            StepSettings(after_s=60, min_level=2),
+            StepSettings(after_s=120, min_level=1),
+        ]
+    )
+    max_length: int = Field(200, ge=1)
+    max_wait_s: float = Field(1800, gt=0)
+    on_no_agents: Literal["callback", "voicemail", "hangup"] = "callback"
+    sl_target_s: float = Field(20, gt=0)
+    sl_goal: float = Field(0.8, gt=0, le=1)
+
+
+class AgentSettings(_Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = ""
+    skills: dict[str, int] = Field(default_factory=dict)
+    teams: list[str] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list)
+    endpoint: str = ""  # what Dial() rings; default PJSIP/<id>
+    wrap_up_s: float = Field(10, ge=0)
+
+
+def _default_queues() -> list[QueueSettings]:
+    return [
+        QueueSettings(name="billing", skill="billing"),
+        QueueSettings(name="support", skill="support"),
+        QueueSettings(name="sales", skill="sales"),
+    ]
+
+
+class AcdSettings(_Section):
+    queues: list[QueueSettings] = Field(default_factory=_default_queues)
+    agents: list[AgentSettings] = Field(default_factory=list)
 
 
 class DemoSettings(_Section):
@@ -112,6 +175,7 @@ class Settings(_Section):
     ami: AmiSettings = AmiSettings()
     logging: LoggingSettings = LoggingSettings()
     context: ContextSettings = ContextSettings()
+    acd: AcdSettings = AcdSettings()
     demo: DemoSettings = DemoSettings()
 
     def redacted(self) -> dict[str, Any]:

@@ -207,15 +207,21 @@ async def _hold_until_connected(
         try:
             offer = await queued.next_offer(settings.hold_poll_ms / 1000)
             pushed: asyncio.Future[bool] | None = None
-            if offer is not None:
+            if isinstance(offer, AgentOffer):
                 pushed = asyncio.ensure_future(services.push_screen_pop(offer))
             digit = await digit_task
         except BaseException:
             digit_task.cancel()
             raise
+        if isinstance(offer, QueueRefusal):
+            await channel.set_music(False)
+            await services.note("queue_action", f"{offer.reason} → {offer.action}")
+            return await _refused(channel, services, call, offer), None
         if offer is not None and pushed is not None:
             acknowledged = await pushed
             await services.note("offered", f"agent {offer.agent_id}, pop acked={acknowledged}")
+            if not await queued.ringing(offer):
+                continue
             await channel.set_music(False)
             result = await _ring(channel, queued, offer, settings, monotonic)
             if result is not None:
@@ -263,7 +269,6 @@ async def _ring(
     monotonic: Callable[[], float],
 ) -> str | None:
     """Dial the agent. Returns the outcome once the conversation ended, None if not answered."""
-    await queued.ringing(offer)
     started = monotonic()
     await channel.exec("Dial", f"{offer.endpoint},{settings.ring_timeout_s}")
     status = (await channel.get_variable("DIALSTATUS")) or "UNKNOWN"

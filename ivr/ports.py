@@ -112,11 +112,14 @@ class QueuedCall(Protocol):
 
     async def status(self) -> QueueStatus: ...
 
-    async def next_offer(self, timeout_s: float) -> AgentOffer | None:
-        """Wait up to `timeout_s` for an agent; None if none was reserved meanwhile."""
+    async def next_offer(self, timeout_s: float) -> AgentOffer | QueueRefusal | None:
+        """Wait up to `timeout_s` for an agent; None if none was reserved meanwhile. A
+        `QueueRefusal` means a configured action ends the wait (max wait reached, ...)."""
         ...
 
-    async def ringing(self, offer: AgentOffer) -> None: ...
+    async def ringing(self, offer: AgentOffer) -> bool:
+        """Take the offer just before Dial; False if it went stale (keep waiting)."""
+        ...
 
     async def answered(self, offer: AgentOffer, *, ring_s: float) -> None: ...
 

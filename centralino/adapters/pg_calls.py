@@ -1,0 +1,66 @@
+"""Read models over the timeline for the web pages: recent calls, linking unknown numbers."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from centralino.web.pages import CallSummary
+from context.errors import NotFound
+from context.identity import PhoneNormaliser
+from context.models import Identity, IdentityKind
+from context.service import ContextService
+
+
+class PgCallsFeed:
+    """`CallsFeed`: the latest voice interactions with their customer's name."""
+
+    def __init__(self, *, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def recent_calls(self, limit: int) -> list[CallSummary]:
+        rows = await self._pool.fetch(
+            "SELECT i.linkedid, i.started_at, c.display_name, i.identity_value, i.queue,"
+            " i.agent_id, i.intent, i.outcome, i.wait_s, i.talk_s"
+            " FROM interactions i LEFT JOIN customers c ON c.id = i.customer_id"
+            " WHERE i.channel = 'voice' ORDER BY i.started_at DESC, i.id DESC LIMIT $1",
+            limit,
+        )
+        return [
+            {
+                "linkedid": r["linkedid"] or "",
+                "started_at": r["started_at"].isoformat() if r["started_at"] else None,
+                "caller": r["display_name"] or "unknown number",
+                "number": r["identity_value"],
+                "queue": r["queue"],
+                "agent_id": r["agent_id"],
+                "intent": r["intent"],
+                "outcome": r["outcome"],
+                "wait_s": r["wait_s"],
+                "talk_s": r["talk_s"],
+            }
+            for r in rows
+        ]
+
+
+class ContextIdentityLinker:
+    """`IdentityLinker`: the desktop's "link this number" attaches it to a customer."""
+
+    def __init__(self, *, context: ContextService, phones: PhoneNormaliser) -> None:
+        self._context = context
+        self._phones = phones
+
+    async def link(self, *, identity_kind: str, identity_value: str, customer_id: int) -> None:
+        try:
+            kind = IdentityKind(identity_kind)
+        except ValueError:
+            raise ValueError(f"unknown identity kind {identity_kind!r}") from None
+        value = identity_value.strip()
+        if kind is IdentityKind.PHONE:
+            parsed = self._phones.normalise(value)
+            if not isinstance(parsed, Identity):
+                raise ValueError(f"{identity_value!r} is not a phone number ({parsed})")
+            value = parsed.value
+        try:
+            await self._context.link_identity(customer_id, Identity(kind, value))
+        except NotFound as exc:
+            raise LookupError(str(exc)) from exc

@@ -1,0 +1,186 @@
+"""End to end: simulated Asterisk (FastAGI callers, AMI, agents' phones) → Centralino → real
+PostgreSQL and Redis, demo ERP/CRM over real HTTP, agent desktops on the WebSocket.
+
+Time is compressed (time_scale) but every protocol message is the one a real call produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from centralino.demo.world import DemoWorld, demo_world
+from centralino.settings import DemoSettings, ServerSettings, Settings
+from centralino.simulator.callcenter import AgentPhone, Caller
+from ivr.inbound import FlowSettings
+from tests.helpers import eventually
+
+FAST_FLOW = FlowSettings(menu_timeout_ms=2000, hold_poll_ms=50, announce_every_s=5.0)
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(
+        server=ServerSettings(host="127.0.0.1", agi_port=0, audiosocket_port=0, http_port=0),
+        demo=DemoSettings(
+            data_dir=tmp_path, agents=3, erp_latency_ms=30, crm_latency_ms=60, failure_rate=0.0
+        ),
+    )
+
+
+@pytest.fixture
+async def world(
+    pg_dsn: str, redis_url: str, pg_pool: asyncpg.Pool, redis_client: object, tmp_path: Path
+) -> AsyncIterator[DemoWorld]:
+    # pg_pool and redis_client are requested for their side effect: both start out empty.
+    async with demo_world(
+        _settings(tmp_path),
+        database_url=pg_dsn,
+        redis_url=redis_url,
+        time_scale=0.01,
+        flow=FAST_FLOW,
+    ) as w:
+        # Every agent answers quickly and talks briefly (scaled by time_scale).
+        for agent in list(w.simulator.phones):
+            w.simulator.phones[agent] = AgentPhone(
+                answer_probability=1.0, ring_s=(1.0, 2.0), talk_s=(5.0, 10.0)
+            )
+        yield w
+
+
+def known_caller(world: DemoWorld, key: str = "3") -> Caller:
+    """A customer with nothing overdue (an overdue invoice would be self-served first) and a
+    number of their own (not the shared office line)."""
+    today = world.dataset.today
+    shared = world.dataset.shared_office_phone
+    person = next(
+        p
+        for p in world.dataset.people
+        if p.phone != shared and not any(not i.paid and i.due < today for i in p.invoices)
+    )
+    return Caller(number=person.phone, name=person.name, menu_keys=key, patience_s=600)
+
+
+async def test_given_known_caller_when_agent_answers_then_pop_was_acked_before_ring(
+    world: DemoWorld, pg_pool: asyncpg.Pool
+) -> None:
+    result = await asyncio.wait_for(world.simulator.call(known_caller(world)), 30)
+
+    assert result.answered and result.agent is not None
+    assert any(c.startswith("EXEC Dial") for c in result.commands)
+    assert result.commands[-1].startswith("SET VARIABLE CENTRALINO_STATUS")
+
+    row = await eventually(
+        lambda: _interaction(pg_pool, result.uniqueid),
+        timeout=5,  # type: ignore[arg-type]
+    )
+    assert row["outcome"] == "answered"
+    assert row["agent_id"] == result.agent
+    assert row["customer_id"] is not None
+    assert row["pop_pushed_at"] <= row["pop_acked_at"] <= row["ring_at"]
+    desktop = world.desktops[result.agent]
+    assert desktop.pops and desktop.pops[-1]["linkedid"] == result.uniqueid
+    caller = desktop.pops[-1]["caller"]
+    assert isinstance(caller, dict) and caller["status"] == "found"
+
+    events = [
+        r["event"]
+        for r in await pg_pool.fetch(
+            "SELECT event FROM queue_log WHERE item_id = $1 ORDER BY id", result.uniqueid
+        )
+    ]
+    assert events[0] == "enter"
+    assert "connect" in events and events[-1] == "complete"
+
+
+async def _interaction(pool: asyncpg.Pool, linkedid: str) -> asyncpg.Record:
+    row = await pool.fetchrow("SELECT * FROM interactions WHERE linkedid = $1", linkedid)
+    assert row is not None
+    return row
+
+
+async def test_given_caller_hangs_up_in_queue_then_abandon_is_logged_and_nothing_more_is_sent(
+    world: DemoWorld, pg_pool: asyncpg.Pool
+) -> None:
+    for agent in world.desktops:
+        await world.runtime.router.agent_not_ready(agent, "meeting")
+    caller = Caller(number="+390299887766", menu_keys="3", patience_s=1.0)
+
+    result = await asyncio.wait_for(world.simulator.call(caller), 30)
+
+    assert result.abandoned and not result.answered
+    # After the hangup the server sent nothing but its own status bookkeeping.
+    assert not any(c.startswith("EXEC Dial") for c in result.commands)
+    row = await eventually(
+        lambda: _interaction(pg_pool, result.uniqueid),
+        timeout=5,  # type: ignore[arg-type]
+    )
+    assert row["outcome"] == "abandoned"
+    assert row["customer_id"] is None  # an unknown number stays unknown, never guessed
+    events = [
+        r["event"]
+        for r in await pg_pool.fetch(
+            "SELECT event FROM queue_log WHERE item_id = $1 ORDER BY id", result.uniqueid
+        )
+    ]
+    assert events == ["enter", "abandon"]
+
+
+async def test_given_garbage_on_another_connection_then_the_call_still_completes(
+    world: DemoWorld,
+) -> None:
+    call = world.simulator.start_call(known_caller(world, key="1"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", world.runtime.agi.port)
+    writer.write(b"\x00\xff garbage without any structure\n" * 3 + b"x" * 70_000)
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # the server closed it
+    writer.close()
+
+    result = await asyncio.wait_for(call, 30)
+    assert result.answered
+    assert world.runtime.agi.protocol_errors_total >= 1
+
+
+async def test_given_ami_link_dropped_then_client_reconnects_and_readiness_recovers(
+    world: DemoWorld,
+) -> None:
+    ami = world.runtime.ami
+    assert ami is not None
+    await eventually(lambda: _assert(ami.connected), timeout=5)
+    before = ami.reconnects_total
+
+    assert world.asterisk.kill_connections() >= 1
+
+    await eventually(lambda: _assert(ami.reconnects_total > before and ami.connected), timeout=10)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{world.base_url}/readyz") as response,
+    ):
+        body = await response.json()
+    assert response.status == 200, body
+    assert body["checks"]["ami"]["ok"] is True
+
+
+async def test_health_readiness_and_metrics_over_http(world: DemoWorld) -> None:
+    await asyncio.wait_for(world.simulator.call(known_caller(world, key="4")), 30)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{world.base_url}/healthz") as r:
+            assert r.status == 200
+        async with http.get(f"{world.base_url}/readyz") as r:
+            checks = (await r.json())["checks"]
+        assert {"postgres", "redis", "fastagi", "ami", "backend:erp", "backend:crm"} <= set(checks)
+        async with http.get(f"{world.base_url}/metrics") as r:
+            text = await r.text()
+        async with http.get(f"{world.base_url}/api/calls/recent") as r:
+            recent = await r.json()
+    assert "centralino_agi_calls_total 1.0" in text
+    assert "centralino_calls_answered_total 1.0" in text
+    assert recent and recent[0]["outcome"] == "answered"
+
+
+def _assert(condition: bool) -> None:
+    assert condition
