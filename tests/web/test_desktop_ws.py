@@ -174,3 +174,21 @@ async def test_late_results_update_the_pop_live_on_the_desktop(
         await handle.aclose()
         await ws.close()
         await desktop
+
+
+async def test_given_a_call_in_progress_when_the_desktop_reopens_then_it_shows_the_pop_again(
+    hub_url: tuple[DesktopHub, str],
+) -> None:
+    hub, url = hub_url
+    assert not await hub.push_screen_pop("a9", POP, timeout_s=0.1)  # nobody connected yet
+    await hub.push_update("a9", "L1", {**POP, "complete": True})
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{url}/ws/agent/a9") as ws:
+            frame = await asyncio.wait_for(ws.receive_json(), 2)
+        assert frame["type"] == "screen_pop"
+        assert frame["payload"] == {**POP, "complete": True}  # the latest version of the pop
+
+        hub.forget("L1")  # the call ended
+        async with session.ws_connect(f"{url}/ws/agent/a9") as ws:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.receive_json(), 0.3)
