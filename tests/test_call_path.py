@@ -76,7 +76,7 @@ async def test_given_known_caller_when_agent_answers_then_pop_was_acked_before_r
 
     row = await eventually(
         lambda: _interaction(pg_pool, result.uniqueid),
-        timeout=5,  # type: ignore[arg-type]
+        timeout=5,
     )
     assert row["outcome"] == "answered"
     assert row["agent_id"] == result.agent
@@ -117,7 +117,7 @@ async def test_given_caller_hangs_up_in_queue_then_abandon_is_logged_and_nothing
     assert not any(c.startswith("EXEC Dial") for c in result.commands)
     row = await eventually(
         lambda: _interaction(pg_pool, result.uniqueid),
-        timeout=5,  # type: ignore[arg-type]
+        timeout=5,
     )
     assert row["outcome"] == "abandoned"
     assert row["customer_id"] is None  # an unknown number stays unknown, never guessed
@@ -184,3 +184,24 @@ async def test_health_readiness_and_metrics_over_http(world: DemoWorld) -> None:
 
 def _assert(condition: bool) -> None:
     assert condition
+
+
+async def test_simulate_load_run_drives_calls_through_the_server(
+    world: DemoWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from centralino.simulator.load import run_load
+
+    before = world.runtime.agi.calls_total
+    code = await asyncio.wait_for(
+        run_load(
+            host="127.0.0.1",
+            port=world.runtime.agi.port,
+            calls=6,
+            concurrency=3,
+            time_scale=0.01,
+        ),
+        60,
+    )
+    assert code == 0
+    assert world.runtime.agi.calls_total - before == 6
+    assert "6 calls in" in capsys.readouterr().out

@@ -45,7 +45,7 @@ async def test_subscribers_see_each_update_live(redis_client: aioredis.Redis) ->
         await store.put("L2", {"source:crm": '{"status":"ok"}'})
         assert ContextUpdate("L2", "source:crm", '{"status":"ok"}') in got
 
-    await eventually(publish_until_seen, timeout=3.0, interval=0.02)  # type: ignore[arg-type]
+    await eventually(publish_until_seen, timeout=3.0, interval=0.02)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
@@ -82,5 +82,5 @@ async def test_a_late_backend_result_reaches_redis_after_the_deadline(
         assert [f["data"]["text"] for f in pop["facts"]] == ["<b>hi</b>"]
         return True
 
-    await eventually(landed, timeout=3.0)  # type: ignore[arg-type]
+    await eventually(landed, timeout=3.0)
     await handle.aclose()

@@ -347,7 +347,7 @@ async def test_reconnect_backs_off_until_the_manager_is_back(
         revived = AmiServer(port=port, auth_failure_delay_s=0.05)
         await revived.start()
         try:
-            await eventually(lambda: check(ami.connected and hooks == [1]), timeout=5.0)
+            await eventually(lambda: check(hooks == [1] and ami.connected), timeout=5.0)
         finally:
             await ami.close()
             await revived.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -42,14 +43,14 @@ class World:
             phones=PhoneNormaliser(),
         )
 
-    def fanout(self, connectors: Sequence[Connector], **kw: object) -> PreAnswerFanout:
+    def fanout(self, connectors: Sequence[Connector], **kw: Any) -> PreAnswerFanout:
         return PreAnswerFanout(
             service=self.service,
             connectors=connectors,
             call_context=self.live,
             clock=self.clock,
             deadline_s=DEADLINE_S,
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
 
 
@@ -127,7 +128,7 @@ async def test_given_a_slow_backend_then_deadline_holds_and_late_result_lands_li
         return True
 
     # tests/helpers.eventually's `T | Awaitable[T]` makes mypy infer Never for async checks.
-    await eventually(crm_landed, timeout=2.0)  # type: ignore[arg-type]
+    await eventually(crm_landed, timeout=2.0)
     await handle.aclose()
 
 
