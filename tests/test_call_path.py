@@ -205,3 +205,14 @@ async def test_simulate_load_run_drives_calls_through_the_server(
     assert code == 0
     assert world.runtime.agi.calls_total - before == 6
     assert "6 calls in" in capsys.readouterr().out
+
+
+async def test_dialplan_contract_every_fastagi_script_has_a_route_and_every_route_is_used(
+    world: DemoWorld,
+) -> None:
+    from centralino.asterisk.dialplan import agi_scripts_in_dialplan
+
+    conf = Path(__file__).resolve().parents[1] / "asterisk_conf" / "extensions.conf"
+    in_dialplan = agi_scripts_in_dialplan(conf)
+    routed = set(world.runtime.agi.router.scripts)
+    assert in_dialplan == routed, f"dialplan {in_dialplan} vs routes {routed}"
