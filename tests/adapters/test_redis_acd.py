@@ -1,0 +1,349 @@
+"""The Redis live store against real Redis: same decisions as the in-memory reference, atomic
+across racing OS processes, reservations of a dead process expire and the call routes again."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+import redis.asyncio as aioredis
+
+from acd.errors import DuplicateItem, IllegalTransition, StaleReservation, UnknownAgent
+from acd.live import MemoryLiveStore, MemoryQueueLog
+from acd.models import (
+    AgentDefinition,
+    AgentState,
+    Channel,
+    Offer,
+    QueuePolicy,
+    Reservation,
+    RoutingStep,
+    SkillRequirement,
+    Strategy,
+    WorkItem,
+)
+from acd.policies import encode_steps
+from acd.ports import LiveStore
+from acd.service import Router
+from acd.states import AgentEvent
+from centralino.adapters.redis_acd import RedisLiveStore
+from tests.acd.support import STEPS, ManualClock, random_agents, random_item
+from tests.adapters.acd_procs import doomed_process, race_process
+from tests.helpers import eventually
+
+
+def _key(r: Reservation) -> tuple[str, str, str, str, str]:
+    return (r.item_id, r.agent_id, r.queue, r.channel.value, r.owner)
+
+
+async def _attempt(coro: Any) -> Any:
+    """The result, or the error as comparable data (both stores must fail the same way)."""
+    try:
+        result = await coro
+    except IllegalTransition as exc:
+        return ("illegal", exc.state, exc.event)
+    except StaleReservation:
+        return ("stale",)
+    return _key(result) if isinstance(result, Reservation) else result
+
+
+async def _agents(store: LiveStore) -> list[tuple[str, str, str, dict[str, int]]]:
+    return sorted((a.agent_id, a.state.value, a.reason, dict(a.load)) for a in await store.agents())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_given_random_operations_when_run_on_redis_and_reference_then_same_decisions(
+    redis_client: aioredis.Redis, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    ref: LiveStore = MemoryLiveStore()
+    red: LiveStore = RedisLiveStore(client=redis_client, prefix=f"eq{seed}:")
+    stores = (ref, red)
+    now = 10_000.0
+    agents = random_agents(rng, 30)
+    for store in stores:
+        await store.heartbeat("p1", now, ttl_s=1e6)
+        await store.heartbeat("p2", now, ttl_s=1e6)
+        for a in agents:
+            await store.put_agent(a, now)
+            await store.agent_event(a.agent_id, AgentEvent.LOGIN, now)
+    held: dict[str, tuple[str, str]] = {}  # ref rid -> (redis rid, state)
+    busy: list[tuple[str, Channel]] = []
+    item_no = 0
+    decisions = 0
+    for _ in range(400):
+        now += float(rng.integers(0, 8))
+        op = rng.random()
+        outs: list[Any] = []
+        if op < 0.2:
+            who = agents[int(rng.integers(len(agents)))].agent_id
+            ev = (AgentEvent.READY, AgentEvent.NOT_READY, AgentEvent.READY)[int(rng.integers(3))]
+            for store in stores:
+                status = await _attempt(store.agent_event(who, ev, now, reason="break"))
+                outs.append(status if isinstance(status, tuple) else status.state)
+        elif op < 0.45:
+            item = random_item(rng, item_no, now, agents)
+            item_no += 1
+            for store in stores:
+                outs.append(
+                    await store.add_item(
+                        item,
+                        steps=encode_steps(STEPS),
+                        owner=("p1", "p2")[item_no % 2],
+                        entered_at=now,
+                    )
+                )
+        elif op < 0.75:
+            queue = ("q1", "q2")[int(rng.integers(2))]
+            owner = ("p1", "p2")[int(rng.integers(2))]
+            strategy = list(Strategy)[int(rng.integers(3))]
+            got = []
+            for store in stores:
+                got.append(
+                    await store.route(queue, now, owner, strategy=strategy, window=10, ttl_s=30.0)
+                )
+            outs = [[_key(r) for r in g] for g in got]
+            decisions += len(got[0])
+            for r_ref, r_red in zip(got[0], got[1], strict=False):
+                held[r_ref.reservation_id] = (r_red.reservation_id, "reserved")
+        elif op < 0.9 and held:
+            rid = list(held)[int(rng.integers(len(held)))]
+            red_rid, _state = held[rid]
+            choice = rng.random()
+            if choice < 0.3:
+                for store, r in ((ref, rid), (red, red_rid)):
+                    outs.append(await _attempt(store.accept(r, now, ttl_s=20.0)))
+            elif choice < 0.6:
+                for store, r in ((ref, rid), (red, red_rid)):
+                    outs.append(await _attempt(store.connect(r, now)))
+                if outs[0][0] not in ("illegal", "stale"):
+                    busy.append((outs[0][1], Channel(outs[0][3])))
+                    del held[rid]
+            else:
+                ev = (AgentEvent.REJECT, AgentEvent.EXPIRE)[int(rng.integers(2))]
+                for store, r in ((ref, rid), (red, red_rid)):
+                    outs.append(await _attempt(store.release(r, now, event=ev, reason="no")))
+                del held[rid]
+        elif busy:
+            agent_id, channel = busy.pop(int(rng.integers(len(busy))))
+            wrap = float(rng.integers(0, 3) * 5)
+            for store in stores:
+                st = await store.finish(agent_id, channel, now, worked_s=42.0, wrap_up_s=wrap)
+                outs.append((st.state, dict(st.load)))
+        else:
+            swept = [await store.sweep(now) for store in stores]
+            outs = [(sorted(_key(r) for r in exp), sorted(wrapped)) for exp, wrapped in swept]
+            for gone in swept[0][0]:
+                held.pop(gone.reservation_id, None)
+        if outs:
+            assert outs[0] == outs[1], f"diverged at t={now}: {outs}"
+        assert await _agents(ref) == await _agents(red)
+        for q in ("q1", "q2"):
+            w_ref = [(w.item_id, w.owner) for w in await ref.waiting(q)]
+            w_red = [(w.item_id, w.owner) for w in await red.waiting(q)]
+            assert w_ref == w_red
+    assert decisions > 40  # the scenario really routed
+
+
+# --- racing processes ----------------------------------------------------------------------
+
+RACE_AGENTS = 12
+RACE_ITEMS_PER_PROCESS = 60
+RACE_GHOST_ITEMS = 40  # owned by a process that never heartbeats: every racer may adopt them
+RACE_PROCESSES = 4
+
+
+async def test_given_racing_processes_when_they_route_one_queue_then_no_double_assignment(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    import time
+
+    prefix = "race:"
+    store = RedisLiveStore(client=redis_client, prefix=prefix)
+    now = time.time()
+    for i in range(RACE_AGENTS):
+        await store.put_agent(AgentDefinition(f"ag{i}", {"any": 1}), now)
+        await store.agent_event(f"ag{i}", AgentEvent.LOGIN, now)
+        await store.agent_event(f"ag{i}", AgentEvent.READY, now)
+    for i in range(RACE_GHOST_ITEMS):
+        await store.add_item(
+            WorkItem(f"ghost-{i}", "race", now), steps="0.0:-:0", owner="ghost", entered_at=now
+        )
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    barrier = ctx.Barrier(RACE_PROCESSES)
+    procs = [
+        ctx.Process(
+            target=race_process,
+            args=((redis_url, prefix, f"p{i}", RACE_ITEMS_PER_PROCESS, barrier, out),),
+        )
+        for i in range(RACE_PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    results = [await asyncio.to_thread(out.get, True, 90.0) for _ in procs]
+    for p in procs:
+        await asyncio.to_thread(p.join, 30.0)
+        assert p.exitcode == 0
+    assignments = [a for r in results for a in r]
+    items = Counter(item for item, _, _ in assignments)
+    assert len(assignments) == RACE_PROCESSES * RACE_ITEMS_PER_PROCESS + RACE_GHOST_ITEMS
+    assert max(items.values()) == 1  # no call given to two agents
+    assert [a for a in assignments if a[2] == "double"] == []  # no agent given two calls
+    assert sum(1 for item in items if item.startswith("ghost")) == RACE_GHOST_ITEMS  # adopted
+    assert all(len(r) >= RACE_ITEMS_PER_PROCESS for r in results)
+    assert await store.waiting("race") == []
+
+
+# --- a process dies holding a reservation --------------------------------------------------
+
+
+async def test_given_process_killed_holding_reservation_when_ttl_passes_then_call_routes_again(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    from acd.ports import SystemClock
+
+    prefix = "dead:"
+    store = RedisLiveStore(client=redis_client, prefix=prefix)
+    agent = AgentDefinition("ann", {"sales": 3}, endpoint="PJSIP/ann")
+    clock = SystemClock()
+    await store.put_agent(agent, clock.now())
+    await store.agent_event("ann", AgentEvent.LOGIN, clock.now())
+    await store.agent_event("ann", AgentEvent.READY, clock.now())
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=doomed_process, args=(redis_url, prefix, child))
+    proc.start()
+    try:
+        rid, agent_id = await asyncio.to_thread(parent.recv)
+        assert agent_id == "ann"
+        assert [a.state for a in await store.agents()] == [AgentState.RINGING]
+    finally:
+        proc.kill()
+        await asyncio.to_thread(proc.join, 10.0)
+    offers: list[Offer] = []
+
+    async def on_detached(offer: Offer, item: WorkItem) -> None:
+        offers.append(offer)
+
+    router = Router(
+        store=store,
+        queue_log=MemoryQueueLog(),
+        clock=clock,
+        queues={"sales": QueuePolicy("sales", skill="sales")},
+        agents={"ann": agent},
+        owner="survivor",
+        tick_s=0.05,
+        on_detached_offer=on_detached,
+    )
+    await router.start()
+    try:
+        await eventually(lambda: _assert_len(offers, 1), timeout=5.0)
+    finally:
+        await router.aclose()
+    again = offers[0].reservation
+    assert (again.item_id, again.agent_id, again.owner) == ("call-1", "ann", "survivor")
+    assert again.reservation_id != rid
+    assert offers[0].endpoint == "PJSIP/ann"
+
+
+def _assert_len(items: list[Offer], n: int) -> None:
+    assert len(items) == n
+
+
+# --- error mapping and the router over Redis ----------------------------------------------
+
+
+async def test_given_script_errors_then_domain_exceptions(redis_client: aioredis.Redis) -> None:
+    store = RedisLiveStore(client=redis_client, prefix="err:")
+    with pytest.raises(UnknownAgent):
+        await store.agent_event("nobody", AgentEvent.LOGIN, 1.0)
+    await store.put_agent(AgentDefinition("bob", {"x": 1}), 1.0)
+    with pytest.raises(IllegalTransition):
+        await store.agent_event("bob", AgentEvent.READY, 1.0)  # must log in first
+    item = WorkItem("c", "q", 1.0)
+    await store.add_item(item, steps="0.0:-:0", owner="o", entered_at=1.0)
+    with pytest.raises(DuplicateItem):
+        await store.add_item(item, steps="0.0:-:0", owner="o", entered_at=1.0)
+    with pytest.raises(StaleReservation):
+        await store.accept("o-999", 2.0, ttl_s=1.0)
+    assert await store.release("o-999", 2.0, event=AgentEvent.EXPIRE) is None
+
+
+async def test_given_router_on_redis_when_call_flows_then_agent_cycles_back_to_ready(
+    redis_client: aioredis.Redis,
+) -> None:
+    clock = ManualClock()
+    store = RedisLiveStore(client=redis_client, prefix="flow:")
+    agents = {"amy": AgentDefinition("amy", {"billing": 4}, endpoint="PJSIP/amy", wrap_up_s=5.0)}
+    policy = QueuePolicy("billing", skill="billing", steps=(RoutingStep(0.0),))
+    router = Router(
+        store=store,
+        queue_log=MemoryQueueLog(),
+        clock=clock,
+        queues={"billing": policy},
+        agents=agents,
+        owner="p1",
+    )
+    await router.start()
+    try:
+        await router.agent_login("amy")
+        await router.agent_ready("amy")
+        ticket = await router.enqueue(
+            WorkItem("c1", "billing", clock.now(), skills=(SkillRequirement("billing", 2),))
+        )
+        assert ticket.position == 1
+        offer = await router.wait_for_offer("c1", timeout=5.0)
+        assert isinstance(offer, Offer)
+        assert offer.endpoint == "PJSIP/amy"
+        await router.accept(offer.reservation.reservation_id)
+        await router.connected(offer.reservation.reservation_id)
+        clock.advance(60.0)
+        await router.completed("c1")
+        assert [a.state for a in await store.agents()] == [AgentState.WRAP_UP]
+        clock.advance(5.0)
+        await router.route_now()
+        assert [a.state for a in await store.agents()] == [AgentState.READY]
+    finally:
+        await router.aclose()
+
+
+async def test_given_two_processes_when_one_frees_an_agent_then_the_other_gets_the_offer(
+    redis_client: aioredis.Redis,
+) -> None:
+    import time
+
+    clock = ManualClock()
+    agents = {"amy": AgentDefinition("amy", {"billing": 4}, endpoint="PJSIP/amy")}
+    queues = {"billing": QueuePolicy("billing", skill="billing")}
+    routers = [
+        Router(
+            store=RedisLiveStore(client=redis_client, prefix="two:"),
+            queue_log=MemoryQueueLog(),
+            clock=clock,
+            queues=queues,
+            agents=agents,
+            owner=owner,
+        )
+        for owner in ("p1", "p2")
+    ]
+    for router in routers:
+        await router.start()
+    holder, other = routers
+    try:
+        await other.agent_login("amy")
+        await holder.enqueue(WorkItem("c1", "billing", clock.now()))
+        started = time.monotonic()
+        await other.agent_ready("amy")  # p2's pass reserves amy for p1's caller
+        offer = await holder.wait_for_offer("c1", timeout=5.0)
+        assert isinstance(offer, Offer)
+        assert (offer.reservation.owner, offer.reservation.agent_id) == ("p1", "amy")
+        assert time.monotonic() - started < 1.0  # p1 collects it on its next tick (0.1 s)
+        await holder.accept(offer.reservation.reservation_id)
+    finally:
+        for router in routers:
+            await router.aclose()
