@@ -140,6 +140,7 @@ class Router:
         self._wake = asyncio.Event()
         self._agent_cache: tuple[float, list[AgentStatus]] = (-math.inf, [])
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -158,15 +159,18 @@ class Router:
         task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        # The flag, not only the cancellation, ends the loop: on Python 3.11 a cancel that lands
+        # as `asyncio.timeout` expires is swallowed as a TimeoutError, and the loop would go on.
+        self._closing = True
+        self._wake.set()
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self) -> None:
-        """Route on every wake-up and every tick until cancelled."""
-        while True:
+        """Route on every wake-up and every tick until closed."""
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._tick_s):
                     await self._wake.wait()

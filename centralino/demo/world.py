@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -235,9 +234,7 @@ async def run_demo(
         next_report = started + 15
         while duration_s is None or loop.time() - started < duration_s:
             gap = float(rng.exponential(1 / rate)) if rate > 0 else 3600.0
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(gap):
-                    await asyncio.Event().wait()
+            await asyncio.sleep(gap)
             if rate > 0:
                 world.simulator.start_call(demo_callers(rng, numbers))
             if loop.time() >= next_report:
