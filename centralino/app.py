@@ -48,6 +48,7 @@ from centralino.ami_watch import DialWatch
 from centralino.asterisk.agi_server import AgiCall, AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
 from centralino.asterisk.audiosocket_server import AudioSocketServer, AudioSocketSession
+from centralino.callbacks import CallbackDialer
 from centralino.calls import InboundCallServices
 from centralino.logs import bind_call
 from centralino.metrics import Metrics
@@ -318,22 +319,6 @@ async def running(
         owners.update({a.name: a.id for a in settings.acd.agents if a.name})
         owners.update(agent_names or {})
         queues = {q.name: queue_policy(q) for q in settings.acd.queues}
-        live = RedisLiveStore(client=redis)
-        await live.load_scripts()
-        router = Router(
-            store=live,
-            queue_log=PgQueueLog(pool=pool),
-            clock=AcdClock(),
-            queues=queues,
-            agents=agent_map,
-            owner=owner or f"{socket.gethostname()}:{os.getpid()}",
-        )
-        await router.start()
-        stack.push_async_callback(router.aclose)
-
-        hub = DesktopHub(clock=context_clock)
-        stack.push_async_callback(hub.close)
-
         ami: AmiClient | None = None
         if ami_endpoint is not None or (settings.ami.enabled and settings.ami.secret is not None):
             host, port, user, secret = ami_endpoint or (
@@ -350,6 +335,27 @@ async def running(
                 rng=np.random.default_rng(),
                 ping_interval_s=settings.ami.ping_interval_s,
             )
+
+        callbacks: CallbackDialer | None = None
+        if ami is not None:
+            # The router takes the dialer as its hook, so the dialer reaches it through a getter.
+            callbacks = CallbackDialer(ami=ami, router=lambda: router)
+        live = RedisLiveStore(client=redis)
+        await live.load_scripts()
+        router = Router(
+            store=live,
+            queue_log=PgQueueLog(pool=pool),
+            clock=AcdClock(),
+            queues=queues,
+            agents=agent_map,
+            owner=owner or f"{socket.gethostname()}:{os.getpid()}",
+            on_detached_offer=callbacks,
+        )
+        await router.start()
+        stack.push_async_callback(router.aclose)
+
+        hub = DesktopHub(clock=context_clock)
+        stack.push_async_callback(hub.close)
 
         dial_watch: DialWatch | None = None
         if ami is not None:

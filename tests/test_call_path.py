@@ -20,6 +20,7 @@ from centralino.simulator.callcenter import AgentPhone, Caller
 from ivr.inbound import FlowSettings
 from tests.helpers import eventually
 
+EXTENSIONS_CONF = Path(__file__).resolve().parents[1] / "asterisk_conf" / "extensions.conf"
 FAST_FLOW = FlowSettings(menu_timeout_ms=2000, hold_poll_ms=50, announce_every_s=5.0)
 
 
@@ -212,7 +213,36 @@ async def test_dialplan_contract_every_fastagi_script_has_a_route_and_every_rout
 ) -> None:
     from centralino.asterisk.dialplan import agi_scripts_in_dialplan
 
-    conf = Path(__file__).resolve().parents[1] / "asterisk_conf" / "extensions.conf"
-    in_dialplan = agi_scripts_in_dialplan(conf)
+    in_dialplan = agi_scripts_in_dialplan(EXTENSIONS_CONF)
     routed = set(world.runtime.agi.router.scripts)
     assert in_dialplan == routed, f"dialplan {in_dialplan} vs routes {routed}"
+
+
+async def test_given_star_in_queue_when_an_agent_frees_up_then_ami_originates_the_callback(
+    world: DemoWorld, pg_pool: asyncpg.Pool
+) -> None:
+    router = world.runtime.router
+    for agent in world.desktops:
+        await router.agent_not_ready(agent, "meeting")
+    caller = Caller(number="+390233445566", menu_keys="4", star_for_callback=True, patience_s=600)
+
+    result = await asyncio.wait_for(world.simulator.call(caller), 30)
+    assert not result.answered and not result.abandoned
+    assert result.commands[-1] == "HANGUP"  # we thanked the caller and hung up ourselves
+
+    await router.agent_ready("agent103")  # the sales expert comes back
+
+    async def completed() -> list[str]:
+        rows = await pg_pool.fetch(
+            "SELECT event FROM queue_log WHERE item_id = $1 ORDER BY id", result.uniqueid
+        )
+        events = [r["event"] for r in rows]
+        assert events[-1] == "complete", events
+        return events
+
+    events = await eventually(completed, timeout=15)
+    assert events[:2] == ["enter", "callback"] and "connect" in events
+    originates = [a for a in world.asterisk.actions_received if a.name == "Originate"]
+    assert originates and originates[-1].get("Exten") == "+390233445566"
+    assert originates[-1].get("Context") == "centralino-callback"
+    assert originates[-1].get("Channel") == "PJSIP/agent103"

@@ -146,12 +146,26 @@ async def demo_world(
             crm_backend_config(crm_url, timeout_s=0.35),
         ]
 
+        definitions, names = demo_agents(demo.agents)
+        simulator = CallSimulator(
+            agi_host=settings.server.host,
+            agi_port=settings.server.agi_port,
+            rng=rng,
+            phones={d.agent_id: AgentPhone() for d in definitions},
+            time_scale=time_scale,
+        )
+        stack.push_async_callback(simulator.aclose)
         ami_secret = secrets.token_hex(8)
-        asterisk = AmiServer(username="centralino", secret=ami_secret, auth_failure_delay_s=0.2)
+        asterisk = AmiServer(
+            username="centralino",
+            secret=ami_secret,
+            auth_failure_delay_s=0.2,
+            originate_hook=simulator.originate,
+        )
+        simulator.ami = asterisk
         await asterisk.start()
         stack.push_async_callback(asterisk.stop)
 
-        definitions, names = demo_agents(demo.agents)
         runtime = await stack.enter_async_context(
             running(
                 settings,
@@ -194,15 +208,7 @@ async def demo_world(
                 if state is AgentState.NOT_READY:
                     await runtime.router.agent_ready(d.agent_id)
 
-        simulator = CallSimulator(
-            agi_host=host,
-            agi_port=runtime.agi.port,
-            rng=rng,
-            phones={d.agent_id: AgentPhone() for d in definitions},
-            ami=asterisk,
-            time_scale=time_scale,
-        )
-        stack.push_async_callback(simulator.aclose)
+        simulator.agi_port = runtime.agi.port  # the configured port may be 0 (any free one)
         yield DemoWorld(
             runtime=runtime,
             dataset=dataset,

@@ -18,12 +18,13 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import numpy as np
 
 from centralino.simulator.agi_peer import AgiPeer, ChannelModel, environment_bytes
-from centralino.simulator.ami_server import AmiServer
+from centralino.simulator.ami_server import AmiServer, OriginateOutcome, OriginateRequest
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ class CallSimulator:
         self._ids = itertools.count(1)
         self._epoch = int(time.time())
         self.results: list[CallResult] = []
+        self.callbacks_answered = 0
         self._tasks: set[asyncio.Task[CallResult]] = set()
+        self._side_tasks: set[asyncio.Task[None]] = set()
 
     def _uniqueid(self) -> str:
         return f"{self._epoch}.{next(self._ids)}"
@@ -160,11 +163,10 @@ class CallSimulator:
         return task
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        tasks: list[asyncio.Task[Any]] = [*self._side_tasks, *self._tasks]
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -242,6 +244,27 @@ class CallSimulator:
             ANSWEREDTIME=str(round(talk * self.time_scale)),
             DIALEDTIME=str(round((ring + talk) * self.time_scale)),
         )
+
+    async def originate(self, request: OriginateRequest) -> OriginateOutcome:
+        """What a callback's AMI Originate does: the agent's phone rings and is answered (or
+        not); once answered the conversation runs and the agent's channel hangs up."""
+        agent = request.channel.rsplit("/", 1)[-1]
+        phone = self.phones.get(agent, AgentPhone())
+        ring = float(self.rng.uniform(*phone.ring_s))
+        await self._sleep(ring)
+        if not bool(self.rng.random() < phone.answer_probability):
+            return OriginateOutcome(answered=False, reason=3)  # no answer
+        self.callbacks_answered += 1
+        channel = request.created[0].name
+        task = asyncio.create_task(self._end_callback(channel, phone))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+        return OriginateOutcome(answered=True, reason=4)
+
+    async def _end_callback(self, channel: str, phone: AgentPhone) -> None:
+        await self._sleep(float(self.rng.uniform(*phone.talk_s)))
+        if self.ami is not None and channel in self.ami.channels:
+            self.ami.hangup_channel(channel)
 
     def _emit(self, event: str, **headers: str) -> None:
         if self.ami is not None:
