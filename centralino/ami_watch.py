@@ -56,3 +56,38 @@ class DialWatch:
             await callback()
         except Exception:  # one call's bookkeeping must not break the AMI reader
             log.exception("handling an agent's answer failed")
+
+
+class DeviceWatch:
+    """An agent whose phone disappears (unregistered, unplugged) cannot take calls: AMI's
+    `DeviceStateChange` to UNAVAILABLE or INVALID logs them out, so routing never rings a
+    phone that is not there. (Coming back is the agent's own choice, from the desktop.)"""
+
+    GONE = frozenset({"UNAVAILABLE", "INVALID"})
+
+    def __init__(
+        self, *, endpoints: dict[str, str], logout: Callable[[str], Awaitable[object]]
+    ) -> None:
+        self._agents_by_device = {endpoint: agent for agent, endpoint in endpoints.items()}
+        self._logout = logout
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.logouts_total = 0
+
+    def attach(self, client: AmiClient) -> Callable[[], None]:
+        return client.subscribe("DeviceStateChange", self.on_device_state)
+
+    def on_device_state(self, event: AmiEvent) -> None:
+        agent = self._agents_by_device.get(event.get("Device") or "")
+        if agent is None or (event.get("State") or "").upper() not in self.GONE:
+            return
+        task = asyncio.ensure_future(self._force_logout(agent))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _force_logout(self, agent: str) -> None:
+        try:
+            await self._logout(agent)
+            self.logouts_total += 1
+            log.info("agent %s logged out: their phone became unavailable", agent)
+        except Exception:  # e.g. already logged out: nothing to do, but say so
+            log.info("agent %s: phone unavailable, logout not applied", agent, exc_info=True)

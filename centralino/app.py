@@ -44,7 +44,7 @@ from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTim
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
-from centralino.ami_watch import DialWatch
+from centralino.ami_watch import DeviceWatch, DialWatch
 from centralino.asterisk.agi_server import AgiCall, AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
 from centralino.asterisk.audiosocket_server import AudioSocketServer, AudioSocketSession
@@ -361,6 +361,13 @@ async def running(
         if ami is not None:
             dial_watch = DialWatch()
             dial_watch.attach(ami)
+
+            async def force_logout(agent_id: str) -> object:
+                return await router.agent_logout(agent_id, forced=True)
+
+            DeviceWatch(
+                endpoints={a.agent_id: a.endpoint for a in definitions}, logout=force_logout
+            ).attach(ami)
 
         outcomes: dict[str, int] = {}
         agi_router = AgiRouter()

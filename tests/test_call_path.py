@@ -246,3 +246,18 @@ async def test_given_star_in_queue_when_an_agent_frees_up_then_ami_originates_th
     assert originates and originates[-1].get("Exten") == "+390233445566"
     assert originates[-1].get("Context") == "centralino-callback"
     assert originates[-1].get("Channel") == "PJSIP/agent103"
+
+
+async def test_given_an_agents_phone_goes_unavailable_then_ami_logs_them_out(
+    world: DemoWorld,
+) -> None:
+    world.asterisk.emit("DeviceStateChange", Device="PJSIP/agent102", State="UNAVAILABLE")
+    world.asterisk.emit("DeviceStateChange", Device="PJSIP/agent101", State="INUSE")
+
+    async def states() -> dict[str, str]:
+        found = {s.agent_id: s.state.value for s in await world.runtime.live.agents()}
+        assert found["agent102"] == "logged_out", found
+        return found
+
+    found = await eventually(states, timeout=5)
+    assert found["agent101"] == "ready"
