@@ -63,3 +63,19 @@ async def behaviour_middleware(request: web.Request, handler: Handler) -> web.St
             body=b"[" + b"0," * (OVERSIZED_BYTES // 2) + b"0]", content_type="application/json"
         )
     return await handler(request)
+
+
+def demo_app(
+    *,
+    latency_ms: float,
+    failure_rate: float,
+    rng: np.random.Generator,
+    jitter_ms: float = 0.0,
+    fault: Fault = Fault.NONE,
+) -> web.Application:
+    """An aiohttp app that misbehaves as configured (the ERP and CRM add their routes)."""
+    app = web.Application(middlewares=[behaviour_middleware])
+    app[BEHAVIOUR] = DemoBehaviour(
+        latency_ms=latency_ms, failure_rate=failure_rate, rng=rng, jitter_ms=jitter_ms, fault=fault
+    )
+    return app

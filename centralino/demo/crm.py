@@ -19,7 +19,7 @@ import numpy as np
 from aiohttp import web
 
 from centralino.adapters.http_connector import FactExtract, HttpBackendConfig, HttpRequestSpec
-from centralino.demo.behaviour import BEHAVIOUR, DemoBehaviour, Fault, behaviour_middleware
+from centralino.demo.behaviour import Fault, demo_app
 from centralino.demo.dataset import Case, DemoDataset, LastContact, Note, Person, generate
 
 DATASET: web.AppKey[DemoDataset] = web.AppKey("demo_crm_dataset", DemoDataset)
@@ -124,8 +124,7 @@ def make_crm_app(
     today: date | None = None,
 ) -> web.Application:
     """The demo CRM; same knobs as `make_erp_app` (same `seed` → the same people)."""
-    app = web.Application(middlewares=[behaviour_middleware])
-    app[BEHAVIOUR] = DemoBehaviour(
+    app = demo_app(
         latency_ms=latency_ms, failure_rate=failure_rate, rng=rng, jitter_ms=jitter_ms, fault=fault
     )
     app[DATASET] = dataset or generate(

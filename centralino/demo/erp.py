@@ -18,7 +18,7 @@ import numpy as np
 from aiohttp import web
 
 from centralino.adapters.http_connector import FactExtract, HttpBackendConfig, HttpRequestSpec
-from centralino.demo.behaviour import BEHAVIOUR, DemoBehaviour, Fault, behaviour_middleware
+from centralino.demo.behaviour import Fault, demo_app
 from centralino.demo.dataset import DemoDataset, Invoice, Order, Person, generate
 
 DATASET: web.AppKey[DemoDataset] = web.AppKey("demo_dataset", DemoDataset)
@@ -121,8 +121,7 @@ def make_erp_app(
 ) -> web.Application:
     """The demo ERP. `rng` draws latency jitter and failures; the data comes from `dataset` or
     is generated from `seed` (and `today`, default 2026-01-15, so runs are reproducible)."""
-    app = web.Application(middlewares=[behaviour_middleware])
-    app[BEHAVIOUR] = DemoBehaviour(
+    app = demo_app(
         latency_ms=latency_ms, failure_rate=failure_rate, rng=rng, jitter_ms=jitter_ms, fault=fault
     )
     app[DATASET] = dataset or generate(
