@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import parse_qsl
@@ -192,6 +192,10 @@ class _State(enum.Enum):
     ERROR = enum.auto()
 
 
+# Module-level aliases: a global lookup is cheaper than an Enum attribute on the per-reply path.
+_IDLE: Final = _State.IDLE
+_AWAITING_REPLY: Final = _State.AWAITING_REPLY
+
 # Shared name strings: every call holds its raw environment, so reuse one str per known name.
 _KNOWN_NAMES: Final = {
     name: name
@@ -300,27 +304,22 @@ class AgiServerConnection:
         buffered and a command is outstanding. Returns the parsed reply (or HANGUP), or None
         without consuming `data` when the general path (`receive_data` + `next_event`) is
         needed. Same results as the general path, fewer steps per command."""
-        if (
-            self._state is not _State.AWAITING_REPLY
-            or self._buf
-            or self._pending_eof
-            or len(data) > 512
-            or data.find(b"\n") != len(data) - 1
-        ):
+        if self._state is not _AWAITING_REPLY or self._buf or self._pending_eof:
             return None
-        line = data[:-1]
-        common = _COMMON_REPLIES.get(line)
+        # Keys hold their newline, so a hit is exactly one complete line.
+        common = _COMMON_REPLY_LINES.get(data)
         if common is not None:
             if common is not _AGI_HANGUP:
-                self._state = _State.IDLE
+                self._state = _IDLE
             return common
-        if not line.startswith(b"200 "):
+        if len(data) > 512 or data.find(b"\n") != len(data) - 1 or not data.startswith(b"200 "):
             return None
+        line = data[:-1]
         try:
             response = _parse_200(_decode(line[4:]), line)
         except RemoteProtocolError:
             return None  # let the general path raise it and record the error state
-        self._state = _State.IDLE
+        self._state = _IDLE
         return response
 
     def next_event(self) -> AgiEvent | NeedData:
@@ -388,7 +387,8 @@ class AgiServerConnection:
                 block[:80],
             )
             raise RemoteProtocolError(f"malformed environment line: {bad[:80]!r}")
-        if max(map(len, block.split(b"\n"))) >= self._max_line:
+        # No line can be longer than the whole block: skip the split in the usual case.
+        if len(block) >= self._max_line and max(map(len, block.split(b"\n"))) >= self._max_line:
             raise RemoteProtocolError(f"line longer than {self._max_line} bytes")
         pairs = _ENV_LINE.findall(_decode(block))
         if len(pairs) > MAX_ENVIRONMENT_LINES:
@@ -443,10 +443,10 @@ class AgiServerConnection:
         """Encode one command (e.g. `send_command("STREAM FILE", "hello", Quoted(""))`) and
         move to AWAITING_REPLY. Raises LocalProtocolError when a command is already running,
         before the environment ended, after close, or when a value holds CR, LF or NUL."""
-        if self._state is not _State.IDLE:
+        if self._state is not _IDLE:
             raise LocalProtocolError(f"cannot send a command in state {self._state.name}")
         data = encode_command(command, *args)
-        self._state = _State.AWAITING_REPLY
+        self._state = _AWAITING_REPLY
         return data
 
 
@@ -466,6 +466,30 @@ _COMMON_REPLIES: Final[dict[bytes, AgiResponse | AgiHangup]] = {
         code=511, result="", message="Command Not Permitted on a dead channel or intercept routine"
     ),
 }
+_COMMON_REPLY_LINES: Final = {line + b"\n": event for line, event in _COMMON_REPLIES.items()}
+
+# Slot setters of the frozen events: building one through them skips the generated __init__'s
+# per-field `object.__setattr__` calls (half the cost of a reply that is not in the table above).
+_new: Final = object.__new__
+_Setter = Callable[[object, object], None]
+_SET_CODE: Final[_Setter] = vars(AgiResponse)["code"].__set__
+_SET_RESULT: Final[_Setter] = vars(AgiResponse)["result"].__set__
+_SET_DATA: Final[_Setter] = vars(AgiResponse)["data"].__set__
+_SET_ENDPOS: Final[_Setter] = vars(AgiResponse)["endpos"].__set__
+_SET_MESSAGE: Final[_Setter] = vars(AgiResponse)["message"].__set__
+_SET_USAGE: Final[_Setter] = vars(AgiResponse)["usage"].__set__
+
+
+def _response_200(result: str, data: str | None, endpos: int | None) -> AgiResponse:
+    """`AgiResponse(code=200, result=result, data=data, endpos=endpos)`, built faster."""
+    response: AgiResponse = _new(AgiResponse)
+    _SET_CODE(response, 200)
+    _SET_RESULT(response, result)
+    _SET_DATA(response, data)
+    _SET_ENDPOS(response, endpos)
+    _SET_MESSAGE(response, "")
+    _SET_USAGE(response, ())
+    return response
 
 
 def _parse_200(text: str, line: bytes) -> AgiResponse:
@@ -474,7 +498,7 @@ def _parse_200(text: str, line: bytes) -> AgiResponse:
     rest = text[7:]
     space = rest.find(" ")
     if space < 0:
-        return AgiResponse(code=200, result=rest)
+        return _response_200(rest, None, None)
     result = rest[:space]
     rest = rest[space + 1 :]
     data: str | None = None
@@ -495,7 +519,13 @@ def _parse_200(text: str, line: bytes) -> AgiResponse:
             endpos = int(digits)
         except ValueError:
             raise RemoteProtocolError(f"bad endpos in reply: {line[:80]!r}") from None
-    return AgiResponse(code=200, result=result, data=data, endpos=endpos)
+    return _response_200(result, data, endpos)
+
+
+# AgiEnvironment's slot setters in field order (see `_response_200`: same trick, 26 fields).
+_ENV_SETTERS: Final[tuple[_Setter, ...]] = tuple(
+    vars(AgiEnvironment)[field.name].__set__ for field in fields(AgiEnvironment)
+)
 
 
 def _build_environment(pairs: list[tuple[str, str]]) -> AgiEnvironment:
@@ -522,34 +552,63 @@ def _build_environment(pairs: list[tuple[str, str]]) -> AgiEnvironment:
         script = get("request", "").split("://", 1)[-1].partition("/")[2]
     path, _, query_string = script.partition("?")
     query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
-    return AgiEnvironment(
-        network=get("network") == "yes",
-        network_script=network_script,
-        request=get("request", ""),
-        channel=get("channel", ""),
-        language=get("language", ""),
-        type=get("type", ""),
-        uniqueid=uniqueid,
-        version=get("version", ""),
-        callerid=get("callerid", ""),
-        calleridname=get("calleridname", ""),
-        callingpres=callingpres,
-        callingani2=callingani2,
-        callington=callington,
-        callingtns=callingtns,
-        dnid=get("dnid", ""),
-        rdnis=get("rdnis", ""),
-        context=get("context", ""),
-        extension=get("extension", ""),
-        priority=get("priority", ""),
-        enhanced=get("enhanced", "0.0") not in ("", "0", "0.0"),
-        accountcode=get("accountcode", ""),
-        threadid=get("threadid", ""),
-        args=tuple(args),
-        script=path.strip("/"),
-        query=MappingProxyType(query) if query else _EMPTY_QUERY,
-        raw=MappingProxyType(raw),
+    env: AgiEnvironment = _new(AgiEnvironment)
+    # In the dataclass's field order (tests compare every field with the wire).
+    values = (
+        get("network") == "yes",  # network
+        network_script,  # network_script
+        get("request", ""),  # request
+        get("channel", ""),  # channel
+        get("language", ""),  # language
+        get("type", ""),  # type
+        uniqueid,  # uniqueid
+        get("version", ""),  # version
+        get("callerid", ""),  # callerid
+        get("calleridname", ""),  # calleridname
+        callingpres,  # callingpres
+        callingani2,  # callingani2
+        callington,  # callington
+        callingtns,  # callingtns
+        get("dnid", ""),  # dnid
+        get("rdnis", ""),  # rdnis
+        get("context", ""),  # context
+        get("extension", ""),  # extension
+        get("priority", ""),  # priority
+        get("enhanced", "0.0") not in ("", "0", "0.0"),  # enhanced
+        get("accountcode", ""),  # accountcode
+        get("threadid", ""),  # threadid
+        tuple(args),  # args
+        path.strip("/"),  # script
+        MappingProxyType(query) if query else _EMPTY_QUERY,  # query
+        MappingProxyType(raw),  # raw
     )
+    for setter, value in zip(_ENV_SETTERS, values, strict=True):
+        setter(env, value)
+    return env
+
+
+# Command words the server sends all the time, with their word counts: these skip the regex check.
+_KNOWN_COMMAND_WORDS: Final = {
+    command: command.count(" ") + 1
+    for command in [
+        "ANSWER",
+        "CHANNEL STATUS",
+        "EXEC",
+        "GET DATA",
+        "GET FULL VARIABLE",
+        "GET VARIABLE",
+        "HANGUP",
+        "NOOP",
+        "RECORD FILE",
+        "SAY DIGITS",
+        "SAY NUMBER",
+        "SET MUSIC",
+        "SET VARIABLE",
+        "STREAM FILE",
+        "VERBOSE",
+        "WAIT FOR DIGIT",
+    ]
+}
 
 
 def encode_command(command: str, *args: str | Quoted) -> bytes:
@@ -560,15 +619,19 @@ def encode_command(command: str, *args: str | Quoted) -> bytes:
     backslash, and always quoted when wrapped in `Quoted`. CR, LF or NUL anywhere raises
     LocalProtocolError: they would end the command early or cut it.
     """
-    if _PLAIN_COMMAND.fullmatch(command) is None:
-        raise LocalProtocolError(f"bad AGI command words: {command!r}")
+    words = _KNOWN_COMMAND_WORDS.get(command)
+    if words is None:
+        if _PLAIN_COMMAND.fullmatch(command) is None:
+            raise LocalProtocolError(f"bad AGI command words: {command!r}")
+        words = command.count(" ") + 1
     if not args:
         return (command + "\n").encode()
     parts = [command]
     plain = _PLAIN_ARG.fullmatch
     for arg in args:
         if type(arg) is str:
-            if plain(arg) is not None:
+            # isalnum() is a cheap sufficient test (letters and digits need no quoting).
+            if arg.isalnum() or plain(arg) is not None:
                 parts.append(arg)
                 continue
             value = arg
@@ -578,7 +641,7 @@ def encode_command(command: str, *args: str | Quoted) -> bytes:
         if "\r" in value or "\n" in value or "\x00" in value:
             raise LocalProtocolError(f"AGI argument holds CR, LF or NUL: {value[:40]!r}")
         parts.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
-    if len(args) + command.count(" ") + 1 > MAX_COMMAND_WORDS:
+    if len(args) + words > MAX_COMMAND_WORDS:
         raise LocalProtocolError(f"more than {MAX_COMMAND_WORDS} words in one AGI command")
     data = (" ".join(parts) + "\n").encode()
     if len(data) > MAX_COMMAND_BYTES:

@@ -133,6 +133,7 @@ class AgiSession(asyncio.Protocol):
     __slots__ = (
         "_closed",
         "_codec",
+        "_command",
         "_deadline",
         "_env",
         "_hung_up",
@@ -140,6 +141,7 @@ class AgiSession(asyncio.Protocol):
         "_peer",
         "_server",
         "_task",
+        "_timeout_s",
         "_transport",
         "_waiter",
     )
@@ -157,7 +159,11 @@ class AgiSession(asyncio.Protocol):
         # When the current wait (environment, then each reply) expires; checked by the server's
         # once-a-second sweep instead of one timer per command (see FastAgiServer._sweep).
         self._deadline = 0.0
+        # The outstanding command's future (resolved by `_resolve`), its words and timeout (for
+        # the error messages); a done waiter means nothing is outstanding for us any more.
         self._waiter: asyncio.Future[AgiResponse] | None = None
+        self._command = ""
+        self._timeout_s = 0.0
         self._task: asyncio.Task[None] | None = None
         self._hung_up = False
         self._closed = False
@@ -176,12 +182,10 @@ class AgiSession(asyncio.Protocol):
             return  # bytes that were in flight when we closed after an error
         reply = self._codec.receive_reply(data)
         if reply is not None:
-            if isinstance(reply, AgiHangup):
+            if type(reply) is AgiHangup:
                 self._hung_up = True
-                return
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(reply)
+            else:
+                self._resolve(cast(AgiResponse, reply))
             return
         self._codec.receive_data(data)
         self._drain()
@@ -196,6 +200,8 @@ class AgiSession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._server._connections.discard(self)
         self._mark_closed("connection lost")
+        # A settled waiter may hold an exception whose traceback refers back to this session.
+        self._waiter = None
 
     def _drain(self) -> None:
         codec = self._codec
@@ -208,9 +214,7 @@ class AgiSession(asyncio.Protocol):
             if event is NEED_DATA:
                 return
             if isinstance(event, AgiResponse):
-                waiter = self._waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(event)
+                self._resolve(event)
             elif isinstance(event, AgiHangup):
                 self._hung_up = True
             elif isinstance(event, AgiEnvironment):
@@ -241,14 +245,18 @@ class AgiSession(asyncio.Protocol):
     def _expire(self) -> None:
         """Called by the server's sweep when the current wait passed its deadline."""
         self._deadline = 0.0
+        waiter = self._waiter
+        if waiter is not None and waiter.done():
+            return  # the command's awaiter was cancelled: nobody waits for this reply
         with bind_call(peer=self._peer, uniqueid=self._env.uniqueid if self._env else ""):
             if self._env is None:
                 log.warning("no complete FastAGI environment from %s in time, closing", self._peer)
             else:
                 log.warning("no reply from Asterisk at %s in time, closing", self._peer)
-        waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_exception(TimeoutError())
+            waiter.set_exception(
+                ChannelHungUp(f"no reply to {self._command} within {self._timeout_s}s")
+            )
         self._close()
 
     def _close(self) -> None:
@@ -333,37 +341,49 @@ class AgiSession(asyncio.Protocol):
         Raises `ChannelHungUp` after a hangup (nothing is sent), `AgiDeadChannel` on 511,
         `ChannelCommandError` on 510/520, and `LocalProtocolError` on our own misuse (a CR/LF
         in a value, two commands at once)."""
+        return await self._send(command, args, timeout_s)
+
+    def _send(
+        self, command: str, args: tuple[str | Quoted, ...], timeout_s: float | None = None
+    ) -> asyncio.Future[AgiResponse]:
+        """`command()` without its coroutine: send now and return the future `_resolve` settles
+        (the Channel methods await it directly, one coroutine less per command)."""
         if self._hung_up:
             raise ChannelHungUp(f"channel hung up; {command} not sent")
         if self._closed:
             raise ChannelHungUp(f"FastAGI connection closed; {command} not sent")
         data = self._codec.send_command(command, *args)
+        server = self._server
         if timeout_s is None:
-            server = self._server
             timeout_s = (
                 server.media_timeout_s if command in _MEDIA_COMMANDS else server.idle_timeout_s
             )
         loop = self._loop
         waiter: asyncio.Future[AgiResponse] = loop.create_future()
         self._waiter = waiter
+        self._command = command
+        self._timeout_s = timeout_s
         self._deadline = loop.time() + timeout_s
-        assert self._transport is not None
-        self._transport.write(data)
-        self._server.commands_total += 1
-        try:
-            response = await waiter
-        except TimeoutError:
-            raise ChannelHungUp(f"no reply to {command} within {timeout_s}s") from None
-        finally:
-            self._waiter = None
-            self._deadline = 0.0
+        transport = self._transport
+        assert transport is not None
+        transport.write(data)
+        server.commands_total += 1
+        return waiter
+
+    def _resolve(self, response: AgiResponse) -> None:
+        """Settle the outstanding command: its 200 reply, or the error its code means."""
+        waiter = self._waiter
+        self._deadline = 0.0
+        if waiter is None or waiter.done():
+            return  # its awaiter was cancelled: nobody wants this reply
         code = response.code
         if code == 200:
-            return response
-        if code == 511:
+            waiter.set_result(response)
+        elif code == 511:
             self._hung_up = True
-            raise AgiDeadChannel(code, response.message)
-        raise ChannelCommandError(code, response.message)
+            waiter.set_exception(AgiDeadChannel(code, response.message))
+        else:
+            waiter.set_exception(ChannelCommandError(code, response.message))
 
     async def _failed(self, command: str) -> None:
         """`result=-1` means a hangup or an error (a missing sound file): ask CHANNEL STATUS,
@@ -398,22 +418,22 @@ class AgiSession(asyncio.Protocol):
         return self.env.uniqueid
 
     async def answer(self) -> None:
-        response = await self.command("ANSWER")
+        response = await self._send("ANSWER", ())
         if response.result == "-1":
             await self._failed("ANSWER")
             raise ChannelCommandError(200, "ANSWER failed")
 
     async def hangup(self) -> None:
-        await self.command("HANGUP")
+        await self._send("HANGUP", ())
         # Asterisk confirms with `HANGUP` ~40 ms later; nothing more may be sent from now on.
         self._hung_up = True
 
     async def stream_file(self, name: str, escape_digits: str = "") -> str | None:
-        response = await self.command("STREAM FILE", name, Quoted(escape_digits))
+        response = await self._send("STREAM FILE", (name, Quoted(escape_digits)))
         return await self._key(response.result, "STREAM FILE")
 
     async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> DigitInput:
-        response = await self.command("GET DATA", prompt, str(int(timeout_ms)), str(max_digits))
+        response = await self._send("GET DATA", (prompt, str(int(timeout_ms)), str(max_digits)))
         if response.result == "-1":
             await self._failed("GET DATA")
             return DigitInput(digits="", timed_out=False)
@@ -421,25 +441,25 @@ class AgiSession(asyncio.Protocol):
         return DigitInput(digits=response.result, timed_out=response.data == "timeout")
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
-        response = await self.command("WAIT FOR DIGIT", str(int(timeout_ms)))
+        response = await self._send("WAIT FOR DIGIT", (str(int(timeout_ms)),))
         return await self._key(response.result, "WAIT FOR DIGIT")
 
     async def say_number(self, number: int) -> None:
-        response = await self.command("SAY NUMBER", str(int(number)), _EMPTY_ESCAPE)
+        response = await self._send("SAY NUMBER", (str(int(number)), _EMPTY_ESCAPE))
         if response.result == "-1":
             await self._failed("SAY NUMBER")
 
     async def say_digits(self, digits: str) -> None:
-        response = await self.command("SAY DIGITS", digits, _EMPTY_ESCAPE)
+        response = await self._send("SAY DIGITS", (digits, _EMPTY_ESCAPE))
         if response.result == "-1":
             await self._failed("SAY DIGITS")
 
     async def exec(self, application: str, *args: str) -> int:
         # res_agi passes only one argument string to the application: join with commas.
         if args:
-            response = await self.command("EXEC", application, ",".join(args))
+            response = await self._send("EXEC", (application, ",".join(args)))
         else:
-            response = await self.command("EXEC", application)
+            response = await self._send("EXEC", (application,))
         if response.result == "-1":
             await self._failed(f"EXEC {application}")
         try:
@@ -448,28 +468,28 @@ class AgiSession(asyncio.Protocol):
             raise ChannelCommandError(200, f"unexpected result {response.result!r}") from None
 
     async def get_variable(self, name: str) -> str | None:
-        response = await self.command("GET VARIABLE", name)
+        response = await self._send("GET VARIABLE", (name,))
         if response.result == "1":
             return response.data if response.data is not None else ""
         return None
 
     async def get_full_variable(self, expression: str) -> str | None:
-        response = await self.command("GET FULL VARIABLE", expression)
+        response = await self._send("GET FULL VARIABLE", (expression,))
         if response.result == "1":
             return response.data if response.data is not None else ""
         return None
 
     async def set_variable(self, name: str, value: str) -> None:
-        await self.command("SET VARIABLE", name, value)
+        await self._send("SET VARIABLE", (name, value))
 
     async def set_music(self, on: bool, moh_class: str = "default") -> None:
         if on:
-            await self.command("SET MUSIC", "ON", moh_class)
+            await self._send("SET MUSIC", ("ON", moh_class))
         else:
-            await self.command("SET MUSIC", "OFF")
+            await self._send("SET MUSIC", ("OFF",))
 
     async def verbose(self, message: str, level: int = 1) -> None:
-        await self.command("VERBOSE", Quoted(message), str(int(level)))
+        await self._send("VERBOSE", (Quoted(message), str(int(level))))
 
 
 class FastAgiServer:
