@@ -52,6 +52,7 @@ from centralino.callbacks import CallbackDialer
 from centralino.calls import InboundCallServices
 from centralino.logs import bind_call
 from centralino.metrics import Metrics
+from centralino.recovery import LiveStateGuard
 from centralino.settings import AgentSettings, QueueSettings, Settings
 from centralino.storage.connections import postgres_pool, redis_client
 from centralino.storage.migrate import apply_migrations
@@ -265,6 +266,7 @@ async def running(
     ami_endpoint: tuple[str, int, str, str] | None = None,
     flow: FlowSettings | None = None,
     owner: str | None = None,
+    live_check_s: float = 2.0,
 ) -> AsyncIterator[Runtime]:
     """Build and start everything; on exit stop it in reverse order (graceful for calls)."""
     server = settings.server
@@ -342,17 +344,39 @@ async def running(
             callbacks = CallbackDialer(ami=ami, router=lambda: router)
         live = RedisLiveStore(client=redis)
         await live.load_scripts()
+        queue_log = PgQueueLog(pool=pool)
+        acd_clock = AcdClock()
+        owner_name = owner or f"{socket.gethostname()}:{os.getpid()}"
         router = Router(
             store=live,
-            queue_log=PgQueueLog(pool=pool),
-            clock=AcdClock(),
+            queue_log=queue_log,
+            clock=acd_clock,
             queues=queues,
             agents=agent_map,
-            owner=owner or f"{socket.gethostname()}:{os.getpid()}",
+            owner=owner_name,
             on_detached_offer=callbacks,
         )
+        guard = LiveStateGuard(
+            redis=redis,
+            router=router,
+            queue_log=queue_log,
+            clock=acd_clock,
+            agents={a.agent_id: a.endpoint for a in definitions},
+            ami=ami,
+            owner=owner_name,
+            interval_s=live_check_s,
+        )
+        await guard.check()  # a fresh (or restarted) Redis: restore agents and callbacks
         await router.start()
         stack.push_async_callback(router.aclose)
+        guard_task = asyncio.create_task(guard.run(), name="live-state-guard")
+
+        async def stop_guard() -> None:
+            guard.close()
+            guard_task.cancel()
+            await asyncio.gather(guard_task, return_exceptions=True)
+
+        stack.push_async_callback(stop_guard)
 
         hub = DesktopHub(clock=context_clock)
         stack.push_async_callback(hub.close)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -45,12 +46,16 @@ async def world(
         time_scale=0.01,
         flow=FAST_FLOW,
     ) as w:
-        # Every agent answers quickly and talks briefly (scaled by time_scale).
-        for agent in list(w.simulator.phones):
-            w.simulator.phones[agent] = AgentPhone(
-                answer_probability=1.0, ring_s=(1.0, 2.0), talk_s=(5.0, 10.0)
-            )
+        reliable_phones(w)
         yield w
+
+
+def reliable_phones(world: DemoWorld) -> None:
+    """Every agent answers quickly and talks briefly (scaled by time_scale)."""
+    for agent in list(world.simulator.phones):
+        world.simulator.phones[agent] = AgentPhone(
+            answer_probability=1.0, ring_s=(1.0, 2.0), talk_s=(5.0, 10.0)
+        )
 
 
 def known_caller(world: DemoWorld, key: str = "3") -> Caller:
@@ -261,3 +266,32 @@ async def test_given_an_agents_phone_goes_unavailable_then_ami_logs_them_out(
 
     found = await eventually(states, timeout=5)
     assert found["agent101"] == "ready"
+
+
+async def test_given_redis_loses_the_live_state_then_it_is_rebuilt_and_calls_flow_again(
+    pg_dsn: str, redis_url: str, pg_pool: asyncpg.Pool, redis_client: Any, tmp_path: Path
+) -> None:
+    async with demo_world(
+        _settings(tmp_path),
+        database_url=pg_dsn,
+        redis_url=redis_url,
+        time_scale=0.01,
+        flow=FAST_FLOW,
+        live_check_s=0.1,
+    ) as world:
+        reliable_phones(world)
+        router = world.runtime.router
+        await router.agent_not_ready("agent102", "lunch")
+        assert (await world.simulator.call(known_caller(world))).answered
+
+        await redis_client.flushdb()  # Redis restarted without persistence
+
+        async def restored() -> dict[str, str]:
+            states = {s.agent_id: s.state.value for s in await world.runtime.live.agents()}
+            # Each agent's last state in the queue log (wrap-up resumes as ready).
+            assert states == {"agent101": "ready", "agent102": "not_ready", "agent103": "ready"}
+            return states
+
+        await eventually(restored, timeout=5)
+        result = await asyncio.wait_for(world.simulator.call(known_caller(world)), 30)
+        assert result.answered

@@ -109,6 +109,7 @@ async def demo_world(
     flow: FlowSettings | None = None,
     ready_agents: bool = True,
     ack_delay_s: float = 0.05,
+    live_check_s: float = 2.0,
 ) -> AsyncIterator[DemoWorld]:
     demo = settings.demo
     rng = np.random.default_rng(demo.seed)
@@ -177,6 +178,7 @@ async def demo_world(
                 ami_endpoint=("127.0.0.1", asterisk.port, "centralino", ami_secret),
                 flow=flow,
                 owner="demo",
+                live_check_s=live_check_s,
             )
         )
         created = await seed_customers(runtime.context, dataset)
