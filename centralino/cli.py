@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import signal
@@ -58,7 +59,18 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
     """Run on uvloop (what production uses), stopping cleanly on SIGINT/SIGTERM."""
     import uvloop
 
-    return uvloop.run(main)
+    try:
+        return uvloop.run(main)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"centralino: {exc.strerror}: another process listens on a configured port "
+            "(is another Centralino running?). Change it with CENTRALINO_SERVER_AGI_PORT, "
+            "CENTRALINO_SERVER_AUDIOSOCKET_PORT or CENTRALINO_SERVER_HTTP_PORT.",
+            file=sys.stderr,
+        )
+        return 2
 
 
 async def _until_signalled(work: Coroutine[Any, Any, int]) -> int:

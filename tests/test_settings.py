@@ -92,3 +92,26 @@ def test_check_config_prints_redacted(
     assert main(["--config", str(ROOT / "centralino.example.toml"), "check-config"]) == 0
     out = capsys.readouterr().out
     assert '"agi_port": 4573' in out and "hunter2" not in out
+
+
+def test_a_busy_port_is_reported_clearly_not_as_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+
+    from centralino.cli import _run
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        async def start_server() -> int:  # what a server's start does with a taken port
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))
+            return 0
+
+        assert _run(start_server()) == 2
+    err = capsys.readouterr().err
+    assert "another process listens on a configured port" in err
+    assert "CENTRALINO_SERVER_AGI_PORT" in err
