@@ -28,6 +28,9 @@ from tests.demo.serve import serve
 TODAY = date(2026, 1, 15)
 DATA = generate(np.random.default_rng(7), today=TODAY)
 DEADLINE_S = 0.2
+# How late a wait may return on a loaded 2-core CI machine (GC, other processes): a broken
+# deadline would overshoot by the slow backend's full delay, well beyond this.
+SCHEDULING_SLACK_S = 0.2
 
 
 @pytest.fixture
@@ -149,7 +152,7 @@ async def test_fanout_over_http_never_delays_the_call_and_says_what_is_missing(
         started = time.monotonic()
         handle = rig.fanout.start(linkedid="call-1", caller_id=person.phone.replace("+39", ""))
         snap = await handle.wait()
-        assert time.monotonic() - started < DEADLINE_S + 0.05
+        assert time.monotonic() - started < DEADLINE_S + SCHEDULING_SLACK_S
         pop = snap.screen_pop(rig.clock.now())
         await handle.aclose()
     assert snap.sources["erp"].status is SourceStatus.OK

@@ -65,8 +65,8 @@ def _assert(condition: bool) -> None:
 async def test_no_desktop_means_not_delivered_at_once(hub_url: tuple[DesktopHub, str]) -> None:
     hub, _ = hub_url
     started = time.monotonic()
-    assert not await hub.push_screen_pop("nobody", POP, timeout_s=2.0)
-    assert time.monotonic() - started < 0.1
+    assert not await hub.push_screen_pop("nobody", POP, timeout_s=5.0)
+    assert time.monotonic() - started < 1.0  # not the 5 s timeout: nobody to wait for
     delivery = hub.last_delivery("L1")
     assert delivery is not None and delivery.acked_at is None
 
