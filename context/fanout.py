@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from context.circuit import CircuitBreaker
 from context.errors import ConfigurationError, ConnectorError
@@ -59,6 +59,7 @@ from context.screen_pop import (
 )
 from context.service import ContextService
 
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 DEFAULT_DEADLINE_S = 0.4
@@ -401,35 +402,39 @@ class FanoutHandle:
 
     async def _run_timeline(self, customer_id: int) -> None:
         owner = self._owner
-        try:
-            async with asyncio.timeout(owner.store_timeout_s):
-                items = await owner.service.timeline.recent(customer_id, owner.timeline_limit)
-        except TimeoutError:
-            self._finish(TIMELINE_SOURCE, SourceStatus.TIMED_OUT, error="timeline store")
-            return
-        except Exception as exc:  # per-source boundary
-            log.exception("timeline failed for %s", self.linkedid)
-            self._finish(TIMELINE_SOURCE, SourceStatus.FAILED, error=type(exc).__name__)
-            return
-        self._timeline = tuple(items)
-        self._finish(TIMELINE_SOURCE, SourceStatus.OK, field=FIELD_TIMELINE)
-        self._store(FIELD_TIMELINE, dumps([interaction_view(i) for i in items]))
+        items = await self._read_own(
+            TIMELINE_SOURCE,
+            "timeline store",
+            owner.service.timeline.recent(customer_id, owner.timeline_limit),
+        )
+        if items is not None:
+            self._timeline = tuple(items)
+            self._finish(TIMELINE_SOURCE, SourceStatus.OK, field=FIELD_TIMELINE)
+            self._store(FIELD_TIMELINE, dumps([interaction_view(i) for i in items]))
 
     async def _run_tickets(self, customer_id: int) -> None:
-        owner = self._owner
+        tickets = await self._read_own(
+            TICKETS_SOURCE,
+            "ticket store",
+            self._owner.service.tickets.open_for_customer(customer_id),
+        )
+        if tickets is not None:
+            self._tickets = tuple(tickets)
+            self._finish(TICKETS_SOURCE, SourceStatus.OK, field=FIELD_TICKETS)
+            self._store(FIELD_TICKETS, dumps([ticket_view(t) for t in tickets]))
+
+    async def _read_own(self, source: str, store: str, read: Awaitable[_T]) -> _T | None:
+        """One of our own stores, under its timeout; on failure the source is marked and None
+        returned (the pop says what is missing)."""
         try:
-            async with asyncio.timeout(owner.store_timeout_s):
-                tickets = await owner.service.tickets.open_for_customer(customer_id)
+            async with asyncio.timeout(self._owner.store_timeout_s):
+                return await read
         except TimeoutError:
-            self._finish(TICKETS_SOURCE, SourceStatus.TIMED_OUT, error="ticket store")
-            return
+            self._finish(source, SourceStatus.TIMED_OUT, error=store)
         except Exception as exc:  # per-source boundary
-            log.exception("open tickets failed for %s", self.linkedid)
-            self._finish(TICKETS_SOURCE, SourceStatus.FAILED, error=type(exc).__name__)
-            return
-        self._tickets = tuple(tickets)
-        self._finish(TICKETS_SOURCE, SourceStatus.OK, field=FIELD_TICKETS)
-        self._store(FIELD_TICKETS, dumps([ticket_view(t) for t in tickets]))
+            log.exception("%s failed for %s", source, self.linkedid)
+            self._finish(source, SourceStatus.FAILED, error=type(exc).__name__)
+        return None
 
     async def _run_connector(self, connector: Connector, query: ConnectorQuery) -> None:
         name = connector.name
