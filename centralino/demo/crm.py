@@ -20,7 +20,7 @@ from aiohttp import web
 
 from centralino.adapters.http_connector import FactExtract, HttpBackendConfig, HttpRequestSpec
 from centralino.demo.behaviour import Fault, demo_app
-from centralino.demo.dataset import Case, DemoDataset, LastContact, Note, Person, generate
+from centralino.demo.dataset import Case, DemoDataset, LastContact, Note, Person, dataset_or_default
 
 DATASET: web.AppKey[DemoDataset] = web.AppKey("demo_crm_dataset", DemoDataset)
 
@@ -127,9 +127,7 @@ def make_crm_app(
     app = demo_app(
         latency_ms=latency_ms, failure_rate=failure_rate, rng=rng, jitter_ms=jitter_ms, fault=fault
     )
-    app[DATASET] = dataset or generate(
-        np.random.default_rng(seed), today=today or date(2026, 1, 15)
-    )
+    app[DATASET] = dataset_or_default(dataset, seed=seed, today=today)
     app.router.add_get("/api/contacts", contacts)
     app.router.add_get("/api/contacts/{id}", contact)
     app.router.add_get("/api/contacts/{id}/cases", cases)

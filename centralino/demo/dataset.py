@@ -243,3 +243,17 @@ def generate(rng: np.random.Generator, *, today: date, n_people: int = 40) -> De
     # A shared office number: person 2 works at the same switchboard as person 1.
     people[2] = replace(people[2], phone=people[1].phone)
     return DemoDataset(today=today, people=tuple(people))
+
+
+# Reproducible runs: without a date of their own, the ERP and CRM describe the same people as of
+# this day (they must agree, since both are generated from the same seed).
+DEFAULT_TODAY = date(2026, 1, 15)
+
+
+def dataset_or_default(
+    dataset: DemoDataset | None, *, seed: int, today: date | None
+) -> DemoDataset:
+    """`dataset` if given, else the people generated from `seed` as of `today`."""
+    if dataset is not None:
+        return dataset
+    return generate(np.random.default_rng(seed), today=today or DEFAULT_TODAY)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from centralino.adapters.http_connector import FactExtract, HttpBackendConfig, HttpRequestSpec
 from centralino.demo.behaviour import Fault, demo_app
-from centralino.demo.dataset import DemoDataset, Invoice, Order, Person, generate
+from centralino.demo.dataset import DemoDataset, Invoice, Order, Person, dataset_or_default
 
 DATASET: web.AppKey[DemoDataset] = web.AppKey("demo_dataset", DemoDataset)
 
@@ -124,9 +124,7 @@ def make_erp_app(
     app = demo_app(
         latency_ms=latency_ms, failure_rate=failure_rate, rng=rng, jitter_ms=jitter_ms, fault=fault
     )
-    app[DATASET] = dataset or generate(
-        np.random.default_rng(seed), today=today or date(2026, 1, 15)
-    )
+    app[DATASET] = dataset_or_default(dataset, seed=seed, today=today)
     app.router.add_get("/api/customers", customers)
     app.router.add_get("/api/customers/{code}", customer)
     app.router.add_get("/api/customers/{code}/invoices", invoices)
