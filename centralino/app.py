@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
-import aiohttp
 import asyncpg
 import numpy as np
 import redis.asyncio as aioredis
@@ -33,6 +32,7 @@ from acd.models import (
 )
 from acd.ports import SystemClock as AcdClock
 from acd.service import Router
+from centralino.adapters.http_client import HttpClient
 from centralino.adapters.http_connector import (
     FactExtract,
     HttpBackendConfig,
@@ -282,9 +282,7 @@ async def running(
         )
         redis = await stack.enter_async_context(redis_client(redis_url))
         http = await stack.enter_async_context(
-            aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=HTTP_CONNECTIONS_PER_HOST)
-            )
+            HttpClient(max_connections_per_origin=HTTP_CONNECTIONS_PER_HOST)
         )
 
         context_clock = ContextClock()
@@ -297,7 +295,7 @@ async def running(
             phones=phones,
         )
         configs = list(backends) if backends is not None else backend_configs(settings)
-        connectors = [HttpConnector(config=c, session=http, clock=context_clock) for c in configs]
+        connectors = [HttpConnector(config=c, client=http, clock=context_clock) for c in configs]
         call_context = RedisCallContextStore(redis=redis, ttl_s=settings.redis.call_context_ttl_s)
         stack.push_async_callback(call_context.aclose)
         fanout = PreAnswerFanout(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -76,8 +76,13 @@ DEFAULT_CONTEXT_TTL_S = 3600
 DEFAULT_WRITE_COALESCE_S = 0.005
 # How many past interactions the pop shows.
 DEFAULT_TIMELINE_LIMIT = 10
+# Weight of the newest answer time in a source's expected latency (an exponential average:
+# it follows a backend that slows down within a few dozen calls).
+LATENCY_EWMA_WEIGHT = 0.2
 
 Listener = Callable[["FanoutHandle", str], None]
+# Outcomes that say how long a source takes (a skipped or cancelled one says nothing).
+_OBSERVED = frozenset({SourceStatus.OK, SourceStatus.FAILED, SourceStatus.TIMED_OUT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,7 @@ class FanoutSnapshot:
     sources: Mapping[str, SourceResult]
     ivr: IvrSummary | None
     complete: bool
+    records: Mapping[str, SourceRecord]  # each source as the pop shows it (made once per result)
 
     @property
     def facts(self) -> list[Fact]:
@@ -139,7 +145,7 @@ class FanoutSnapshot:
             linkedid=self.linkedid,
             now=now,
             caller=None if self.resolution is None else caller_view(self.resolution),
-            sources=[r.record() for r in self.sources.values()],
+            sources=list(self.records.values()),
             open_tickets=None
             if self.open_tickets is None
             else [ticket_view(t) for t in self.open_tickets],
@@ -192,6 +198,11 @@ class PreAnswerFanout:
             for c in connectors
         }
         self._handles: dict[str, FanoutHandle] = {}
+        # Expected answer time of each source (ms), learnt from the answers.
+        self.expected_ms: dict[str, float] = {}
+        # Queries waiting for the next loop turn, started slowest source first (see `_launch`).
+        self._queued: list[tuple[float, int, FanoutHandle, Coroutine[Any, Any, None]]] = []
+        self._queued_seq = 0
 
     def start(self, *, linkedid: str, caller_id: str | None) -> FanoutHandle:
         """Start everything for this call now; never blocks. One handle per linkedid."""
@@ -204,6 +215,31 @@ class PreAnswerFanout:
 
     def get(self, linkedid: str) -> FanoutHandle | None:
         return self._handles.get(linkedid)
+
+    def _enqueue(self, handle: FanoutHandle, source: str, query: Coroutine[Any, Any, None]) -> None:
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self._start_queued)
+        self._queued_seq += 1
+        self._queued.append((-self.expected_ms.get(source, 0.0), self._queued_seq, handle, query))
+
+    def _start_queued(self) -> None:
+        """Start every query queued since the last turn, the slowest sources first. A task's
+        first step runs in creation order, so under a burst of calls the slowest backend's
+        requests (the ones each pop waits for) go out before the fast ones', not after all
+        the work of the calls ahead; a lone call loses one loop turn."""
+        queued, self._queued = self._queued, []
+        queued.sort(key=lambda q: (q[0], q[1]))
+        for _, _, handle, query in queued:
+            if handle._closed:
+                query.close()  # the call ended before its query started
+            else:
+                handle._spawn(query)
+
+    def _learn(self, source: str, elapsed_ms: float) -> None:
+        old = self.expected_ms.get(source)
+        self.expected_ms[source] = (
+            elapsed_ms if old is None else old + LATENCY_EWMA_WEIGHT * (elapsed_ms - old)
+        )
 
     def _forget(self, handle: FanoutHandle) -> None:
         if self._handles.get(handle.linkedid) is handle:
@@ -225,6 +261,7 @@ class FanoutHandle:
         self.started_at = owner.clock.now()
         self.started_mono = owner.clock.monotonic()
         self._results: dict[str, SourceResult] = {}
+        self._records: dict[str, SourceRecord] = {}
         self._resolution: Resolution | None = None
         self._timeline: tuple[Interaction, ...] | None = None
         self._tickets: tuple[Ticket, ...] | None = None
@@ -254,6 +291,7 @@ class FanoutHandle:
             sources=dict(self._results),
             ivr=self._ivr,
             complete=self._all_done.is_set(),
+            records=dict(self._records),
         )
 
     def done(self, sources: Collection[str] | None = None) -> bool:
@@ -332,7 +370,9 @@ class FanoutHandle:
         task.add_done_callback(self._tasks.discard)
 
     def _pending(self, name: str) -> None:
-        self._results[name] = SourceResult(name, SourceStatus.PENDING, self._elapsed_ms())
+        result = SourceResult(name, SourceStatus.PENDING, self._elapsed_ms())
+        self._results[name] = result
+        self._records[name] = result.record()
 
     def _launch(self) -> None:
         owner = self._owner
@@ -350,8 +390,8 @@ class FanoutHandle:
                     self._finish(connector.name, SourceStatus.SKIPPED, error="no caller number")
                 else:
                     query = ConnectorQuery(identity=identity)
-                    self._spawn(self._run_connector(connector, query))
-        self._spawn(self._run_identity(phone))
+                    owner._enqueue(self, connector.name, self._run_connector(connector, query))
+        owner._enqueue(self, IDENTITY_SOURCE, self._run_identity(phone))
 
     async def _run_identity(self, phone: Identity | CallerProblem) -> None:
         owner = self._owner
@@ -382,7 +422,7 @@ class FanoutHandle:
                 self._finish(connector.name, SourceStatus.SKIPPED, error=why)
                 continue
             query = ConnectorQuery(identity=resolution.identity, links=links)
-            self._spawn(self._run_connector(connector, query))
+            owner._enqueue(self, connector.name, self._run_connector(connector, query))
         if customer is None:
             why = f"caller {resolution.status}"
             if resolution.status is ResolutionStatus.AMBIGUOUS:
@@ -390,8 +430,8 @@ class FanoutHandle:
             self._finish(TIMELINE_SOURCE, SourceStatus.SKIPPED, error=why)
             self._finish(TICKETS_SOURCE, SourceStatus.SKIPPED, error=why)
             return
-        self._spawn(self._run_timeline(customer.id))
-        self._spawn(self._run_tickets(customer.id))
+        owner._enqueue(self, TIMELINE_SOURCE, self._run_timeline(customer.id))
+        owner._enqueue(self, TICKETS_SOURCE, self._run_tickets(customer.id))
 
     def _identity_failed(self, status: SourceStatus, error: str) -> None:
         self._finish(IDENTITY_SOURCE, status, error=error)
@@ -476,15 +516,19 @@ class FanoutHandle:
         if previous is not None and previous.done:
             return
         started = previous.started_ms if previous is not None else self._elapsed_ms()
-        result = SourceResult(name, status, started, self._elapsed_ms() - started, facts, error)
+        elapsed = self._elapsed_ms() - started
+        result = SourceResult(name, status, started, elapsed, facts, error)
         self._results[name] = result
+        record = self._records[name] = result.record()
+        if status in _OBSERVED:
+            self._owner._learn(name, elapsed)
         if all(r.done for r in self._results.values()):
             self.completed_mono = self._owner.clock.monotonic()
             self._all_done.set()
         self._notify(SOURCE_PREFIX + name)
         if field is not None:
             self._notify(field)
-        self._store(SOURCE_PREFIX + name, dumps(result.record()))
+        self._store(SOURCE_PREFIX + name, dumps(record))
 
     def _notify(self, field: str) -> None:
         self._changed.set()

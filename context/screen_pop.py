@@ -157,9 +157,15 @@ def fact_record(fact: Fact, fetched_at: str | None = None) -> FactRecord:
     }
 
 
-def fact_view(record: FactRecord, now: datetime) -> FactView:
-    fetched = datetime.fromisoformat(record["fetched_at"])
-    return {**record, "age_s": round(max(0.0, (now - fetched).total_seconds()), 3)}
+def fact_view(record: FactRecord, now: datetime, ages: dict[str, float] | None = None) -> FactView:
+    """`ages` caches the age per `fetched_at` text: one fetch's facts share it."""
+    stamp = record["fetched_at"]
+    age = None if ages is None else ages.get(stamp)
+    if age is None:
+        age = round(max(0.0, (now - datetime.fromisoformat(stamp)).total_seconds()), 3)
+        if ages is not None:
+            ages[stamp] = age
+    return {**record, "age_s": age}
 
 
 _LABELS = {
@@ -264,12 +270,13 @@ def assemble(
         }
         for r in records
     ]
+    ages: dict[str, float] = {}
     return {
         "linkedid": linkedid,
         "generated_at": now.isoformat(),
         "complete": all(r["status"] != SourceStatus.PENDING for r in records),
         "caller": caller,
-        "facts": [fact_view(f, now) for r in records for f in r["facts"]],
+        "facts": [fact_view(f, now, ages) for r in records for f in r["facts"]],
         "sources": statuses,
         "missing": [f"{r['name']}: {r['status']}" for r in records if r["status"] != "ok"],
         "open_tickets": open_tickets or [],

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from centralino.adapters.http_client import HttpClient
 from centralino.storage.migrate import apply_migrations
 
 DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -154,3 +155,10 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     finally:
         await client.flushdb()
         await client.aclose()
+
+
+@pytest.fixture
+async def http_client() -> AsyncIterator[HttpClient]:
+    """The connectors' HTTP client (its pools closed after the test)."""
+    async with HttpClient() as client:
+        yield client

@@ -5,7 +5,7 @@ Per backend: a base URL; one or more requests, each a URL template (`{phone}`, `
 backend `needs_link`s, `{link:SYSTEM}` for any other linked id); where the list of items sits in
 the JSON answer; a field mapping (fact field -> dotted path in each item); the auth header value
 read from an environment variable (never from the config file); a per-request timeout and a
-maximum body size. The aiohttp `ClientSession` is passed in (the root owns the pool).
+maximum body size. The `HttpClient` is passed in (the root owns its connection pools).
 
 Faults are the backend's: 5xx and connection errors raise `BackendUnavailable`; malformed JSON,
 an oversized body or a wrong shape raise `BackendBadResponse`; a timeout raises `TimeoutError`.
@@ -20,11 +20,16 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-import aiohttp
 import orjson
 
+from centralino.adapters.http_client import (
+    HttpBodyTooLarge,
+    HttpClient,
+    HttpConnectionError,
+    HttpError,
+)
 from context.errors import BackendBadResponse, BackendUnavailable, ConfigurationError
 from context.models import ConnectorQuery, Fact, IdentityKind, JsonValue
 from context.ports import Clock
@@ -34,7 +39,6 @@ from context.ports import Clock
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 # The desktop shows the latest few items per kind; more would only cost bytes and parsing.
 DEFAULT_MAX_ITEMS = 50
-_READ_CHUNK = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,7 @@ class HttpConnector:
         self,
         *,
         config: HttpBackendConfig,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         clock: Clock,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -93,8 +97,23 @@ class HttpConnector:
                 )
             if "link" in spec.placeholders() and config.needs_link is None:
                 raise ConfigurationError(f"backend {config.name!r} uses {{link}}: set needs_link")
+        parts = urlsplit(config.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ConfigurationError(
+                f"backend {config.name!r}: base_url must be http(s)://host[:port][/path]"
+            )
         self._config = config
-        self._session = session
+        self._pool = client.pool(f"{parts.scheme}://{parts.netloc}")
+        self._prefix = parts.path.rstrip("/")
+        # Placeholders of each request and the dotted paths of each field mapping, taken apart
+        # once (they never change; a pop maps dozens of fields).
+        self._specs = [(spec, frozenset(spec.placeholders())) for spec in config.requests]
+        self._paths = {
+            (id(extract), out): _parts(src)
+            for spec in config.requests
+            for extract in spec.extracts
+            for out, src in extract.fields.items()
+        }
         self._clock = clock
         self._headers: dict[str, str] = {"Accept": "application/json"}
         if config.auth_env:
@@ -105,8 +124,10 @@ class HttpConnector:
                     f"backend {config.name!r}: environment variable {config.auth_env} is not set"
                 )
             self._headers[config.auth_header] = value
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
-        self._base = config.base_url.rstrip("/")
+        try:
+            self._pool.request_bytes("/", self._headers)
+        except ValueError as exc:
+            raise ConfigurationError(f"backend {config.name!r}: {exc}") from None
 
     @property
     def name(self) -> str:
@@ -130,7 +151,7 @@ class HttpConnector:
 
     async def fetch(self, query: ConnectorQuery) -> list[Fact]:
         values = self._values(query)
-        specs = [s for s in self._config.requests if s.placeholders() <= values.keys()]
+        specs = [s for s, needs in self._specs if needs <= values.keys()]
         if len(specs) == 1:
             return await self._one(specs[0], values)
         results = await asyncio.gather(*(self._one(s, values) for s in specs))
@@ -138,26 +159,32 @@ class HttpConnector:
 
     async def _one(self, spec: HttpRequestSpec, values: Mapping[str, str]) -> list[Fact]:
         path = spec.url_template.format_map({k: quote(v, safe="") for k, v in values.items()})
-        url = self._base + path
         name = self._config.name
+        limit = self._config.max_body_bytes
+        request = self._pool.request_bytes(self._prefix + path, self._headers)
         try:
-            async with self._session.get(url, headers=self._headers, timeout=self._timeout) as r:
-                if r.status == 404:
-                    await self._read_limited(r, path)  # drained, the connection is reusable
-                    return []
-                if r.status >= 500:
-                    raise BackendUnavailable(name, f"HTTP {r.status} from {path}")
-                if r.status != 200:
-                    raise BackendBadResponse(name, f"HTTP {r.status} from {path}")
-                body = await self._read_limited(r, path)
-        except aiohttp.ClientError as exc:
-            raise BackendUnavailable(name, f"{type(exc).__name__} on {path}") from exc
+            async with asyncio.timeout(self._config.timeout_s):
+                answer = await self._pool.get(request, max_body=limit)
+        except HttpBodyTooLarge as exc:
+            raise BackendBadResponse(name, f"body of {path} over {limit} bytes") from exc
+        except HttpConnectionError as exc:
+            raise BackendUnavailable(name, f"{exc} ({path})") from exc
+        except HttpError as exc:  # not HTTP: a proxy's page, a wrong port, a broken server
+            raise BackendBadResponse(name, f"{exc} ({path})") from exc
+        if answer.status == 404:
+            return []
+        if answer.status >= 500:
+            raise BackendUnavailable(name, f"HTTP {answer.status} from {path}")
+        if answer.status != 200:
+            raise BackendBadResponse(name, f"HTTP {answer.status} from {path}")
+        body = answer.body
         fetched_at = self._clock.now()
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise BackendBadResponse(name, f"malformed JSON from {path}") from exc
         facts: list[Fact] = []
+        paths = self._paths
         for extract in spec.extracts:
             items = _items(document, extract.items_path)
             if items is None:
@@ -166,52 +193,27 @@ class HttpConnector:
                 if not isinstance(item, dict):
                     raise BackendBadResponse(name, f"an item of {path} is not an object")
                 data = (
-                    {out: _get(item, src) for out, src in extract.fields.items()}
+                    {out: _get(item, paths[id(extract), out]) for out in extract.fields}
                     if extract.fields
                     else dict(item)
                 )
                 facts.append(Fact(source=name, kind=extract.kind, data=data, fetched_at=fetched_at))
         return facts
 
-    async def warm_up(self, connections: int, *, path: str = "/") -> int:
-        """Open up to `connections` keep-alive connections to the backend now (concurrent GETs
-        of `path`, any status), so a burst of calls finds them pooled instead of paying a TCP
-        connect each. Returns how many requests got an answer. The session's connector must
-        allow that many connections per host."""
-
-        async def one() -> bool:
-            try:
-                async with self._session.get(
-                    self._base + path, headers=self._headers, timeout=self._timeout
-                ) as response:
-                    await response.read()
-                    return True
-            except (aiohttp.ClientError, TimeoutError):
-                return False
-
-        results = await asyncio.gather(*(one() for _ in range(connections)))
-        return sum(results)
-
-    async def _read_limited(self, response: aiohttp.ClientResponse, path: str) -> bytes:
-        limit = self._config.max_body_bytes
-        name = self._config.name
-        if response.content_length is not None:
-            if response.content_length > limit:
-                raise BackendBadResponse(name, f"body of {path} over {limit} bytes")
-            return await response.read()  # announced and within the limit: one read
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(_READ_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise BackendBadResponse(name, f"body of {path} over {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def warm_up(self, connections: int) -> int:
+        """Open up to `connections` keep-alive connections to the backend now, so a burst of
+        calls finds them pooled instead of paying a TCP (and TLS) handshake each. Returns how
+        many are ready."""
+        return await self._pool.warm_up(connections)
 
 
-def _get(document: Any, dotted: str) -> JsonValue:
+def _parts(dotted: str) -> tuple[str, ...]:
+    return tuple(dotted.split(".")) if dotted else ()
+
+
+def _get(document: Any, parts: tuple[str, ...]) -> JsonValue:
     node = document
-    for part in dotted.split(".") if dotted else ():
+    for part in parts:
         if isinstance(node, dict):
             node = node.get(part)
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
@@ -222,7 +224,7 @@ def _get(document: Any, dotted: str) -> JsonValue:
 
 
 def _items(document: Any, dotted: str) -> list[Any] | None:
-    node = _get(document, dotted)
+    node = _get(document, _parts(dotted))
     if isinstance(node, dict):
         return [node]
     if isinstance(node, list):

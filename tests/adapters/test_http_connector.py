@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
-import aiohttp
 import numpy as np
 import pytest
 from aiohttp import web
 
+from centralino.adapters.http_client import HttpClient
 from centralino.adapters.http_connector import (
     FactExtract,
     HttpBackendConfig,
@@ -21,12 +20,6 @@ from context.errors import BackendBadResponse, BackendUnavailable, Configuration
 from context.models import ConnectorQuery, Identity, IdentityKind
 from tests.context.fakes import T0, FakeClock
 from tests.demo.serve import serve
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def _erp(**kw: object) -> web.Application:
@@ -46,11 +39,11 @@ def _phone(app: web.Application) -> Identity:
 
 
 async def test_given_the_demo_erp_when_fetching_by_phone_then_mapped_facts(
-    session: aiohttp.ClientSession,
+    http_client: HttpClient,
 ) -> None:
     app = _erp()
     async with serve(app) as url:
-        conn = HttpConnector(config=erp_backend_config(url), session=session, clock=FakeClock())
+        conn = HttpConnector(config=erp_backend_config(url), client=http_client, clock=FakeClock())
         facts = await conn.fetch(ConnectorQuery(identity=_phone(app)))
     kinds = {f.kind for f in facts}
     assert "erp_customer" in kinds and "invoice" in kinds
@@ -62,10 +55,10 @@ async def test_given_the_demo_erp_when_fetching_by_phone_then_mapped_facts(
 
 
 async def test_an_unknown_customer_is_no_facts_not_an_error(
-    session: aiohttp.ClientSession,
+    http_client: HttpClient,
 ) -> None:
     async with serve(_erp()) as url:
-        conn = HttpConnector(config=erp_backend_config(url), session=session, clock=FakeClock())
+        conn = HttpConnector(config=erp_backend_config(url), client=http_client, clock=FakeClock())
         query = ConnectorQuery(identity=Identity(IdentityKind.PHONE, "+390299999999"))
         assert await conn.fetch(query) == []
 
@@ -79,38 +72,38 @@ async def test_an_unknown_customer_is_no_facts_not_an_error(
     ],
 )
 async def test_backend_faults_raise_connector_errors(
-    session: aiohttp.ClientSession, app_kw: dict[str, object], error: type[Exception]
+    http_client: HttpClient, app_kw: dict[str, object], error: type[Exception]
 ) -> None:
     app = _erp(**app_kw)
     async with serve(app) as url:
-        conn = HttpConnector(config=erp_backend_config(url), session=session, clock=FakeClock())
+        conn = HttpConnector(config=erp_backend_config(url), client=http_client, clock=FakeClock())
         with pytest.raises(error):
             await conn.fetch(ConnectorQuery(identity=_phone(app)))
 
 
-async def test_a_hanging_backend_times_out(session: aiohttp.ClientSession) -> None:
+async def test_a_hanging_backend_times_out(http_client: HttpClient) -> None:
     app = _erp(fault=Fault.HANG)
     async with serve(app) as url:
         config = erp_backend_config(url, timeout_s=0.1)
-        conn = HttpConnector(config=config, session=session, clock=FakeClock())
+        conn = HttpConnector(config=config, client=http_client, clock=FakeClock())
         with pytest.raises(TimeoutError):
             await conn.fetch(ConnectorQuery(identity=_phone(app)))
 
 
-async def test_connection_refused_is_backend_unavailable(session: aiohttp.ClientSession) -> None:
+async def test_connection_refused_is_backend_unavailable(http_client: HttpClient) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening: connecting is refused
         conn = HttpConnector(
             config=erp_backend_config(f"http://127.0.0.1:{port}"),
-            session=session,
+            client=http_client,
             clock=FakeClock(),
         )
         with pytest.raises(BackendUnavailable):
             await conn.fetch(ConnectorQuery(identity=Identity(IdentityKind.PHONE, "+3902")))
 
 
-async def test_auth_from_environment_links_and_quoting(session: aiohttp.ClientSession) -> None:
+async def test_auth_from_environment_links_and_quoting(http_client: HttpClient) -> None:
     seen: list[tuple[str, str | None]] = []
 
     async def handler(request: web.Request) -> web.Response:
@@ -135,7 +128,7 @@ async def test_auth_from_environment_links_and_quoting(session: aiohttp.ClientSe
     async with serve(app) as url:
         conn = HttpConnector(
             config=replace(config, base_url=url),
-            session=session,
+            client=http_client,
             clock=FakeClock(),
             environ={"BILLING_KEY": "secret-1"},
         )
@@ -143,10 +136,10 @@ async def test_auth_from_environment_links_and_quoting(session: aiohttp.ClientSe
     assert seen == [("A B/1", "secret-1")]
     assert [f.data for f in facts] == [{"v": "x"}, {"v": None}]
     with pytest.raises(ConfigurationError):
-        HttpConnector(config=config, session=session, clock=FakeClock(), environ={})
+        HttpConnector(config=config, client=http_client, clock=FakeClock(), environ={})
 
 
-async def test_a_wrong_shape_is_a_bad_response(session: aiohttp.ClientSession) -> None:
+async def test_a_wrong_shape_is_a_bad_response(http_client: HttpClient) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.json_response({"rows": "not a list"})
 
@@ -158,16 +151,16 @@ async def test_a_wrong_shape_is_a_bad_response(session: aiohttp.ClientSession) -
             base_url=url,
             requests=(HttpRequestSpec("/x?p={phone}", (FactExtract("row", "rows"),)),),
         )
-        conn = HttpConnector(config=config, session=session, clock=FakeClock())
+        conn = HttpConnector(config=config, client=http_client, clock=FakeClock())
         with pytest.raises(BackendBadResponse):
             await conn.fetch(ConnectorQuery(identity=Identity(IdentityKind.PHONE, "+3902")))
 
 
-def test_configuration_errors_are_ours(session: aiohttp.ClientSession) -> None:
+def test_configuration_errors_are_ours(http_client: HttpClient) -> None:
     bad = HttpBackendConfig(
         name="x",
         base_url="http://h",
         requests=(HttpRequestSpec("/x?p={nope}", (FactExtract("row"),)),),
     )
     with pytest.raises(ConfigurationError):
-        HttpConnector(config=bad, session=session, clock=FakeClock())
+        HttpConnector(config=bad, client=http_client, clock=FakeClock())

@@ -293,3 +293,51 @@ async def test_one_fanout_per_linkedid() -> None:
     with pytest.raises(ConfigurationError):
         fan.start(linkedid="D1", caller_id="")
     await handle.aclose()
+
+
+async def test_a_burst_of_calls_sends_the_slowest_sources_queries_first() -> None:
+    """Each source's expected answer time is learnt; the queries of the calls starting in the
+    same loop turn then go out slowest source first, so the request each pop waits for is not
+    queued behind the fast ones of every other call."""
+    world = World()
+    order: list[str] = []
+
+    def recording(name: str, delay_s: float) -> ScriptedConnector:
+        async def script(query: ConnectorQuery) -> list[Fact]:
+            order.append(name)
+            await asyncio.sleep(delay_s)
+            return []
+
+        return ScriptedConnector(name, script)
+
+    fanout = world.fanout(
+        [recording("fast", 0.0), recording("slow", 0.06), recording("mid", 0.03)],
+        deadline_s=1.0,
+    )
+    first = fanout.start(linkedid="learn", caller_id="+390212345678")
+    await first.wait()
+    await first.aclose()
+    expected = fanout.expected_ms
+    assert expected["slow"] > expected["mid"] > expected["fast"]
+    order.clear()
+    handles = [fanout.start(linkedid=f"b{i}", caller_id="+390212345678") for i in range(5)]
+    await asyncio.gather(*(h.wait() for h in handles))
+    assert order == ["slow"] * 5 + ["mid"] * 5 + ["fast"] * 5
+    for h in handles:
+        await h.aclose()
+
+
+async def test_a_call_ending_before_its_queries_start_leaves_nothing_running() -> None:
+    world = World()
+    started: list[str] = []
+
+    async def script(query: ConnectorQuery) -> list[Fact]:
+        started.append("erp")
+        return []
+
+    fanout = world.fanout([ScriptedConnector("erp", script)])
+    handle = fanout.start(linkedid="gone", caller_id="+390212345678")
+    await handle.aclose()  # before the loop turn that would start the queries
+    await asyncio.sleep(0.01)
+    assert started == []
+    assert handle.snapshot().sources["erp"].status is SourceStatus.CANCELLED

@@ -12,6 +12,7 @@ import aiohttp
 import numpy as np
 import pytest
 
+from centralino.adapters.http_client import HttpClient
 from centralino.adapters.http_connector import HttpConnector
 from centralino.demo.behaviour import BEHAVIOUR, Fault
 from centralino.demo.crm import crm_backend_config, make_crm_app
@@ -100,7 +101,7 @@ async def test_latency_and_failure_rate_are_what_was_configured(
 
 
 class Rig:
-    def __init__(self, session: aiohttp.ClientSession, erp_url: str, crm_url: str) -> None:
+    def __init__(self, client: HttpClient, erp_url: str, crm_url: str) -> None:
         clock = SystemClock()
         self.customers = MemoryCustomers()
         self.clock = clock
@@ -112,9 +113,9 @@ class Rig:
                 clock=clock,
             ),
             connectors=[
-                HttpConnector(config=erp_backend_config(erp_url), session=session, clock=clock),
+                HttpConnector(config=erp_backend_config(erp_url), client=client, clock=clock),
                 HttpConnector(
-                    config=crm_backend_config(crm_url, timeout_s=0.5), session=session, clock=clock
+                    config=crm_backend_config(crm_url, timeout_s=0.5), client=client, clock=clock
                 ),
             ],
             call_context=MemoryCallContext(),
@@ -135,7 +136,7 @@ class Rig:
     ],
 )
 async def test_fanout_over_http_never_delays_the_call_and_says_what_is_missing(
-    session: aiohttp.ClientSession, crm_kw: dict[str, object], status: SourceStatus
+    http_client: HttpClient, crm_kw: dict[str, object], status: SourceStatus
 ) -> None:
     person = DATA.people[0]
     erp = make_erp_app(latency_ms=10, failure_rate=0, rng=np.random.default_rng(1), dataset=DATA)
@@ -143,7 +144,7 @@ async def test_fanout_over_http_never_delays_the_call_and_says_what_is_missing(
     kw.update(crm_kw)
     crm = make_crm_app(**kw)  # type: ignore[arg-type]
     async with serve(erp) as erp_url, serve(crm) as crm_url:
-        rig = Rig(session, erp_url, crm_url)
+        rig = Rig(http_client, erp_url, crm_url)
         await rig.customers.create(
             display_name=person.name,
             identities=[Identity(IdentityKind.PHONE, person.phone)],
@@ -168,12 +169,12 @@ async def test_fanout_over_http_never_delays_the_call_and_says_what_is_missing(
 
 
 async def test_garbage_caller_id_over_http_fans_out_nothing_and_pops_unknown(
-    session: aiohttp.ClientSession,
+    http_client: HttpClient,
 ) -> None:
     erp = make_erp_app(latency_ms=0, failure_rate=0, rng=np.random.default_rng(1), dataset=DATA)
     crm = make_crm_app(latency_ms=0, failure_rate=0, rng=np.random.default_rng(1), dataset=DATA)
     async with serve(erp) as erp_url, serve(crm) as crm_url:
-        rig = Rig(session, erp_url, crm_url)
+        rig = Rig(http_client, erp_url, crm_url)
         handle = rig.fanout.start(linkedid="g", caller_id="\x00<script>%%%")
         pop = (await handle.wait()).screen_pop(rig.clock.now())
         await handle.aclose()

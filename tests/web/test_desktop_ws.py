@@ -192,3 +192,15 @@ async def test_given_a_call_in_progress_when_the_desktop_reopens_then_it_shows_t
         async with session.ws_connect(f"{url}/ws/agent/a9") as ws:
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(ws.receive_json(), 0.3)
+
+
+async def test_pops_travel_uncompressed_even_when_the_browser_offers_deflate(
+    hub_url: tuple[DesktopHub, str],
+) -> None:
+    """Compressing a pop cost more CPU between reservation and ring than the LAN saves."""
+    _, url = hub_url
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{url}/ws/agent/a1", compress=15) as ws,
+    ):
+        assert ws.compress == 0  # the server declined permessage-deflate
