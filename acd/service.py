@@ -16,6 +16,8 @@ Flow for one call (the IVR side):
         await router.accept(offer.reservation.reservation_id)   # then screen-pop, Dial
         ... AMI: answered -> router.connected(rid); no answer -> router.ring_no_answer(rid)
     ... hangup: router.completed(item_id)  (or router.abandon(item_id) while waiting)
+    ... AMI transfer instead: router.transferred(item_id, target=..., to_queue=...); the session
+        the dialplan starts at a queue target calls router.rejoin(item_id) before enqueueing
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ MAX_PENDING_OUTCOMES = 8
 RING_TTL_MARGIN_S = 5.0
 # Live agent figures (counts per queue for estimates) are re-read at most this often.
 AGENT_CACHE_S = 1.0
+# A call transferred to one of our queues waits for its caller to be held again (`rejoin`: the
+# dialplan re-enters FastAGI within milliseconds); one not back after this long never will be.
+TRANSFER_REJOIN_S = 120.0
 
 Outcome = Offer | QueueAction
 DetachedOfferHook = Callable[[Offer, WorkItem], Awaitable[None]]
@@ -80,6 +85,15 @@ class _Tracked:
     agent_id: str = ""
     detached: bool = False  # callback requested: no caller on the line
     exited: bool = False  # left by a configured action; dropped once the IVR has read it
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingTransfer:
+    """A call transferred to one of our queues, not queued yet: nobody holds its caller until
+    the dialplan hands the channel back to us, and an agent reserved meanwhile could not be rung."""
+
+    item: WorkItem
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +151,7 @@ class Router:
         self._on_detached = on_detached_offer
         self._tracked: dict[str, _Tracked] = {}
         self._by_reservation: dict[str, str] = {}
+        self._transfers: dict[str, _PendingTransfer] = {}
         self._wake = asyncio.Event()
         self._agent_cache: tuple[float, list[AgentStatus]] = (-math.inf, [])
         self._tasks: set[asyncio.Task[None]] = set()
@@ -554,31 +569,72 @@ class Router:
         )
         return await self.ticket(item_id)
 
-    async def transfer(self, item_id: str, *, to_queue: str) -> Ticket:
-        """A connected item is transferred to another queue: the agent is done with it."""
+    async def transferred(self, item_id: str, *, target: str, to_queue: str | None = None) -> None:
+        """The agent transferred a connected call (AMI BlindTransfer/AttendedTransfer): their
+        part ends now, as if the conversation had ended (talk time until now, then their normal
+        wrap-up), and a TRANSFER row names the target ("exten@context", an agent, an app).
+
+        With `to_queue` (the target is one of our queues) the call is re-queued there once its
+        caller is held again: `rejoin(item_id)`, from the FastAGI session the dialplan starts at
+        the target. It competes as a fresh arrival for the target queue's skill; the first
+        queue's preferred agents no longer apply. Raises UnknownItem unless the item is
+        connected here, UnknownQueue for a queue we do not have (nothing is changed then)."""
         tracked = self._track(item_id)
         if tracked.connected_at is None:
             raise UnknownItem(item_id)
+        target_policy = self._policy(to_queue) if to_queue is not None else None
         now = self._clock.now()
-        agent_id = tracked.agent_id
+        item = tracked.item
+        agent = self._agents.get(tracked.agent_id)
+        wrap = agent.wrap_up_s if agent else 0.0
+        talk = now - tracked.connected_at
         await self._store.finish(
-            agent_id, tracked.item.channel, now, worked_s=now - tracked.connected_at, wrap_up_s=0.0
+            tracked.agent_id, item.channel, now, worked_s=talk + wrap, wrap_up_s=wrap
         )
+        self._rates.handled(item.queue, talk + wrap, now)
+        del self._tracked[item_id]
+        for stale in [k for k, p in self._transfers.items() if now - p.at > TRANSFER_REJOIN_S]:
+            del self._transfers[stale]
+        if target_policy is not None:
+            moved = replace(item, queue=target_policy.name, preferred_agents=())
+            if target_policy.skill is not None:
+                moved = replace(moved, skills=(SkillRequirement(target_policy.skill, 1),))
+            self._transfers[item_id] = _PendingTransfer(item=moved, at=now)
         await self._log.write(
             [
                 self._row(
                     now,
-                    tracked.item.queue,
+                    item.queue,
                     item_id,
                     QueueEvent.TRANSFER,
-                    agent_id,
-                    talk=now - tracked.connected_at,
-                    data=to_queue,
-                )
+                    tracked.agent_id,
+                    talk=talk,
+                    data=target,
+                ),
+                self._agent_row(
+                    now, tracked.agent_id, "wrap_up" if item.channel is Channel.VOICE else "ready"
+                ),
             ]
         )
-        del self._tracked[item_id]
-        return await self.enqueue(replace(tracked.item, queue=self._policy(to_queue).name))
+        self.wake()
+
+    async def rejoin(self, item_id: str) -> Ticket | None:
+        """The caller of a call transferred to one of our queues is held by us again: queue it
+        there now (ENTER in the target queue, waiting from now on). Returns its ticket (position
+        0 with the queue's action when it cannot be queued, as `enqueue`), or None when no
+        transfer of this item is pending in this process (then it is a call like any other)."""
+        pending = self._transfers.pop(item_id, None)
+        if pending is None or self._clock.now() - pending.at > TRANSFER_REJOIN_S:
+            return None
+        return await self.enqueue(replace(pending.item, arrived_at=self._clock.now()))
+
+    async def transfer(self, item_id: str, *, to_queue: str) -> Ticket:
+        """Move a connected item to another queue at once, its customer still held by the same
+        owner (e.g. a chat): `transferred` then `rejoin`."""
+        await self.transferred(item_id, target=to_queue, to_queue=to_queue)
+        ticket = await self.rejoin(item_id)
+        assert ticket is not None  # just recorded as pending
+        return ticket
 
     # --- the agent desktop's and AMI's API -------------------------------------------------
 

@@ -44,7 +44,7 @@ from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTim
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
-from centralino.ami_watch import DeviceWatch, DialWatch
+from centralino.ami_watch import DeviceWatch, DialWatch, TransferWatch
 from centralino.asterisk.agi_server import AgiCall, AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
 from centralino.asterisk.audiosocket_server import AudioSocketServer, AudioSocketSession
@@ -176,8 +176,10 @@ class InboundHandler:
         flow: FlowSettings,
         outcomes: dict[str, int],
         dial_watch: DialWatch | None,
+        transfer_watch: TransferWatch | None = None,
     ) -> None:
         self.dial_watch = dial_watch
+        self.transfer_watch = transfer_watch
         self.fanout = fanout
         self.context = context
         self.router = router
@@ -206,6 +208,7 @@ class InboundHandler:
                 agents=self.agents,
                 owners=self.owners,
                 dial_watch=self.dial_watch,
+                transfer_watch=self.transfer_watch,
             )
             query = call.query
             outcome = await run_inbound(
@@ -380,9 +383,15 @@ async def running(
         stack.push_async_callback(hub.close)
 
         dial_watch: DialWatch | None = None
+        transfer_watch: TransferWatch | None = None
         if ami is not None:
             dial_watch = DialWatch()
             dial_watch.attach(ami)
+            transfer_watch = TransferWatch(
+                queues=settings.acd.transfer_queues(),
+                endpoints={a.agent_id: a.endpoint for a in definitions},
+            )
+            transfer_watch.attach(ami)
 
             async def force_logout(agent_id: str) -> object:
                 return await router.agent_logout(agent_id, forced=True)
@@ -406,6 +415,7 @@ async def running(
                 flow=flow or FlowSettings(),
                 outcomes=outcomes,
                 dial_watch=dial_watch,
+                transfer_watch=transfer_watch,
             ),
         )
         agi = FastAgiServer(

@@ -9,6 +9,7 @@ the pop-push, ack and ring times that prove the pop was ready before the phone r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -17,9 +18,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from acd.errors import StaleReservation, UnknownItem
-from acd.models import ActionKind, AgentDefinition, Offer, QueueAction, SkillRequirement, WorkItem
+from acd.models import (
+    ActionKind,
+    AgentDefinition,
+    Offer,
+    QueueAction,
+    SkillRequirement,
+    Ticket,
+    WorkItem,
+)
 from acd.service import Router
-from centralino.ami_watch import DialWatch
+from centralino.ami_watch import CallTransfer, DialWatch, TransferWatch
 from centralino.web.desktop_ws import DesktopHub
 from context.fanout import FanoutHandle, FanoutSnapshot
 from context.models import ChannelKind, Direction, Interaction
@@ -142,6 +151,7 @@ class InboundCallServices:
         agents: Mapping[str, AgentDefinition],
         owners: Mapping[str, str],
         dial_watch: DialWatch | None = None,
+        transfer_watch: TransferWatch | None = None,
     ) -> None:
         self.uniqueid = uniqueid
         self.linkedid = linkedid
@@ -155,6 +165,7 @@ class InboundCallServices:
         self.item_id = _ITEM_ID.sub("_", uniqueid) or "call"
         self.record = CallRecord(started_at=context.clock.now())
         self.dial_watch = dial_watch
+        self.transfer_watch = transfer_watch
         self.queued: AcdQueuedCall | None = None
         self._followed: set[str] = set()
 
@@ -195,6 +206,17 @@ class InboundCallServices:
     # --- the queue ----------------------------------------------------------------------------
 
     async def enqueue(self, request: QueueRequest) -> QueuedCall | QueueRefusal:
+        # An agent transferred this channel to one of our queues and the dialplan handed it
+        # back to us: the ACD queues it where the transfer said, not where the menu would.
+        rejoined = await self.router.rejoin(self.item_id)
+        if rejoined is not None:
+            await self.note("transferred", f"re-queued in {rejoined.queue}")
+            return self._placed(
+                WorkItem(
+                    item_id=self.item_id, queue=rejoined.queue, arrived_at=self.router_clock()
+                ),
+                rejoined,
+            )
         skill, level = INTENT_SKILLS.get(request.intent, INTENT_SKILLS["other"])
         queue = request.queue or "support"
         item = WorkItem(
@@ -207,8 +229,10 @@ class InboundCallServices:
             language=request.language,
             caller_id=self.caller_id,
         )
-        ticket = await self.router.enqueue(item)
-        self.record.queue = queue
+        return self._placed(item, await self.router.enqueue(item))
+
+    def _placed(self, item: WorkItem, ticket: Ticket) -> QueuedCall | QueueRefusal:
+        self.record.queue = ticket.queue
         self.record.enqueued_at = item.arrived_at
         if ticket.position == 0:
             return _refusal(ticket.action, "no_agents")
@@ -236,6 +260,15 @@ class InboundCallServices:
     # --- the end ------------------------------------------------------------------------------
 
     async def finish(self, outcome: str, *, agent_id: str | None = None) -> None:
+        queued = self.queued
+        if queued is not None and queued.agent_id is not None:
+            # The channel left while the agent was talking: the flow cannot tell a hangup from
+            # a transfer (both end its session), the queued call knows which it was.
+            agent_id = agent_id or queued.agent_id
+            if queued.transfer is not None:
+                outcome = "transferred"
+            elif outcome == "abandoned":
+                outcome = "answered"
         try:
             snapshot = self.handle.snapshot()
             resolution = snapshot.resolution
@@ -301,13 +334,22 @@ def _refusal(action: QueueAction, fallback_reason: str) -> QueueRefusal:
 
 @dataclass(slots=True)
 class AcdQueuedCall:
-    """`ivr.ports.QueuedCall` over the ACD router."""
+    """`ivr.ports.QueuedCall` over the ACD router.
+
+    Once the agent answered, the conversation ends exactly once, by whichever comes first: the
+    flow's end (Dial returned, or the channel left) or a transfer reported on AMI. `_lock`
+    orders them; `ended` tells the later one that the ACD already knows."""
 
     services: InboundCallServices
     item: WorkItem
     _offers: dict[str, Offer] = field(default_factory=dict)
     connected: bool = False
     _unwatch: Callable[[], None] | None = None
+    agent_id: str | None = None  # who answered (set with `connected`)
+    ended: bool = False  # the agent's part is over: completed or transferred
+    transfer: CallTransfer | None = None
+    _unwatch_transfer: Callable[[], None] | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def router(self) -> Router:
@@ -351,11 +393,18 @@ class AcdQueuedCall:
         return True
 
     async def _connect(self, offer: AgentOffer) -> None:
-        if self.connected:
-            return
-        self.connected = True
-        self.services.record.connected_at = self.services.router_clock()
-        await self.router.connected(offer.reservation_id)
+        async with self._lock:
+            if self.connected:
+                return
+            self.connected = True
+            self.agent_id = offer.agent_id
+            transfers = self.services.transfer_watch
+            if transfers is not None:
+                # Watch before the ACD hears of the answer: a transfer reported meanwhile waits
+                # on the lock and finds the conversation connected.
+                self._unwatch_transfer = transfers.watch(self.services.uniqueid, self._transferred)
+            self.services.record.connected_at = self.services.router_clock()
+            await self.router.connected(offer.reservation_id)
 
     async def answered(self, offer: AgentOffer, *, ring_s: float) -> None:
         """Dial returned ANSWER. Normally AMI confirmed the answer as it happened; without AMI
@@ -385,17 +434,72 @@ class AcdQueuedCall:
             log.info("reservation %s already released", offer.reservation_id)
 
     async def completed(self, offer: AgentOffer, *, talk_s: float) -> None:
-        self.services.record.talk_s = talk_s
-        try:
-            await self.router.completed(self.item.item_id)
-        except UnknownItem:
-            log.warning("the ACD no longer tracks %s; completion not logged", self.item.item_id)
+        await self._end_conversation(talk_s=talk_s)
 
     async def abandoned(self) -> None:
+        self._stop_watching()
+        if self.connected:
+            # The channel left while the agent was talking: the caller hung up, or the agent
+            # transferred them. AMI says which (settle); until then nothing is written.
+            transfers = self.services.transfer_watch
+            if transfers is not None and not self.ended:
+                await transfers.settle(self.services.uniqueid)
+            await self._end_conversation(talk_s=None)
+            return
         try:
             await self.router.abandon(self.item.item_id)
         except UnknownItem:
             log.info("item %s already left the queue", self.item.item_id)
+
+    async def _end_conversation(self, *, talk_s: float | None) -> None:
+        """The conversation is over and was not transferred (unless AMI said so first)."""
+        try:
+            async with self._lock:
+                if self.ended:
+                    return  # the transfer ended the agent's part already
+                self.ended = True
+                self.services.record.talk_s = talk_s if talk_s is not None else self._talk_s()
+                try:
+                    await self.router.completed(self.item.item_id)
+                except UnknownItem:
+                    log.warning(
+                        "the ACD no longer tracks %s; completion not logged", self.item.item_id
+                    )
+        finally:
+            self._stop_watching_transfers()
+
+    async def _transferred(self, transfer: CallTransfer) -> None:
+        """AMI: the agent transferred this caller (TransferWatch's callback)."""
+        async with self._lock:
+            if self.ended or not self.connected:
+                log.info(
+                    "%s transfer to %s after the conversation ended; ignored",
+                    transfer.kind,
+                    transfer.target,
+                )
+                return
+            self.ended = True
+            self.transfer = transfer
+            self.services.record.talk_s = self._talk_s()
+            try:
+                await self.router.transferred(
+                    self.item.item_id, target=transfer.target, to_queue=transfer.queue
+                )
+            except UnknownItem:  # the answer never reached the ACD (its reservation lapsed)
+                log.warning("the ACD does not track %s; transfer not logged", self.item.item_id)
+        where = f"queue {transfer.queue}" if transfer.queue else transfer.target
+        await self.services.note("transferred", f"{transfer.kind} by {self.agent_id} to {where}")
+
+    def _talk_s(self) -> float | None:
+        connected_at = self.services.record.connected_at
+        if connected_at is None:
+            return None
+        return max(0.0, self.services.router_clock() - connected_at)
+
+    def _stop_watching_transfers(self) -> None:
+        if self._unwatch_transfer is not None:
+            self._unwatch_transfer()
+            self._unwatch_transfer = None
 
     async def callback_requested(self, number: str) -> None:
         await self.router.request_callback(self.item.item_id, number)

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "CENTRALINO_"
 
@@ -153,9 +161,34 @@ def _default_queues() -> list[QueueSettings]:
     ]
 
 
+# The dialplan context whose extensions are our queues by name (docs/ami.md): an agent's phone
+# that blind-transfers a caller to `billing@centralino-transfer` puts them in the billing queue.
+TRANSFER_CONTEXT = "centralino-transfer"
+
+
 class AcdSettings(_Section):
     queues: list[QueueSettings] = Field(default_factory=_default_queues)
     agents: list[AgentSettings] = Field(default_factory=list)
+    # More blind-transfer targets that are our queues, "exten@context" -> queue name (e.g.
+    # "8001@centralino-agents" = "billing"); every queue is `<name>@centralino-transfer` anyway.
+    transfer_targets: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _transfer_targets_known(self) -> AcdSettings:
+        names = {q.name for q in self.queues}
+        for target, queue in self.transfer_targets.items():
+            exten, at, context = target.partition("@")
+            if not (exten and at and context):
+                raise ValueError(f"transfer target {target!r}: expected exten@context")
+            if queue not in names:
+                raise ValueError(f"transfer target {target!r}: no queue named {queue!r}")
+        return self
+
+    def transfer_queues(self) -> dict[str, str]:
+        """Every blind-transfer target ("exten@context") that is one of our queues."""
+        return {f"{q.name}@{TRANSFER_CONTEXT}": q.name for q in self.queues} | dict(
+            self.transfer_targets
+        )
 
 
 class DemoSettings(_Section):

@@ -5,7 +5,8 @@ the banner, Login (delayed failure then close; FullyBooted + SuccessfulAuth on s
 denied before login, Logoff, Ping, unknown actions (+ RequestBadFormat), Getvar/Setvar (+ VarSet),
 Command, CoreStatus, queue membership actions and their events, the QueueStatus / QueueSummary /
 CoreShowChannels event lists with Asterisk's header order, Originate (async: queued response, then
-an OriginateResponse event carrying the same ActionID), PlayDTMF and Hangup.
+an OriginateResponse event carrying the same ActionID), PlayDTMF and Hangup. `blind_transfer` and
+`attended_transfer` raise the events a phone's transfer raises, as Asterisk 22 writes them.
 
 Test controls: `emit` / `emit_packet` broadcast events to every event connection, `replay` plays
 recorded event packets, `kill_connections` drops every client abruptly, `answer_pings = False`
@@ -45,6 +46,7 @@ __all__ = [
     "AmiServer",
     "OriginateOutcome",
     "OriginateRequest",
+    "SimBridge",
     "SimChannel",
     "SimQueue",
     "SimQueueEntry",
@@ -109,23 +111,56 @@ class SimChannel:
     created_at: float = 0.0
     variables: dict[str, str] = field(default_factory=dict)
 
-    def headers(self) -> list[tuple[str, str]]:
+    def headers(self, prefix: str = "") -> list[tuple[str, str]]:
+        """The snapshot block; `prefix` names the channel's role in bridge events
+        (`Transferer`, `OrigTransferer`...), as ast_manager_build_channel_state_string_prefix."""
         return [
-            ("Channel", self.name),
-            ("ChannelState", str(self.state)),
-            ("ChannelStateDesc", _STATE_DESC.get(self.state, "Unknown")),
-            ("CallerIDNum", self.caller_id_num),
-            ("CallerIDName", self.caller_id_name),
-            ("ConnectedLineNum", self.connected_line_num),
-            ("ConnectedLineName", self.connected_line_name),
-            ("Language", self.language),
-            ("AccountCode", self.account_code),
-            ("Context", self.context),
-            ("Exten", self.exten),
-            ("Priority", str(self.priority)),
-            ("Uniqueid", self.uniqueid),
-            ("Linkedid", self.linkedid),
+            (f"{prefix}Channel", self.name),
+            (f"{prefix}ChannelState", str(self.state)),
+            (f"{prefix}ChannelStateDesc", _STATE_DESC.get(self.state, "Unknown")),
+            (f"{prefix}CallerIDNum", self.caller_id_num),
+            (f"{prefix}CallerIDName", self.caller_id_name),
+            (f"{prefix}ConnectedLineNum", self.connected_line_num),
+            (f"{prefix}ConnectedLineName", self.connected_line_name),
+            (f"{prefix}Language", self.language),
+            (f"{prefix}AccountCode", self.account_code),
+            (f"{prefix}Context", self.context),
+            (f"{prefix}Exten", self.exten),
+            (f"{prefix}Priority", str(self.priority)),
+            (f"{prefix}Uniqueid", self.uniqueid),
+            (f"{prefix}Linkedid", self.linkedid),
         ]
+
+
+@dataclass(slots=True)
+class SimBridge:
+    """A bridge as AMI describes it (the bridge snapshot block, in Asterisk's order). Dial's
+    two-party bridge between PJSIP channels without direct media is `basic`/`simple_bridge`."""
+
+    uniqueid: str
+    type: str = "basic"
+    technology: str = "simple_bridge"
+    creator: str = ""
+    name: str = ""
+    num_channels: int = 2
+    video_source_mode: str = "none"  # none | talker | single
+    video_source: str = ""
+
+    def headers(self, prefix: str = "") -> list[tuple[str, str]]:
+        """As ast_manager_build_bridge_state_string_prefix: BridgeVideoSource only in the
+        talker/single modes and when a source is set."""
+        out = [
+            (f"{prefix}BridgeUniqueid", self.uniqueid),
+            (f"{prefix}BridgeType", self.type),
+            (f"{prefix}BridgeTechnology", self.technology),
+            (f"{prefix}BridgeCreator", self.creator),
+            (f"{prefix}BridgeName", self.name),
+            (f"{prefix}BridgeNumChannels", str(self.num_channels)),
+            (f"{prefix}BridgeVideoSourceMode", self.video_source_mode),
+        ]
+        if self.video_source_mode in ("talker", "single") and self.video_source:
+            out.append((f"{prefix}BridgeVideoSource", self.video_source))
+        return out
 
 
 @dataclass(slots=True)
@@ -490,6 +525,92 @@ class AmiServer:
                 ("Cause-txt", cause_txt),
             ]
         )
+
+    def blind_transfer(
+        self,
+        *,
+        transferer: SimChannel,
+        transferee: SimChannel | None,
+        bridge: SimBridge | None,
+        context: str,
+        extension: str,
+        result: str = "Success",
+        is_external: bool = True,
+    ) -> None:
+        """Emit `BlindTransfer` as Asterisk 22 writes it (stasis_bridges.c, the documented
+        order): Result, the Transferer and Transferee snapshots, the bridge, IsExternal, Context,
+        Extension. The transferee is absent when the bridge held more than two channels;
+        `is_external` is Yes for a phone's SIP REFER, No for a DTMF feature transfer."""
+        headers: list[tuple[str, str]] = [
+            ("Event", "BlindTransfer"),
+            ("Privilege", "call,all"),
+            ("Result", result),
+            *transferer.headers("Transferer"),
+        ]
+        if transferee is not None:
+            headers += transferee.headers("Transferee")
+        if bridge is not None:
+            headers += bridge.headers()
+        headers += [
+            ("IsExternal", "Yes" if is_external else "No"),
+            ("Context", context),
+            ("Extension", extension),
+        ]
+        self.emit_packet(headers)
+
+    def attended_transfer(
+        self,
+        *,
+        orig_transferer: SimChannel,
+        second_transferer: SimChannel,
+        orig_bridge: SimBridge | None = None,
+        second_bridge: SimBridge | None = None,
+        transferee: SimChannel | None = None,
+        target: SimChannel | None = None,
+        dest_type: Literal["Bridge", "App", "Link", "Threeway", "Fail"] = "Bridge",
+        dest_bridge: str = "",
+        dest_app: str = "",
+        locals_: tuple[SimChannel, SimChannel] | None = None,
+        dest_transferer_channel: str = "",
+        result: str = "Success",
+        is_external: bool = False,
+    ) -> None:
+        """Emit `AttendedTransfer` in the order Asterisk 22 writes it (attended_transfer_to_ami):
+        Result, OrigTransferer, OrigBridge, SecondTransferer, SecondBridge, Transferee,
+        TransferTarget, IsExternal, then DestType and its own headers (Bridge: DestBridgeUniqueid;
+        App: DestApp; Link: the LocalOne/LocalTwo snapshots; Threeway: DestBridgeUniqueid and
+        DestTransfererChannel). The documentation lists DestType before Transferee; the wire
+        has it last."""
+        headers: list[tuple[str, str]] = [
+            ("Event", "AttendedTransfer"),
+            ("Privilege", "call,all"),
+            ("Result", result),
+            *orig_transferer.headers("OrigTransferer"),
+        ]
+        if orig_bridge is not None:
+            headers += orig_bridge.headers("Orig")
+        headers += second_transferer.headers("SecondTransferer")
+        if second_bridge is not None:
+            headers += second_bridge.headers("Second")
+        if transferee is not None:
+            headers += transferee.headers("Transferee")
+        if target is not None:
+            headers += target.headers("TransferTarget")
+        headers += [("IsExternal", "Yes" if is_external else "No"), ("DestType", dest_type)]
+        if dest_type == "Bridge":
+            headers.append(("DestBridgeUniqueid", dest_bridge))
+        elif dest_type == "App":
+            headers.append(("DestApp", dest_app))
+        elif dest_type == "Link":
+            if locals_ is None:
+                raise ValueError("a Link transfer names its two Local channels")
+            headers += locals_[0].headers("LocalOne") + locals_[1].headers("LocalTwo")
+        elif dest_type == "Threeway":
+            headers += [
+                ("DestBridgeUniqueid", dest_bridge),
+                ("DestTransfererChannel", dest_transferer_channel),
+            ]
+        self.emit_packet(headers)
 
     def queue_caller_join(self, queue_name: str, channel_name: str, *, priority: int = 0) -> int:
         """Put a channel in a queue's waiting list, emit QueueCallerJoin; returns its position."""

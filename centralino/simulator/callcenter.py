@@ -5,6 +5,13 @@ Asterisk would raise meanwhile. The demo, the end-to-end tests and `centralino s
 Time is real but scalable: every duration (a prompt, a ring, a conversation) is multiplied by
 `time_scale`, so a test can run a whole call in a fraction of a second with the same sequence
 of protocol messages a real call produces.
+
+Transfers: a caller with `transfer_to` is blind-transferred there by the agent who answers, half
+way through the conversation, as a phone's SIP REFER does it: AMI `BlindTransfer`, the agent's
+channel hangs up, and the caller's FastAGI session sees `Dial` fail and `HANGUP` (Asterisk moves
+the channel on with an async goto). A target in `transfer_context` is a dialplan extension that
+re-enters FastAGI with `?queue=<exten>` (docs/ami.md), so the same channel comes back to Centralino
+in a new session; any other target takes the caller away from us.
 """
 
 from __future__ import annotations
@@ -16,15 +23,22 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 import numpy as np
 
 from centralino.simulator.agi_peer import AgiPeer, ChannelModel, environment_bytes
-from centralino.simulator.ami_server import AmiServer, OriginateOutcome, OriginateRequest
+from centralino.simulator.ami_server import (
+    AmiServer,
+    OriginateOutcome,
+    OriginateRequest,
+    SimBridge,
+    SimChannel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +47,12 @@ PROMPT_S = 1.2
 _DIAL = re.compile(r"^EXEC\s+(?:\"?)Dial(?:\"?)\s+\"?([^,\"]+),?(\d*)", re.IGNORECASE)
 _WAIT = re.compile(r"^WAIT FOR DIGIT\s+(-?\d+)", re.IGNORECASE)
 _GET_DATA = re.compile(r"^GET DATA\s+\S+\s+(\d+)", re.IGNORECASE)
+# The dialplan context whose extensions are Centralino's queues (centralino.settings).
+TRANSFER_CONTEXT = "centralino-transfer"
+# Where inbound calls run their AGI: [centralino-inbound], the DID, the AGI() priority.
+INBOUND_CONTEXT = "centralino-inbound"
+INBOUND_DID = "+390200000000"
+INBOUND_AGI_PRIORITY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +75,7 @@ class Caller:
     star_for_callback: bool = False
     queue: str | None = None  # ?queue= in the AGI URL
     language: str | None = None
+    transfer_to: str | None = None  # "exten@context": the answering agent transfers them there
 
 
 @dataclass(slots=True)
@@ -66,6 +87,9 @@ class CallResult:
     answered: bool = False
     abandoned: bool = False
     setup_s: float = 0.0
+    transferred_by: str | None = None  # the agent who transferred the caller
+    transferred_to: str | None = None  # where ("exten@context")
+    sessions: int = 1  # FastAGI sessions the call ran (2 when a transfer brought it back)
 
 
 @dataclass(slots=True)
@@ -78,6 +102,11 @@ class _CallState:
     agent: str | None = None
     answered: bool = False
     abandoned: bool = False
+    transferred_to: str | None = None
+    # Where the channel runs AGI() in this session (its snapshot's Context/Exten/Priority).
+    context: str = INBOUND_CONTEXT
+    exten: str = INBOUND_DID
+    priority: int = INBOUND_AGI_PRIORITY
 
 
 class CallSimulator:
@@ -93,6 +122,8 @@ class CallSimulator:
         ami: AmiServer | None = None,
         time_scale: float = 1.0,
         script: str = "inbound",
+        transfer_context: str = TRANSFER_CONTEXT,
+        transfer_event_lag_s: float = 0.0,
     ) -> None:
         self.agi_host = agi_host
         self.agi_port = agi_port
@@ -101,6 +132,11 @@ class CallSimulator:
         self.ami = ami
         self.time_scale = time_scale
         self.script = script
+        self.transfer_context = transfer_context
+        # Seconds (real, not scaled) by which AMI's BlindTransfer trails the FastAGI HANGUP; 0
+        # sends it first, as Asterisk usually does. Either order must give the same outcome.
+        self.transfer_event_lag_s = transfer_event_lag_s
+        self.transfers = 0
         self._ids = itertools.count(1)
         self._epoch = int(time.time())
         self.results: list[CallResult] = []
@@ -112,22 +148,56 @@ class CallSimulator:
         return f"{self._epoch}.{next(self._ids)}"
 
     async def call(self, caller: Caller) -> CallResult:
-        """Place one call and play it to the end."""
+        """Place one call and play it to the end (through a transfer back to us, if any)."""
         uniqueid = self._uniqueid()
+        started = time.monotonic()
         state = _CallState(caller=caller, uniqueid=uniqueid, menu_keys=caller.menu_keys)
+        commands = await self._session(state, INBOUND_CONTEXT, INBOUND_DID, INBOUND_AGI_PRIORITY)
+        result = CallResult(
+            caller=caller,
+            uniqueid=uniqueid,
+            commands=commands,
+            agent=state.agent,
+            answered=state.answered,
+            abandoned=state.abandoned,
+            setup_s=time.monotonic() - started,
+        )
+        target = state.transferred_to
+        if target is not None:
+            result.transferred_by, result.transferred_to = state.agent, target
+            exten, _, context = target.partition("@")
+            if context == self.transfer_context:
+                # The dialplan there re-enters FastAGI (AGI(.../inbound?queue=${EXTEN})) with
+                # the same channel; the caller goes on as before, minus the first menu's keys.
+                again = replace(caller, queue=exten, menu_keys="", transfer_to=None)
+                state = _CallState(caller=again, uniqueid=uniqueid)
+                result.commands += await self._session(state, context, exten, 1)
+                result.sessions += 1
+                result.agent, result.abandoned = state.agent, state.abandoned
+                result.answered = result.answered or state.answered
+        self.results.append(result)
+        return result
+
+    async def _session(
+        self, state: _CallState, context: str, extension: str, priority: int
+    ) -> list[str]:
+        """One FastAGI session of the call's channel, from AGI() to the server closing it."""
+        caller, uniqueid = state.caller, state.uniqueid
+        state.context, state.exten, state.priority = context, extension, priority
         query = "&".join(
             f"{k}={v}" for k, v in (("queue", caller.queue), ("lang", caller.language)) if v
         )
         script = self.script + (f"?{query}" if query else "")
         env = environment_bytes(
             uniqueid=uniqueid,
-            channel=f"PJSIP/trunk-{uniqueid.replace('.', '')}",
+            channel=self._caller_channel(uniqueid),
             network_script=script,
             request=f"agi://{self.agi_host}:{self.agi_port}/{script}",
             callerid=caller.number,
             calleridname=caller.name or "unknown",
-            context="centralino-inbound",
-            extension="+390200000000",
+            context=context,
+            extension=extension,
+            priority=priority,
         )
         model = ChannelModel(callerid=caller.number, calleridname=caller.name or "unknown")
 
@@ -142,19 +212,12 @@ class CallSimulator:
             on_command=on_command,
             read_timeout_s=max(30.0, 120 * self.time_scale),
         )
-        started = time.monotonic()
         await peer.run()
-        result = CallResult(
-            caller=caller,
-            uniqueid=uniqueid,
-            commands=peer.commands,
-            agent=state.agent,
-            answered=state.answered,
-            abandoned=state.abandoned,
-            setup_s=time.monotonic() - started,
-        )
-        self.results.append(result)
-        return result
+        return peer.commands
+
+    @staticmethod
+    def _caller_channel(uniqueid: str) -> str:
+        return f"PJSIP/trunk-{uniqueid.replace('.', '')}"
 
     def start_call(self, caller: Caller) -> asyncio.Task[CallResult]:
         task = asyncio.create_task(self.call(caller), name=f"sim-call-{caller.number}")
@@ -237,6 +300,18 @@ class CallSimulator:
         self._emit("DialEnd", Uniqueid=state.uniqueid, DestChannel=dest, DialStatus="ANSWER")
         state.answered = True
         talk = float(self.rng.uniform(*phone.talk_s))
+        target = state.caller.transfer_to
+        if target is not None and state.transferred_to is None:
+            await self._sleep(talk / 2)
+            self._blind_transfer(state, agent, dest, target)
+            # Asterisk's async goto ends Dial and the AGI: result=-1 now, HANGUP right after.
+            model.hangup_during = model.commands_seen
+            model.variables.update(
+                DIALSTATUS="ANSWER",
+                ANSWEREDTIME=str(round(talk / 2 * self.time_scale)),
+                DIALEDTIME=str(round((ring + talk / 2) * self.time_scale)),
+            )
+            return
         await self._sleep(talk)
         self._emit("Hangup", Uniqueid=state.uniqueid, Channel=dest, Cause="16")
         model.variables.update(
@@ -244,6 +319,73 @@ class CallSimulator:
             ANSWEREDTIME=str(round(talk * self.time_scale)),
             DIALEDTIME=str(round((ring + talk) * self.time_scale)),
         )
+
+    def _blind_transfer(self, state: _CallState, agent: str, dest: str, target: str) -> None:
+        """The agent's phone sends a SIP REFER to `target`: AMI reports it (now, or
+        `transfer_event_lag_s` after the FastAGI session saw the channel go), then the agent's
+        channel hangs up."""
+        state.transferred_to = target
+        self.transfers += 1
+        if self.ami is None:
+            return
+        ami = self.ami
+        caller = state.caller
+        exten, _, context = target.partition("@")
+        transferee = SimChannel(
+            name=self._caller_channel(state.uniqueid),
+            uniqueid=state.uniqueid,
+            linkedid=state.uniqueid,
+            state=6,
+            caller_id_num=caller.number,
+            caller_id_name=caller.name or "<unknown>",
+            connected_line_num=agent,
+            connected_line_name=agent,
+            context=state.context,
+            exten=state.exten,
+            priority=state.priority,
+        )
+        transferer = SimChannel(
+            name=dest,
+            uniqueid=ami.new_uniqueid(),
+            linkedid=state.uniqueid,
+            state=6,
+            caller_id_num=agent,
+            caller_id_name=agent,
+            connected_line_num=caller.number,
+            connected_line_name=caller.name or "<unknown>",
+            context="centralino-agents",
+        )
+        bridge = SimBridge(uniqueid=str(uuid.UUID(int=int(self.rng.integers(0, 2**63)))))
+
+        def report() -> None:
+            ami.blind_transfer(
+                transferer=transferer,
+                transferee=transferee,
+                bridge=bridge,
+                context=context,
+                extension=exten,
+            )
+            ami.emit_packet(
+                [
+                    ("Event", "Hangup"),
+                    ("Privilege", "call,all"),
+                    *transferer.headers(),
+                    ("Cause", "16"),
+                    ("Cause-txt", "Normal Clearing"),
+                ]
+            )
+
+        if self.transfer_event_lag_s <= 0:
+            report()
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.transfer_event_lag_s)
+            report()
+
+        task = asyncio.create_task(later())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     async def originate(self, request: OriginateRequest) -> OriginateOutcome:
         """What a callback's AMI Originate does: the agent's phone rings and is answered (or
@@ -328,11 +470,22 @@ def poisson_arrivals(rng: np.random.Generator, rate_per_s: float, duration_s: fl
     return sorted(float(t) for t in rng.uniform(0.0, duration_s, size=count))
 
 
+# Where the demo's menu keys lead (ivr.intent.MENU, FlowSettings.intent_queues): a transferred
+# caller goes to one of the other queues.
+_KEY_QUEUES: Mapping[str, str] = {"1": "billing", "2": "support", "3": "support", "4": "sales"}
+_DEMO_QUEUES = ("billing", "support", "sales")
+
+
 def demo_callers(
-    rng: np.random.Generator, numbers: Sequence[str], *, unknown_share: float = 0.15
+    rng: np.random.Generator,
+    numbers: Sequence[str],
+    *,
+    unknown_share: float = 0.15,
+    transfer_share: float = 0.08,
 ) -> Caller:
     """One caller drawn like the demo's traffic: mostly known customers, some strangers, some
-    withheld numbers; most press a menu key, a few ask for a callback."""
+    withheld numbers; most press a menu key, a few ask for a callback, and a few reach the
+    wrong department, so their agent blind-transfers them to another queue."""
     draw = rng.random()
     if draw < unknown_share * 0.3:
         number = "unknown"
@@ -341,9 +494,14 @@ def demo_callers(
     else:
         number = str(rng.choice(list(numbers)))
     key = str(rng.choice(["1", "2", "3", "4", "", "0"], p=[0.3, 0.25, 0.25, 0.1, 0.05, 0.05]))
+    transfer_to = None
+    if rng.random() < transfer_share:
+        others = [q for q in _DEMO_QUEUES if q != _KEY_QUEUES.get(key, "support")]
+        transfer_to = f"{rng.choice(others)}@{TRANSFER_CONTEXT}"
     return Caller(
         number=number,
         menu_keys=key,
         patience_s=float(rng.exponential(90.0)) + 15.0,
         star_for_callback=bool(rng.random() < 0.05),
+        transfer_to=transfer_to,
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from acd.errors import StaleReservation, UnknownQueue
+from acd.errors import StaleReservation, UnknownItem, UnknownQueue
 from acd.live import MemoryLiveStore, MemoryQueueLog
 from acd.models import (
     ActionKind,
@@ -23,7 +23,7 @@ from acd.models import (
     SkillRequirement,
     WorkItem,
 )
-from acd.service import ChannelFact, DeviceFact, Router
+from acd.service import TRANSFER_REJOIN_S, ChannelFact, DeviceFact, Router
 from tests.acd.support import ManualClock
 
 BILLING = QueuePolicy(
@@ -316,3 +316,110 @@ async def test_rebuild_restores_agents_and_waiting_calls_from_ami_facts_and_log(
     assert (report.requeued, report.dropped) == (1, 1)
     await router.completed("c1")  # the restored call can finish normally
     assert {a.agent_id: a.state for a in fresh.state.agents()}["joe"] is AgentState.WRAP_UP
+
+
+# --- transfers (AMI BlindTransfer / AttendedTransfer) ---------------------------------------
+
+
+async def connected_call(rig: Rig, item_id: str, agent: str, **kw: object) -> None:
+    if rig.state(agent) is AgentState.LOGGED_OUT:
+        await rig.ready(agent)
+    await rig.router.enqueue(billing_call(item_id, rig.clock, **kw))
+    offer = await rig.offer(item_id)
+    assert offer.reservation.agent_id == agent
+    await rig.router.accept(offer.reservation.reservation_id)
+    await rig.router.connected(offer.reservation.reservation_id)
+
+
+async def test_given_transfer_to_our_queue_then_agent_wraps_up_and_call_rejoins_that_queue(
+    rig: Rig,
+) -> None:
+    await connected_call(rig, "c1", "joe", priority=3, preferred_agents=("joe",))
+    rig.clock.advance(42.0)
+
+    await rig.router.transferred("c1", target="general@centralino-transfer", to_queue="general")
+
+    assert rig.state("joe") is AgentState.WRAP_UP  # their normal wrap-up, as after a hangup
+    transfer = next(r for r in rig.log.rows if r.event is QueueEvent.TRANSFER)
+    assert (transfer.queue, transfer.agent_id, transfer.talk_s, transfer.data) == (
+        "billing",
+        "joe",
+        42.0,
+        "general@centralino-transfer",
+    )
+    assert rig.log.rows[-1].data == "wrap_up"
+    # Nobody holds the caller until the dialplan hands the channel back: nothing is queued.
+    assert rig.store.state.waiting("general") == []
+    assert await rig.router.rejoin("other") is None
+
+    await rig.ready("gus")  # the general queue's skill, not billing's, decides who takes it
+    rig.clock.advance(0.5)
+    ticket = await rig.router.rejoin("c1")
+    assert ticket is not None and (ticket.queue, ticket.position) == ("general", 1)
+    assert await rig.router.rejoin("c1") is None  # once
+    waiting = rig.store.state.waiting("general")
+    assert [(w.item_id, w.priority, w.arrived_at) for w in waiting] == [("c1", 3, rig.clock.t)]
+    offer = await rig.offer("c1")
+    assert offer.reservation.agent_id == "gus"
+    await rig.router.accept(offer.reservation.reservation_id)
+    await rig.router.connected(offer.reservation.reservation_id)
+    await rig.router.completed("c1")
+    assert rig.events("c1") == [
+        QueueEvent.ENTER,
+        QueueEvent.OFFER,
+        QueueEvent.CONNECT,
+        QueueEvent.TRANSFER,
+        QueueEvent.ENTER,
+        QueueEvent.OFFER,
+        QueueEvent.CONNECT,
+        QueueEvent.COMPLETE,
+    ]
+    assert [r.queue for r in rig.log.rows if r.item_id == "c1"][-4:] == ["general"] * 4
+
+
+async def test_given_transfer_outside_our_queues_then_only_the_agents_part_ends(rig: Rig) -> None:
+    await connected_call(rig, "c1", "joe")
+    rig.clock.advance(30.0)
+
+    await rig.router.transferred("c1", target="agent:sue")
+
+    assert rig.state("joe") is AgentState.WRAP_UP
+    assert rig.events("c1")[-1] is QueueEvent.TRANSFER
+    assert await rig.router.rejoin("c1") is None
+    with pytest.raises(UnknownItem):  # the call is no longer ours: a late hangup changes nothing
+        await rig.router.completed("c1")
+    rig.clock.advance(AGENTS["joe"].wrap_up_s)
+    await rig.router.route_now()
+    assert rig.state("joe") is AgentState.READY
+
+
+async def test_transfer_needs_a_connected_call_and_a_known_queue(rig: Rig) -> None:
+    await rig.ready("joe")
+    await rig.router.enqueue(billing_call("waiting", rig.clock))
+    with pytest.raises(UnknownItem):
+        await rig.router.transferred("waiting", target="x@y")
+    with pytest.raises(UnknownItem):
+        await rig.router.transferred("nobody", target="x@y")
+    await rig.router.abandon("waiting")
+    await connected_call(rig, "c1", "joe")
+    rows = len(rig.log.rows)
+    with pytest.raises(UnknownQueue):
+        await rig.router.transferred("c1", target="nowhere@ctx", to_queue="nowhere")
+    assert len(rig.log.rows) == rows and rig.state("joe") is AgentState.BUSY  # nothing changed
+    await rig.router.completed("c1")
+
+
+async def test_given_caller_not_back_in_time_then_the_pending_transfer_lapses(rig: Rig) -> None:
+    await connected_call(rig, "c1", "joe")
+    await rig.router.transferred("c1", target="general@centralino-transfer", to_queue="general")
+    rig.clock.advance(TRANSFER_REJOIN_S + 1.0)
+    assert await rig.router.rejoin("c1") is None
+    assert rig.store.state.waiting("general") == []
+
+
+async def test_transfer_moves_a_connected_item_to_another_queue_at_once(rig: Rig) -> None:
+    await connected_call(rig, "c1", "joe")
+    await rig.ready("gus")
+    ticket = await rig.router.transfer("c1", to_queue="general")
+    assert (ticket.queue, ticket.position) == ("general", 1)
+    assert rig.events("c1")[-2:] == [QueueEvent.TRANSFER, QueueEvent.ENTER]
