@@ -29,6 +29,7 @@ summary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -56,6 +57,7 @@ from centralino.adapters.redis_call_context import RedisCallContextStore
 from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
+from centralino.gc_tuning import startup_objects_frozen
 from centralino.web.desktop_ws import DesktopHub
 from context.clock import SystemClock
 from context.fanout import PreAnswerFanout
@@ -365,10 +367,6 @@ def _pct(values: Sequence[float], q: float) -> float:
 
 
 async def bench_main() -> dict[str, object]:
-    gc.collect()
-    gc.freeze()  # setup objects never need scanning again: shorter GC pauses in the tail
-    # Fewer young collections: a call allocates a few hundred objects and frees them at once.
-    gc.set_threshold(50_000, 20, 100)
     clock = SystemClock()
     data = _dataset()
     rng = np.random.default_rng(SEED)
@@ -435,6 +433,9 @@ async def bench_main() -> dict[str, object]:
         *(c.warm_up(WARM_CONNECTIONS) for c in connectors if isinstance(c, HttpConnector))
     )
     print(f"pooled connections per backend: {warmed}")
+    # Built: the garbage collector is set as `centralino serve` sets it (centralino/gc_tuning.py).
+    gc_settings = contextlib.ExitStack()
+    gc_settings.enter_context(startup_objects_frozen())
     counter = iter(range(10**9))
     # Callers in both forms Asterisk delivers (international, national); drawn up front so
     # the load generator costs the measured process almost nothing per call.
@@ -508,6 +509,7 @@ async def bench_main() -> dict[str, object]:
         seq_ms.append((time.monotonic() - started) * 1e3)
         ours_ms.append((await launch()).fanout_ms)
 
+    gc_settings.close()
     parent.send("stop")
     await loop.run_in_executor(None, helper.join, 10)
     await http.aclose()

@@ -50,6 +50,7 @@ from centralino.asterisk.ami_client import AmiClient
 from centralino.asterisk.audiosocket_server import AudioSocketServer, AudioSocketSession
 from centralino.callbacks import CallbackDialer
 from centralino.calls import InboundCallServices
+from centralino.gc_tuning import startup_objects_frozen
 from centralino.logs import bind_call
 from centralino.metrics import Metrics
 from centralino.recovery import LiveStateGuard
@@ -608,5 +609,6 @@ async def serve(settings: Settings) -> int:
         database_url=settings.database.url.get_secret_value(),
         redis_url=settings.redis.url.get_secret_value(),
     ):
-        await asyncio.Event().wait()  # until cancelled by a signal
+        with startup_objects_frozen():
+            await asyncio.Event().wait()  # until cancelled by a signal
     return 0

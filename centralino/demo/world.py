@@ -31,6 +31,7 @@ from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
 from centralino.demo.seed import seed_customers
+from centralino.gc_tuning import startup_objects_frozen
 from centralino.settings import Settings
 from centralino.simulator.ami_server import AmiServer
 from centralino.simulator.callcenter import (
@@ -234,21 +235,22 @@ async def run_demo(
         calls_per_minute if calls_per_minute is not None else settings.demo.calls_per_minute
     ) / 60
     async with demo_world(settings) as world:
-        numbers = [p.phone for p in world.dataset.people]
-        print(_banner(world), flush=True)
-        rng = np.random.default_rng(settings.demo.seed + 3)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        next_report = started + 15
-        while duration_s is None or loop.time() - started < duration_s:
-            gap = float(rng.exponential(1 / rate)) if rate > 0 else 3600.0
-            await asyncio.sleep(gap)
-            if rate > 0:
-                world.simulator.start_call(demo_callers(rng, numbers))
-            if loop.time() >= next_report:
-                next_report = loop.time() + 15
-                print(_status(world), flush=True)
-        print(_status(world), flush=True)
+        with startup_objects_frozen():
+            numbers = [p.phone for p in world.dataset.people]
+            print(_banner(world), flush=True)
+            rng = np.random.default_rng(settings.demo.seed + 3)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            next_report = started + 15
+            while duration_s is None or loop.time() - started < duration_s:
+                gap = float(rng.exponential(1 / rate)) if rate > 0 else 3600.0
+                await asyncio.sleep(gap)
+                if rate > 0:
+                    world.simulator.start_call(demo_callers(rng, numbers))
+                if loop.time() >= next_report:
+                    next_report = loop.time() + 15
+                    print(_status(world), flush=True)
+            print(_status(world), flush=True)
     return 0
 
 
