@@ -210,6 +210,8 @@ class HttpPool:
             raise ValueError(f"not an http(s) origin: {origin!r}")
         if parts.path not in ("", "/") or parts.query:
             raise ValueError(f"an origin has no path: {origin!r}")
+        if parts.username is not None:
+            raise ValueError("credentials go in a header from the environment, not in the URL")
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self.origin = f"{parts.scheme}://{parts.netloc}"
@@ -240,15 +242,17 @@ class HttpPool:
     def request_bytes(self, target: str, headers: Mapping[str, str]) -> bytes:
         """The request for `GET target`; connectors build it once per target and header set.
         CR and LF are refused anywhere: they would let a value start a header of its own."""
-        lines = [f"GET {target} HTTP/1.1\r\n".encode("ascii")]
-        lines.append(self._host_line)
-        for name, value in headers.items():
-            if any(c in name or c in value for c in "\r\n") or ":" in name:
-                raise ValueError(f"header {name!r} has a forbidden character")
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-        lines.append(b"User-Agent: " + _USER_AGENT + b"\r\n\r\n")
         if not target.startswith("/") or any(c in target for c in "\r\n "):
             raise ValueError(f"target {target!r} is not an absolute path")
+        try:
+            lines = [f"GET {target} HTTP/1.1\r\n".encode("ascii"), self._host_line]
+            for name, value in headers.items():
+                if any(c in name or c in value for c in "\r\n") or ":" in name:
+                    raise ValueError(f"header {name!r} has a forbidden character")
+                lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"not encodable in a request head: {exc.object!r}") from None
+        lines.append(b"User-Agent: " + _USER_AGENT + b"\r\n\r\n")
         return b"".join(lines)
 
     async def get(self, request: bytes, *, max_body: int) -> HttpAnswer:

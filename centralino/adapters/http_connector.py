@@ -125,7 +125,7 @@ class HttpConnector:
                 )
             self._headers[config.auth_header] = value
         try:
-            self._pool.request_bytes("/", self._headers)
+            self._pool.request_bytes(self._prefix + "/", self._headers)
         except ValueError as exc:
             raise ConfigurationError(f"backend {config.name!r}: {exc}") from None
 

@@ -303,6 +303,12 @@ def test_header_and_target_injection_is_refused() -> None:
         HttpPool("ftp://host")
     with pytest.raises(ValueError):
         HttpPool("http://host/with/path")
+    with pytest.raises(ValueError):
+        HttpPool("http://user:secret@host")
+    with pytest.raises(ValueError):
+        pool.request_bytes("/x", {"X-Key": "snowman \u2603"})
+    with pytest.raises(ValueError):
+        pool.request_bytes("/caff\u00e8", {})
 
 
 async def test_https_with_a_trusted_ca_and_refused_without() -> None:
