@@ -1,10 +1,15 @@
 """Queue statistics and wallboard figures, rebuilt from queue-log rows alone (pure).
 
 Definitions (per queue, over the rows given, normally "today"):
-- offered = answered (CONNECT) + abandoned (ABANDON); overflowed and exited calls are counted
-  by the queue they end in.
+- offered = answered (CONNECT) + abandoned (ABANDON), each call once per queue: a call an agent
+  transferred back into the same queue and answered again is one answered call (its first wait),
+  and one answered there before it hung up waiting again is not also an abandon. Overflowed and
+  exited calls are counted by the queue they end in; a call transferred to another queue is
+  offered to that queue too (it waited there anew).
 - service level = answered within t / offered (abandoned calls count as misses).
 - ASA = mean wait of answered calls; abandon % = abandoned / offered.
+- AHT = mean talk time of the conversations agents had in the queue: those that ended there
+  (COMPLETE) and those an agent transferred on (TRANSFER: talk until the transfer).
 - Per team: answered, answered within t / answered, ASA (abandoned calls have no team).
 - Waiting calls: items whose last event leaves them queued (ENTER, REJECT, RONA, CALLBACK,
   OFFER not yet connected). Agents by state: the last AGENT row of each agent.
@@ -27,6 +32,8 @@ _ENDS_WAIT = {
     QueueEvent.COMPLETE,
     QueueEvent.TRANSFER,
 }
+# A conversation with an agent ended: talk time is handled work, whoever takes the call next.
+_HANDLED = {QueueEvent.COMPLETE, QueueEvent.TRANSFER}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +80,8 @@ def wallboard_from_log(
     ordered = sorted(rows, key=lambda r: r.ts)
     answered_waits: list[float] = []
     team_waits: dict[str, list[float]] = {}
-    abandoned = 0
+    answered_items: set[str] = set()
+    abandoned_items: set[str] = set()
     talk: list[float] = []
     recent_enters = 0
     open_items: dict[str, float] = {}  # item -> entered at
@@ -93,14 +101,17 @@ def wallboard_from_log(
         elif row.event in _ENDS_WAIT:
             open_items.pop(row.item_id, None)
         if row.event is QueueEvent.CONNECT:
-            wait = row.wait_s or 0.0
-            answered_waits.append(wait)
-            team_waits.setdefault(row.team, []).append(wait)
+            if row.item_id not in answered_items:
+                answered_items.add(row.item_id)
+                wait = row.wait_s or 0.0
+                answered_waits.append(wait)
+                team_waits.setdefault(row.team, []).append(wait)
         elif row.event is QueueEvent.ABANDON:
-            abandoned += 1
-        elif row.event is QueueEvent.COMPLETE and row.talk_s is not None:
+            abandoned_items.add(row.item_id)
+        elif row.event in _HANDLED and row.talk_s is not None:
             talk.append(row.talk_s)
     answered = len(answered_waits)
+    abandoned = len(abandoned_items - answered_items)
     offered = answered + abandoned
     within = sum(1 for w in answered_waits if w <= sl_t_s)
     rate = recent_enters / rate_window_s

@@ -577,6 +577,7 @@ def _register_metrics(rt: Runtime) -> None:
     outcomes = rt.outcomes
     for outcome in (
         "answered",
+        "transferred",
         "abandoned",
         "self_served",
         "callback_requested",

@@ -205,18 +205,19 @@ class InboundCallServices:
 
     # --- the queue ----------------------------------------------------------------------------
 
-    async def enqueue(self, request: QueueRequest) -> QueuedCall | QueueRefusal:
+    async def resume_transfer(self) -> QueuedCall | QueueRefusal | None:
         # An agent transferred this channel to one of our queues and the dialplan handed it
-        # back to us: the ACD queues it where the transfer said, not where the menu would.
+        # back to us: the ACD queues it where the transfer said (with that queue's skill).
         rejoined = await self.router.rejoin(self.item_id)
-        if rejoined is not None:
-            await self.note("transferred", f"re-queued in {rejoined.queue}")
-            return self._placed(
-                WorkItem(
-                    item_id=self.item_id, queue=rejoined.queue, arrived_at=self.router_clock()
-                ),
-                rejoined,
-            )
+        if rejoined is None:
+            return None
+        await self.note("transferred", f"re-queued in {rejoined.queue}")
+        return self._placed(
+            WorkItem(item_id=self.item_id, queue=rejoined.queue, arrived_at=self.router_clock()),
+            rejoined,
+        )
+
+    async def enqueue(self, request: QueueRequest) -> QueuedCall | QueueRefusal:
         skill, level = INTENT_SKILLS.get(request.intent, INTENT_SKILLS["other"])
         queue = request.queue or "support"
         item = WorkItem(
@@ -261,14 +262,10 @@ class InboundCallServices:
 
     async def finish(self, outcome: str, *, agent_id: str | None = None) -> None:
         queued = self.queued
-        if queued is not None and queued.agent_id is not None:
-            # The channel left while the agent was talking: the flow cannot tell a hangup from
-            # a transfer (both end its session), the queued call knows which it was.
-            agent_id = agent_id or queued.agent_id
-            if queued.transfer is not None:
-                outcome = "transferred"
-            elif outcome == "abandoned":
-                outcome = "answered"
+        if agent_id is None and queued is not None:
+            # The channel left while the agent was talking (a hangup or a transfer, the flow's
+            # outcome says which): the flow never saw Dial return, the queued call knows who.
+            agent_id = queued.agent_id
         try:
             snapshot = self.handle.snapshot()
             resolution = snapshot.resolution
@@ -436,7 +433,7 @@ class AcdQueuedCall:
     async def completed(self, offer: AgentOffer, *, talk_s: float) -> None:
         await self._end_conversation(talk_s=talk_s)
 
-    async def abandoned(self) -> None:
+    async def channel_left(self) -> str:
         self._stop_watching()
         if self.connected:
             # The channel left while the agent was talking: the caller hung up, or the agent
@@ -445,11 +442,12 @@ class AcdQueuedCall:
             if transfers is not None and not self.ended:
                 await transfers.settle(self.services.uniqueid)
             await self._end_conversation(talk_s=None)
-            return
+            return "transferred" if self.transfer is not None else "answered"
         try:
             await self.router.abandon(self.item.item_id)
         except UnknownItem:
             log.info("item %s already left the queue", self.item.item_id)
+        return "abandoned"
 
     async def _end_conversation(self, *, talk_s: float | None) -> None:
         """The conversation is over and was not transferred (unless AMI said so first)."""

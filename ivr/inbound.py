@@ -7,6 +7,10 @@
 4. Queue: music on hold, position and expected-wait announcements, `*` for a callback.
 5. On a reservation: the screen-pop is pushed and acknowledged, *then* the agent's phone rings.
    No answer: the agent goes not-ready and the call returns to the front of the queue.
+
+A caller an agent transferred to one of our queues comes back in a new session (docs/ami.md,
+"Transfers"): they hear one short prompt and wait in that queue at once; the welcome, the menu
+and self-service were behind them already.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ SOUND_MINUTES = "queue-minutes"
 SOUND_YOU_ARE_NEXT = "queue-youarenext"
 SOUND_GOODBYE = "vm-goodbye"
 SOUND_NO_AGENTS = "centralino/no-agents"
+SOUND_TRANSFERRED = "one-moment-please"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,66 +89,87 @@ async def run_inbound(
     settings: FlowSettings = FlowSettings(),
     monotonic: Callable[[], float],
 ) -> str:
-    """Drive one inbound call; returns its outcome (also written through `services.finish`)."""
+    """Drive one inbound call; returns its outcome (also written through `services.finish`):
+    "answered", "transferred", "abandoned", "self_served", "callback_requested",
+    "hangup_in_ivr" or "refused_<reason>"."""
     outcome = "hangup_in_ivr"
     agent: str | None = None
     queued: QueuedCall | None = None
     try:
         await channel.answer()
-        knowledge = await services.knowledge(wait_s=0.0)
-        await channel.stream_file(SOUND_WELCOME)
-        knowledge = await services.knowledge(wait_s=1.0)
-        signals = _signals(knowledge)
-        prior = model.predict(signals=signals)
-
-        can_self_serve = prior.intent == "billing" and knowledge.overdue_invoices > 0
-        if (
-            can_self_serve
-            and prior.confidence >= 0.5
-            and await _self_serve_invoice(channel, services, knowledge, settings)
-        ):
+        placed = await services.resume_transfer()
+        transferred = placed is not None
+        if placed is None:
+            placed = await _ask_the_caller(call, channel, services, model=model, settings=settings)
+        if placed is None:
             outcome = "self_served"
-            return outcome
+        elif isinstance(placed, QueueRefusal):
+            await services.note("queue_refused", f"{placed.reason} → {placed.action}")
+            outcome = await _refused(channel, services, call, placed)
+        else:
+            queued = placed
+            outcome = "abandoned"
+            if transferred:
+                await channel.stream_file(SOUND_TRANSFERRED)
+            outcome, agent = await _hold_until_connected(
+                channel,
+                services=services,
+                queued=queued,
+                call=call,
+                settings=settings,
+                monotonic=monotonic,
+            )
+            queued = None  # it ended in the flow's sight: the ACD already knows how
+    except ChannelHungUp:
+        log.info("caller hung up (%s)", outcome)
+    finally:
+        if queued is not None:
+            # The channel left while queued, ringing or talking: a hangup or a transfer. The
+            # queued call knows which, and that is how the call ended.
+            outcome = await asyncio.shield(queued.channel_left())
+        await asyncio.shield(services.finish(outcome, agent_id=agent))
+    return outcome
 
-        menu = await channel.get_data(SOUND_MENU, settings.menu_timeout_ms, 1)
-        key = menu.digits[:1] or None
-        await services.note("menu", f"pressed {key}" if key else "no key (timeout)")
-        prediction = model.predict(signals=signals, menu_key=key)
-        await services.predicted(prediction.intent, prediction.confidence, prediction.reasons)
 
-        request = QueueRequest(
+async def _ask_the_caller(
+    call: InboundCall,
+    channel: Channel,
+    services: InboundServices,
+    *,
+    model: IntentModel,
+    settings: FlowSettings,
+) -> QueuedCall | QueueRefusal | None:
+    """Welcome, self-service where it fits, the menu; then queue the call where the intent
+    leads. None: the caller was served here and the call is over."""
+    knowledge = await services.knowledge(wait_s=0.0)
+    await channel.stream_file(SOUND_WELCOME)
+    knowledge = await services.knowledge(wait_s=1.0)
+    signals = _signals(knowledge)
+    prior = model.predict(signals=signals)
+
+    can_self_serve = prior.intent == "billing" and knowledge.overdue_invoices > 0
+    if (
+        can_self_serve
+        and prior.confidence >= 0.5
+        and await _self_serve_invoice(channel, services, knowledge, settings)
+    ):
+        return None
+
+    menu = await channel.get_data(SOUND_MENU, settings.menu_timeout_ms, 1)
+    key = menu.digits[:1] or None
+    await services.note("menu", f"pressed {key}" if key else "no key (timeout)")
+    prediction = model.predict(signals=signals, menu_key=key)
+    await services.predicted(prediction.intent, prediction.confidence, prediction.reasons)
+
+    return await services.enqueue(
+        QueueRequest(
             intent=prediction.intent,
             priority=10 if knowledge.vip else (5 if knowledge.open_tickets else 0),
             preferred_agents=knowledge.preferred_agents,
             language=call.language,
             queue=call.queue or settings.intent_queues.get(prediction.intent),
         )
-        placed = await services.enqueue(request)
-        if isinstance(placed, QueueRefusal):
-            await services.note("queue_refused", f"{placed.reason} → {placed.action}")
-            outcome = await _refused(channel, services, call, placed)
-            return outcome
-        queued = placed
-        outcome = "abandoned"
-        result = await _hold_until_connected(
-            channel,
-            services=services,
-            queued=queued,
-            call=call,
-            settings=settings,
-            monotonic=monotonic,
-        )
-        outcome, agent = result
-        if outcome != "abandoned":
-            queued = None  # the ACD already knows how it ended
-        return outcome
-    except ChannelHungUp:
-        log.info("caller hung up (%s)", outcome)
-        return outcome
-    finally:
-        if queued is not None and outcome == "abandoned":
-            await asyncio.shield(queued.abandoned())
-        await asyncio.shield(services.finish(outcome, agent_id=agent))
+    )
 
 
 def _signals(knowledge: CallerKnowledge) -> Signals:

@@ -129,7 +129,12 @@ class QueuedCall(Protocol):
 
     async def completed(self, offer: AgentOffer, *, talk_s: float) -> None: ...
 
-    async def abandoned(self) -> None: ...
+    async def channel_left(self) -> str:
+        """The caller's channel left us before the flow saw the call end: the caller hung up,
+        or the agent transferred them (both end the FastAGI session alike). Returns how the call
+        ended: "abandoned" (no agent had answered: it leaves the queue), "answered" (the caller
+        hung up on the agent: a finished conversation) or "transferred" (the agent moved them)."""
+        ...
 
     async def callback_requested(self, number: str) -> None: ...
 
@@ -146,6 +151,12 @@ class InboundServices(Protocol):
         ...
 
     async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None: ...
+
+    async def resume_transfer(self) -> QueuedCall | QueueRefusal | None:
+        """An agent transferred this caller to one of our queues and the channel is back with
+        us: queue it there now, as `enqueue` would. None: no transfer of this call is pending
+        (a call like any other); then the flow asks the caller what they need."""
+        ...
 
     async def enqueue(self, request: QueueRequest) -> QueuedCall | QueueRefusal: ...
 

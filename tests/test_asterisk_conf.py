@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -26,6 +27,8 @@ from centralino.asterisk.dialplan import (
     parse_config_text,
     split_args,
 )
+from centralino.settings import TRANSFER_CONTEXT, AcdSettings
+from centralino.simulator import callcenter
 from centralino.simulator.transcripts import load_transcripts, transcripts_dir
 from tests.test_agi_scripts import OK_REPLIES, run_dialogue
 
@@ -133,6 +136,7 @@ def test_includes_resolve_inside_the_folder_or_are_generated_at_start() -> None:
 def test_contexts_and_agi_scripts(dialplan: Dialplan) -> None:
     assert {
         "centralino-inbound",
+        "centralino-transfer",
         "centralino-fallback",
         "centralino-fallback-queues",
         "centralino-agents",
@@ -145,8 +149,13 @@ def test_contexts_and_agi_scripts(dialplan: Dialplan) -> None:
     script = ROOT / "agi_scripts" / "fallback_queue.py"
     assert script.stat().st_mode & stat.S_IXUSR
     assert script.read_text().startswith("#!/usr/bin/env python3\n")
-    (agi,) = [s for s in dialplan.calls_of("AGI") if "://" in s.args]
-    assert agi.arguments[0] == "agi://${CENTRALINO_HOST}:${CENTRALINO_AGI_PORT}/inbound"
+    fastagi = {s.context: s.arguments[0] for s in dialplan.calls_of("AGI") if "://" in s.args}
+    assert fastagi == {
+        "centralino-inbound": "agi://${CENTRALINO_HOST}:${CENTRALINO_AGI_PORT}/inbound",
+        # the transferred caller's new session names the queue (InboundHandler reads `queue`)
+        "centralino-transfer": "agi://${CENTRALINO_HOST}:${CENTRALINO_AGI_PORT}/inbound"
+        "?queue=${EXTEN}",
+    }
 
 
 def test_globals_match_the_app_servers_ports() -> None:
@@ -316,6 +325,7 @@ def test_modules_required_for_centralino_are_never_noloaded() -> None:
         "res_audiosocket",
         "app_audiosocket",
         "func_dialplan",
+        "res_pjsip_refer",  # agents' phones transfer callers with SIP REFER
     } <= required
     assert not required & noload
     assert modules.value("modules", "autoload") == "yes"
@@ -356,7 +366,7 @@ class Walk:
                 self.variables[name.lstrip("_")] = value
             elif app == "agi":
                 script = split_args(args)[0]
-                name = script.rsplit("/", 1)[-1]
+                name = urlsplit(script).path.rsplit("/", 1)[-1] if "://" in script else script
                 self.variables.update(self.agi_results.get(name, {"AGISTATUS": "FAILURE"}))
             elif app == "gotoif":
                 condition, _, branches = args.rpartition("?")
@@ -488,6 +498,76 @@ def test_inbound_call_is_answered_unless_the_app_handled_it_or_the_caller_left(
         assert _queues(trace) == [expected_queue]
         assert "Answer()" in trace
         assert "AGI(fallback_queue.py,/etc/asterisk/centralino-fallback.conf)" in trace
+
+
+def _fastagi_requests(trace: list[str]) -> list[str]:
+    return [t.removeprefix("AGI(").removesuffix(")") for t in trace if t.startswith("AGI(agi:")]
+
+
+@pytest.mark.parametrize(
+    ("inbound", "fallback", "expected_queue"),
+    [
+        ({"AGISTATUS": "FAILURE"}, {"FALLBACK_QUEUE": "fallback-vip"}, "fallback-vip"),
+        ({"AGISTATUS": "FAILURE"}, {"AGISTATUS": "FAILURE"}, "fallback-standard"),
+        ({"AGISTATUS": "SUCCESS", "CENTRALINO_STATUS": "SHUTDOWN"}, {}, "fallback-standard"),
+        ({"AGISTATUS": "SUCCESS"}, {}, "fallback-standard"),
+        ({"AGISTATUS": "SUCCESS", "CENTRALINO_STATUS": "DONE"}, {}, None),
+        ({"AGISTATUS": "HANGUP"}, {}, None),
+    ],
+)
+@pytest.mark.parametrize("queue", [q.name for q in AcdSettings().queues])
+def test_transferred_caller_reenters_centralino_for_the_queue_or_is_still_answered(
+    dialplan: Dialplan,
+    queue: str,
+    inbound: dict[str, str],
+    fallback: dict[str, str],
+    expected_queue: str | None,
+) -> None:
+    """An agent blind-transferred the caller to `<queue>@centralino-transfer`: the channel asks
+    the `inbound` route for that queue; if Centralino cannot take it, a static queue does."""
+    walk = Walk(
+        dialplan,
+        {"inbound": inbound, "fallback_queue.py": fallback},
+        # what the first session left behind must not pass for this session's word
+        variables={"CENTRALINO_STATUS": "DONE"},
+    )
+    trace = walk.run(TRANSFER_CONTEXT, queue)
+    assert trace[0].startswith("NoOp(Transferred")
+    (request,) = _fastagi_requests(trace)
+    url = urlsplit(request)
+    assert (url.hostname, url.port) == ("centralino", 4573)
+    assert url.path == "/inbound" and parse_qs(url.query) == {"queue": [queue]}
+    assert trace[-1] == "Hangup()"
+    if expected_queue is None:
+        assert _queues(trace) == []
+    else:
+        assert _queues(trace) == [expected_queue]
+        assert "AGI(fallback_queue.py,/etc/asterisk/centralino-fallback.conf)" in trace
+
+
+def test_agents_blind_transfers_of_inbound_callers_land_in_the_transfer_context(
+    dialplan: Dialplan,
+) -> None:
+    """TRANSFER_CONTEXT is set with inheritance on the caller's channel before the FastAGI
+    session Dials the agent, so the agent's channel carries it when their phone transfers; it
+    names the context Centralino and its simulator know, where every queue is an extension."""
+    trace = Walk(dialplan, {"inbound": {"AGISTATUS": "HANGUP"}}).run(
+        "centralino-inbound", "+390299999999"
+    )
+    inherited = "Set(__TRANSFER_CONTEXT=centralino-transfer)"
+    assert inherited in trace
+    assert trace.index(inherited) < trace.index(
+        "AGI(agi://centralino:4573/inbound)"
+    )  # the app Dials the agent during the session
+    assert TRANSFER_CONTEXT == callcenter.TRANSFER_CONTEXT == "centralino-transfer"
+    assert TRANSFER_CONTEXT in dialplan.contexts
+    for queue in AcdSettings().queues:
+        assert f"{queue.name}@{TRANSFER_CONTEXT}" in AcdSettings().transfer_queues()
+        assert any(
+            _matches(s.extension, queue.name) for s in dialplan.contexts[TRANSFER_CONTEXT]
+        ), queue
+    # nothing else lands there: a number dialled into the context matches no extension
+    assert not any(_matches(s.extension, "8001") for s in dialplan.contexts[TRANSFER_CONTEXT])
 
 
 def test_fallback_queue_script_output_drives_the_dialplan(dialplan: Dialplan) -> None:
@@ -685,3 +765,12 @@ def test_extensions_conf_runs_the_interpreter_on_every_context_start(dialplan: D
         for extension, priorities in by_extension.items():
             assert priorities == list(range(1, len(priorities) + 1)), (context, extension)
     assert sys.version_info >= (3, 11)
+
+
+def test_the_simulator_reports_the_priority_the_dialplan_runs_fastagi_at(
+    dialplan: Dialplan,
+) -> None:
+    from centralino.simulator.callcenter import INBOUND_AGI_PRIORITY
+
+    step = next(s for s in dialplan.calls_of("AGI") if s.context == "centralino-inbound")
+    assert step.priority == INBOUND_AGI_PRIORITY  # agi_priority in every simulated session

@@ -223,6 +223,30 @@ async def test_dialplan_contract_every_fastagi_script_has_a_route_and_every_rout
     assert in_dialplan == routed, f"dialplan {in_dialplan} vs routes {routed}"
 
 
+async def test_dialplan_contract_every_queue_is_a_transfer_target_reentering_a_route(
+    world: DemoWorld,
+) -> None:
+    """`<queue>@centralino-transfer` exists for every queue this server runs, and hands the
+    channel to a route we serve with that queue as the `queue` argument (what InboundHandler
+    passes on as InboundCall.queue; tests/test_transfers.py drives such a session end to end)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from centralino.asterisk.dialplan import load_dialplan
+    from centralino.settings import TRANSFER_CONTEXT
+    from tests.test_asterisk_conf import Walk
+
+    plan = load_dialplan(EXTENSIONS_CONF)
+    routed = set(world.runtime.agi.router.scripts)
+    queues = [q.name for q in world.runtime.settings.acd.queues]
+    assert queues
+    for queue in queues:
+        trace = Walk(plan, {"inbound": {"AGISTATUS": "HANGUP"}}).run(TRANSFER_CONTEXT, queue)
+        (request,) = [t[len("AGI(") : -1] for t in trace if t.startswith("AGI(agi://")]
+        url = urlsplit(request)
+        assert url.path.strip("/") in routed, (queue, request, routed)
+        assert parse_qs(url.query) == {"queue": [queue]}
+
+
 async def test_given_star_in_queue_when_an_agent_frees_up_then_ami_originates_the_callback(
     world: DemoWorld, pg_pool: asyncpg.Pool
 ) -> None:

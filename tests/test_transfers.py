@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
@@ -44,6 +45,7 @@ from centralino.demo.world import DemoWorld, demo_world
 from centralino.settings import DemoSettings, ServerSettings
 from centralino.settings import Settings as AppSettings
 from centralino.simulator.ami_server import SimBridge, SimChannel
+from ivr.inbound import SOUND_MENU, SOUND_TRANSFERRED, SOUND_WELCOME
 from tests.acd.support import ManualClock
 from tests.helpers import eventually
 from tests.test_call_path import FAST_FLOW, known_caller, reliable_phones
@@ -432,6 +434,30 @@ async def _queue_log(pool: asyncpg.Pool, item_id: str) -> list[asyncpg.Record]:
     )
 
 
+def _sessions(commands: list[str]) -> list[list[str]]:
+    """A call's AGI commands split into its FastAGI sessions: each flow begins with ANSWER."""
+    starts = [i for i, c in enumerate(commands) if c == "ANSWER"]
+    assert starts and starts[0] == 0, commands
+    return [commands[a:b] for a, b in zip(starts, [*starts[1:], len(commands)], strict=True)]
+
+
+def _prompts(session: list[str]) -> list[str]:
+    """The sounds a session played (STREAM FILE) or prompted with (GET DATA)."""
+    return [c.split()[2] for c in session if c.startswith(("STREAM FILE", "GET DATA"))]
+
+
+def _outcomes_are(world: DemoWorld, expected: dict[str, int]) -> None:
+    assert {k: v for k, v in world.runtime.outcomes.items() if v} == expected
+
+
+async def _metrics(world: DemoWorld) -> str:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{world.base_url}/metrics") as response,
+    ):
+        return await response.text()
+
+
 async def _interactions(pool: asyncpg.Pool, linkedid: str, count: int) -> list[asyncpg.Record]:
     rows = list(
         await pool.fetch(
@@ -446,16 +472,38 @@ async def _interactions(pool: asyncpg.Pool, linkedid: str, count: int) -> list[a
 
 @pytest.mark.parametrize("ami_lag_s", [0.0, 0.3], ids=["ami_first", "fastagi_first"])
 async def test_given_agent_blind_transfers_to_a_queue_then_that_queues_agent_answers(
-    world: DemoWorld, pg_pool: asyncpg.Pool, ami_lag_s: float
+    world: DemoWorld, pg_pool: asyncpg.Pool, ami_lag_s: float, caplog: pytest.LogCaptureFixture
 ) -> None:
     world.simulator.transfer_event_lag_s = ami_lag_s
     caller = replace(known_caller(world, key="3"), transfer_to="billing@centralino-transfer")
 
-    result = await asyncio.wait_for(world.simulator.call(caller), 60)
+    with caplog.at_level(logging.INFO, logger="centralino.app"):
+        result = await asyncio.wait_for(world.simulator.call(caller), 60)
 
     first, second = result.transferred_by, result.agent
     assert first is not None and second is not None
     assert result.sessions == 2 and result.answered  # the dialplan brought the caller back
+    # The second session put the caller straight back to waiting: one short prompt, no welcome,
+    # no menu (the simulated caller would press nothing: a menu would time out), no self-service.
+    first_leg, second_leg = _sessions(result.commands)
+    assert SOUND_WELCOME in _prompts(first_leg) and SOUND_MENU in _prompts(first_leg)
+    assert second_leg[:2] == ["ANSWER", f'STREAM FILE {SOUND_TRANSFERRED} ""']
+    assert SOUND_WELCOME not in _prompts(second_leg) and SOUND_MENU not in _prompts(second_leg)
+    assert not any(c.startswith("GET DATA") for c in second_leg)
+    dials = [c for c in second_leg if c.startswith("EXEC") and "Dial" in c]
+    assert len(dials) == 1 and f"PJSIP/{second}" in dials[0]
+    assert world.runtime.agents[second].skills.get("billing", 0) >= 1
+    # ... and the new agent had the complete screen-pop of this call before their phone rang.
+    pops = world.desktops[second].pops
+    assert pops and pops[-1]["linkedid"] == result.uniqueid
+    # Each session ended the way it did: metrics and the log say so.
+    await eventually(lambda: _outcomes_are(world, {"transferred": 1, "answered": 1}), timeout=5)
+    metrics = await _metrics(world)
+    assert "centralino_calls_transferred_total 1.0" in metrics
+    assert "centralino_calls_answered_total 1.0" in metrics
+    assert "centralino_calls_abandoned_total 0.0" in metrics
+    ended = [r.getMessage() for r in caplog.records if r.getMessage().startswith("call ended: ")]
+    assert ended == ["call ended: transferred", "call ended: answered"]
     rows = await _queue_log(pg_pool, result.uniqueid)
     assert [(r["event"], r["queue"]) for r in rows] == [
         ("enter", "support"),
@@ -486,6 +534,10 @@ async def test_given_agent_blind_transfers_to_a_queue_then_that_queues_agent_ans
     ]
     snap = await world.runtime.router.snapshot("billing")
     assert snap.answered == 1 and snap.waiting == 0
+    # The first queue answered it once, never lost it, and its agent's talk is handled work.
+    support = await world.runtime.router.snapshot("support")
+    assert (support.offered, support.answered, support.abandoned) == (1, 1, 0)
+    assert support.aht_s == pytest.approx(transfer["talk_s"])
 
 
 async def test_given_transfer_outside_our_queues_then_only_the_agents_part_ends(
@@ -503,6 +555,7 @@ async def test_given_transfer_outside_our_queues_then_only_the_agents_part_ends(
     assert (rows[-1]["agent_id"], rows[-1]["data"]) == (agent, "200@from-internal")
     legs = await eventually(lambda: _interactions(pg_pool, result.uniqueid, 1), timeout=5)
     assert (legs[0]["outcome"], legs[0]["agent_id"]) == ("transferred", agent)
+    await eventually(lambda: _outcomes_are(world, {"transferred": 1}), timeout=5)
 
     async def ready_again() -> None:  # wrap-up (3 s) ends; nothing keeps the agent busy
         states = {s.agent_id: s.state for s in await world.runtime.live.agents()}
@@ -539,3 +592,6 @@ async def test_given_ami_never_reports_the_transfer_then_the_call_completes_once
     ]
     legs = await eventually(lambda: _interactions(pg_pool, result.uniqueid, 2), timeout=5)
     assert [r["outcome"] for r in legs] == ["answered", "answered"]
+    # The first leg ended as a conversation the caller left: a completion, not an abandon.
+    await eventually(lambda: _outcomes_are(world, {"answered": 2}), timeout=5)
+    assert legs[0]["agent_id"] is not None

@@ -52,7 +52,7 @@ TRANSFER_CONTEXT = "centralino-transfer"
 # Where inbound calls run their AGI: [centralino-inbound], the DID, the AGI() priority.
 INBOUND_CONTEXT = "centralino-inbound"
 INBOUND_DID = "+390200000000"
-INBOUND_AGI_PRIORITY = 4
+INBOUND_AGI_PRIORITY = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from ivr.errors import ChannelHungUp
-from ivr.inbound import FlowSettings, InboundCall, run_inbound
+from ivr.inbound import (
+    SOUND_MENU,
+    SOUND_TRANSFERRED,
+    SOUND_WELCOME,
+    FlowSettings,
+    InboundCall,
+    run_inbound,
+)
 from ivr.intent import IntentModel
 from ivr.ports import (
     AgentOffer,
@@ -37,6 +44,7 @@ class ScriptedChannel:
     hold_keys: list[str | None] = field(default_factory=list)
     dial_status: list[str] = field(default_factory=list)
     hang_up_after: int | None = None
+    leave_during: str | None = None  # the channel leaves during the command starting so
     log: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     hung_up: bool = False
@@ -52,6 +60,9 @@ class ScriptedChannel:
             self.hung_up = True
             raise ChannelHungUp("caller hung up")
         self.log.append(text)
+        if self.leave_during is not None and text.startswith(self.leave_during):
+            self.hung_up = True
+            raise ChannelHungUp(f"caller left during {text}")
 
     async def answer(self) -> None:
         self._cmd("ANSWER")
@@ -106,6 +117,8 @@ class ScriptedChannel:
 class RecordingQueue(QueuedCall):
     offers: list[AgentOffer | QueueRefusal | None]
     events: list[str]
+    # What the ACD side says when the channel leaves: "abandoned" unless an agent had answered.
+    left_as: str = "abandoned"
 
     async def status(self) -> QueueStatus:
         return QueueStatus(position=3, expected_wait_s=125.0)
@@ -127,8 +140,9 @@ class RecordingQueue(QueuedCall):
     async def completed(self, offer: AgentOffer, *, talk_s: float) -> None:
         self.events.append(f"completed {offer.agent_id} talk={talk_s:.0f}")
 
-    async def abandoned(self) -> None:
-        self.events.append("abandoned")
+    async def channel_left(self) -> str:
+        self.events.append(f"left {self.left_as}")
+        return self.left_as
 
     async def callback_requested(self, number: str) -> None:
         self.events.append(f"callback {number}")
@@ -140,8 +154,12 @@ class RecordingServices:
     queue: RecordingQueue | QueueRefusal
     events: list[str]
     requests: list[QueueRequest] = field(default_factory=list)
+    # A pending transfer to one of our queues: where `resume_transfer` puts the caller.
+    transferred_to: RecordingQueue | QueueRefusal | None = None
+    knowledge_asked: int = 0
 
     async def knowledge(self, wait_s: float) -> CallerKnowledge:
+        self.knowledge_asked += 1
         return self.knowledge_value
 
     async def note(self, step: str, detail: str = "") -> None:
@@ -149,6 +167,11 @@ class RecordingServices:
 
     async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None:
         self.events.append(f"intent {intent}")
+
+    async def resume_transfer(self) -> QueuedCall | QueueRefusal | None:
+        if self.transferred_to is not None:
+            self.events.append("resumed")
+        return self.transferred_to
 
     async def enqueue(self, request: QueueRequest) -> QueuedCall | QueueRefusal:
         self.requests.append(request)
@@ -245,7 +268,7 @@ async def test_given_star_while_holding_then_callback_keeps_place() -> None:
 
     assert await run(channel, services) == "callback_requested"
     assert "callback +390212345678" in events
-    assert "abandoned" not in events
+    assert not any(e.startswith("left") for e in events)
 
 
 async def test_given_hangup_while_queued_then_abandon_is_recorded_once() -> None:
@@ -255,7 +278,7 @@ async def test_given_hangup_while_queued_then_abandon_is_recorded_once() -> None
     channel = ScriptedChannel(menu_keys=["1"], hang_up_after=18)
 
     assert await run(channel, services) == "abandoned"
-    assert events.count("abandoned") == 1
+    assert events.count("left abandoned") == 1
     assert events[-1] == "finish abandoned None"
 
 
@@ -300,5 +323,72 @@ async def test_given_max_wait_action_while_holding_then_wait_ends() -> None:
     channel = ScriptedChannel(menu_keys=["1"])
 
     assert await run(channel, services) == "refused_max_wait"
-    assert "abandoned" not in events
+    assert not any(e.startswith("left") for e in events)
     assert channel.log[-1] == "HANGUP"
+
+
+@pytest.mark.parametrize("ended", ["answered", "transferred"])
+async def test_given_channel_leaves_mid_conversation_then_outcome_is_how_it_ended(
+    ended: str,
+) -> None:
+    """Dial never returns: the caller hung up on the agent, or the agent transferred them. The
+    queued call knows which (AMI), and that is the call's outcome, never an abandon."""
+    events: list[str] = []
+    queue = RecordingQueue(offers=[OFFER_101], events=events, left_as=ended)
+    services = RecordingServices(knowledge(), queue, events)
+    channel = ScriptedChannel(menu_keys=["1"], leave_during="EXEC Dial")
+
+    assert await run(channel, services) == ended
+
+    assert events.count(f"left {ended}") == 1
+    assert not any(e.startswith(("completed", "answered")) for e in events)
+    assert events[-1] == f"finish {ended} None"  # the services know who had answered
+    assert channel.log[-1] == "EXEC Dial PJSIP/agent101,20"
+
+
+async def test_given_transferred_caller_then_straight_back_to_waiting_in_the_target_queue() -> None:
+    events: list[str] = []
+    queue = RecordingQueue(offers=[None, OFFER_102], events=events)
+    # An overdue invoice would be read out to a new caller: never to a transferred one.
+    services = RecordingServices(
+        knowledge(overdue_invoices=1, overdue_amount_cents=123456),
+        RecordingQueue([], events),
+        events,
+        transferred_to=queue,
+    )
+    channel = ScriptedChannel(dial_status=["ANSWER"])
+
+    assert await run(channel, services) == "answered"
+
+    assert channel.log[:2] == ["ANSWER", f"STREAM {SOUND_TRANSFERRED}"]
+    assert f"STREAM {SOUND_WELCOME}" not in channel.log
+    assert not any(c.startswith("GET DATA") or SOUND_MENU in c for c in channel.log)
+    assert not any(c.startswith("SAY 1234") for c in channel.log)  # no self-service
+    assert services.requests == [] and services.knowledge_asked == 0
+    # Waiting as any caller in the queue does: the pop reaches the new agent before the ring.
+    assert "MUSIC ON" in channel.log
+    assert events.index("pop agent102") < events.index("ringing agent102")
+    assert events[0] == "resumed" and events[-1] == "finish answered agent102"
+
+
+async def test_given_transferred_caller_hangs_up_while_waiting_then_it_is_an_abandon() -> None:
+    events: list[str] = []
+    queue = RecordingQueue(offers=[], events=events)
+    services = RecordingServices(knowledge(), queue, events, transferred_to=queue)
+    channel = ScriptedChannel(leave_during=f"STREAM {SOUND_TRANSFERRED}")
+
+    assert await run(channel, services) == "abandoned"
+    assert events == ["resumed", "left abandoned", "finish abandoned None"]
+
+
+async def test_given_transferred_caller_and_target_queue_refuses_then_caller_hears_why() -> None:
+    events: list[str] = []
+    refusal = QueueRefusal(reason="no_agents", action="hangup")
+    services = RecordingServices(
+        knowledge(), RecordingQueue([], events), events, transferred_to=refusal
+    )
+    channel = ScriptedChannel()
+
+    assert await run(channel, services) == "refused_no_agents"
+    assert channel.log == ["ANSWER", "STREAM centralino/no-agents", "HANGUP"]
+    assert services.requests == []
