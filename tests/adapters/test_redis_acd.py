@@ -55,13 +55,17 @@ async def _agents(store: LiveStore) -> list[tuple[str, str, str, dict[str, int]]
     return sorted((a.agent_id, a.state.value, a.reason, dict(a.load)) for a in await store.agents())
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("seed", "functions"),
+    [(1, None), (2, None), (3, None), (1, False)],
+    ids=["seed1", "seed2", "seed3", "seed1-eval-scripts"],
+)
 async def test_given_random_operations_when_run_on_redis_and_reference_then_same_decisions(
-    redis_client: aioredis.Redis, seed: int
+    redis_client: aioredis.Redis, seed: int, functions: bool | None
 ) -> None:
     rng = np.random.default_rng(seed)
     ref: LiveStore = MemoryLiveStore()
-    red: LiveStore = RedisLiveStore(client=redis_client, prefix=f"eq{seed}:")
+    red: LiveStore = RedisLiveStore(client=redis_client, prefix=f"eq{seed}:", functions=functions)
     stores = (ref, red)
     now = 10_000.0
     agents = random_agents(rng, 30)
