@@ -72,8 +72,9 @@ DEFAULT_STORE_TIMEOUT_S = 1.0
 # Keep the per-call context a while after the call for wrap-up; it is not the record.
 DEFAULT_CONTEXT_TTL_S = 3600
 # Results landing within this window go to the live store in one write (the identity, timeline
-# and tickets arrive within a millisecond of each other); far below what a person notices.
-DEFAULT_WRITE_COALESCE_S = 0.005
+# and tickets arrive within milliseconds of each other, and under a burst so do many calls'
+# results); far below what a person notices. The desktop in this process is told at once.
+DEFAULT_WRITE_COALESCE_S = 0.02
 # How many past interactions the pop shows.
 DEFAULT_TIMELINE_LIMIT = 10
 # Weight of the newest answer time in a source's expected latency (an exponential average:
@@ -229,7 +230,15 @@ class PreAnswerFanout:
         the work of the calls ahead; a lone call loses one loop turn."""
         queued, self._queued = self._queued, []
         queued.sort(key=lambda q: (q[0], q[1]))
-        for _, _, handle, query in queued:
+        slowest = queued[0][0]
+        for at, (key, _, handle, query) in enumerate(queued):
+            if key != slowest:
+                # The rest wait one more turn: creating their tasks would delay the slowest
+                # queries' first steps (a burst queues hundreds).
+                if not self._queued:
+                    asyncio.get_running_loop().call_soon(self._start_queued)
+                self._queued[:0] = queued[at:]
+                return
             if handle._closed:
                 query.close()  # the call ended before its query started
             else:
@@ -269,7 +278,7 @@ class FanoutHandle:
         self._tasks: set[asyncio.Task[None]] = set()
         # Results waiting to be written; one writer task flushes them together, so a burst of
         # results costs one round trip to the live store, not one each.
-        self._dirty: dict[str, str] = {}
+        self._dirty: dict[str, object] = {}  # field -> section, encoded when written
         self._writer: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._all_done = asyncio.Event()
@@ -331,7 +340,7 @@ class FanoutHandle:
         """The IVR's predicted intent, transcript and steps, for the pop (stored live too)."""
         self._ivr = summary
         self._notify(FIELD_IVR)
-        self._store(FIELD_IVR, dumps(ivr_view(summary)))
+        self._store(FIELD_IVR, ivr_view(summary))
 
     async def flushed(self) -> None:
         """Wait until everything known so far has been written to the live store."""
@@ -377,7 +386,7 @@ class FanoutHandle:
     def _launch(self) -> None:
         owner = self._owner
         meta = {"caller_id": self.caller_id, "started_at": self.started_at.isoformat()}
-        self._store(FIELD_META, dumps(meta))
+        self._store(FIELD_META, meta)
         self._pending(IDENTITY_SOURCE)
         self._pending(TIMELINE_SOURCE)
         self._pending(TICKETS_SOURCE)
@@ -407,7 +416,7 @@ class FanoutHandle:
             return
         self._resolution = resolution
         self._finish(IDENTITY_SOURCE, SourceStatus.OK, field=FIELD_CALLER)
-        self._store(FIELD_CALLER, dumps(caller_view(resolution)))
+        self._store(FIELD_CALLER, caller_view(resolution))
         customer = resolution.customer
         links = {link.system: link.external_id for link in resolution.links}
         for connector in owner.connectors:
@@ -450,7 +459,7 @@ class FanoutHandle:
         if items is not None:
             self._timeline = tuple(items)
             self._finish(TIMELINE_SOURCE, SourceStatus.OK, field=FIELD_TIMELINE)
-            self._store(FIELD_TIMELINE, dumps([interaction_view(i) for i in items]))
+            self._store(FIELD_TIMELINE, [interaction_view(i) for i in items])
 
     async def _run_tickets(self, customer_id: int) -> None:
         tickets = await self._read_own(
@@ -461,7 +470,7 @@ class FanoutHandle:
         if tickets is not None:
             self._tickets = tuple(tickets)
             self._finish(TICKETS_SOURCE, SourceStatus.OK, field=FIELD_TICKETS)
-            self._store(FIELD_TICKETS, dumps([ticket_view(t) for t in tickets]))
+            self._store(FIELD_TICKETS, [ticket_view(t) for t in tickets])
 
     async def _read_own(self, source: str, store: str, read: Awaitable[_T]) -> _T | None:
         """One of our own stores, under its timeout; on failure the source is marked and None
@@ -528,7 +537,7 @@ class FanoutHandle:
         self._notify(SOURCE_PREFIX + name)
         if field is not None:
             self._notify(field)
-        self._store(SOURCE_PREFIX + name, dumps(record))
+        self._store(SOURCE_PREFIX + name, record)
 
     def _notify(self, field: str) -> None:
         self._changed.set()
@@ -538,8 +547,10 @@ class FanoutHandle:
             except Exception:  # a listener bug must not stop the fan-out
                 log.exception("fan-out listener failed for %s", self.linkedid)
 
-    def _store(self, field: str, value_json: str) -> None:
-        self._dirty[field] = value_json
+    def _store(self, field: str, section: object) -> None:
+        # Encoded by the writer, off the path from a result to the pop (and once, if the field
+        # changes again before the write).
+        self._dirty[field] = section
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -547,7 +558,8 @@ class FanoutHandle:
         try:
             while self._dirty:
                 await asyncio.sleep(self._owner.write_coalesce_s)
-                batch, self._dirty = self._dirty, {}
+                dirty, self._dirty = self._dirty, {}
+                batch = {field: dumps(section) for field, section in dirty.items()}
                 try:
                     await self._owner.call_context.put(self.linkedid, batch)
                 except Exception:  # the live store is an aid: memory still serves the call
