@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -41,14 +39,13 @@ from centralino.ami_watch import (
     blind_transfer,
 )
 from centralino.asterisk.ami import AmiEvent
-from centralino.demo.world import DemoWorld, demo_world
-from centralino.settings import DemoSettings, ServerSettings
-from centralino.settings import Settings as AppSettings
+from centralino.demo.world import DemoWorld
 from centralino.simulator.ami_server import SimBridge, SimChannel
 from ivr.inbound import SOUND_MENU, SOUND_TRANSFERRED, SOUND_WELCOME
+from tests import test_call_path
 from tests.acd.support import ManualClock
 from tests.helpers import eventually
-from tests.test_call_path import FAST_FLOW, known_caller, reliable_phones
+from tests.test_call_path import known_caller
 
 CALL = "1700000000.1"  # the caller's channel: its uniqueid is the call's linkedid and item id
 QUEUES = {
@@ -400,28 +397,8 @@ def _parse_attended(event: AmiEvent) -> CallTransfer | None:
 # --- whole calls through the simulated Asterisk ---------------------------------------------
 
 
-def _settings(tmp_path: Path) -> AppSettings:
-    return AppSettings(
-        server=ServerSettings(host="127.0.0.1", agi_port=0, audiosocket_port=0, http_port=0),
-        demo=DemoSettings(
-            data_dir=tmp_path, agents=3, erp_latency_ms=30, crm_latency_ms=60, failure_rate=0.0
-        ),
-    )
-
-
-@pytest.fixture
-async def world(
-    pg_dsn: str, redis_url: str, pg_pool: asyncpg.Pool, redis_client: object, tmp_path: Path
-) -> AsyncIterator[DemoWorld]:
-    async with demo_world(
-        _settings(tmp_path),
-        database_url=pg_dsn,
-        redis_url=redis_url,
-        time_scale=0.01,
-        flow=FAST_FLOW,
-    ) as w:
-        reliable_phones(w)
-        yield w
+# The simulated call centre of the call-path tests (a pytest fixture, shared by name).
+world = test_call_path.world
 
 
 async def _queue_log(pool: asyncpg.Pool, item_id: str) -> list[asyncpg.Record]:
