@@ -19,6 +19,7 @@ from acd.models import (
     Channel,
     QueueLogRow,
     Reservation,
+    RouteRequest,
     RoutingStep,
     Strategy,
     WaitingItem,
@@ -344,6 +345,16 @@ class MemoryLiveStore:
         self, queue: str, now: float, owner: str, *, strategy: Strategy, window: int, ttl_s: float
     ) -> list[Reservation]:
         return self.state.route(queue, now, owner, strategy=strategy, window=window, ttl_s=ttl_s)
+
+    async def route_many(
+        self, requests: Sequence[RouteRequest], now: float, owner: str, *, window: int
+    ) -> list[Reservation]:
+        made: list[Reservation] = []
+        for r in requests:
+            made += self.state.route(
+                r.queue, now, owner, strategy=r.strategy, window=window, ttl_s=r.ttl_s
+            )
+        return made
 
     async def take_offers(self, owner: str, *, limit: int = 1000) -> list[Reservation]:
         return self.state.take_offers(owner, limit=limit)

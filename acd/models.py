@@ -216,6 +216,15 @@ class QueuePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """One queue to match in a routing pass (`LiveStore.route_many`)."""
+
+    queue: str
+    strategy: Strategy
+    ttl_s: float  # how long a reservation made for it waits for the ring to start
+
+
+@dataclass(frozen=True, slots=True)
 class Reservation:
     """An agent matched to an item; exclusive until it is released or expires."""
 

@@ -18,6 +18,7 @@ from acd.models import (
     Channel,
     QueueLogRow,
     Reservation,
+    RouteRequest,
     Strategy,
     WaitingItem,
     WorkItem,
@@ -83,6 +84,14 @@ class LiveStore(Protocol):
         the agent: items of another live process are reserved for it and posted to its inbox
         (`take_offers`); items of a process whose heartbeat lapsed are adopted by `owner`.
         """
+        ...
+
+    async def route_many(
+        self, requests: Sequence[RouteRequest], now: float, owner: str, *, window: int
+    ) -> list[Reservation]:
+        """`route` for each request in order, each atomic on its own as `route` is, in one
+        exchange with the store (a routing pass over every queue costs one round trip, not
+        one per queue); every reservation made, in order."""
         ...
 
     async def take_offers(self, owner: str, *, limit: int = 1000) -> list[Reservation]:

@@ -45,6 +45,7 @@ from acd.models import (
     QueueLogRow,
     QueuePolicy,
     Reservation,
+    RouteRequest,
     SkillRequirement,
     Ticket,
     WorkItem,
@@ -142,6 +143,10 @@ class Router:
         self._log = queue_log
         self._clock = clock
         self._queues = dict(queues)
+        self._route_requests = [
+            RouteRequest(name, policy.strategy, policy.offer_timeout_s)
+            for name, policy in self._queues.items()
+        ]
         self._agents = dict(agents)
         self._owner = owner
         self._rates = rates if rates is not None else RateTracker()
@@ -224,18 +229,11 @@ class Router:
                 tracked.reservation = None
         rows += [self._agent_row(now, a, "ready:wrap_up_ended") for a in wrapped]
         rows += await self._apply_steps(now)
-        made: list[Reservation] = []
-        for name, policy in self._queues.items():
-            got = await self._store.route(
-                name,
-                now,
-                self._owner,
-                strategy=policy.strategy,
-                window=self._window,
-                ttl_s=policy.offer_timeout_s,
-            )
-            # Reservations for other processes' items reach them through their inbox.
-            made.extend(r for r in got if r.owner == self._owner)
+        got = await self._store.route_many(
+            self._route_requests, now, self._owner, window=self._window
+        )
+        # Reservations for other processes' items reach them through their inbox.
+        made = [r for r in got if r.owner == self._owner]
         made.extend(await self._store.take_offers(self._owner))
         if rows:
             await self._log.write(rows)

@@ -59,6 +59,7 @@ from acd.models import (
     AgentStatus,
     Channel,
     Reservation,
+    RouteRequest,
     Strategy,
     WaitingItem,
     WorkItem,
@@ -910,6 +911,37 @@ class RedisLiveStore:
             raise ValueError(f"strategy {strategy} is not maintained by this store")
         raw = await self._run("route", queue, now, owner, strategy.value, window, ttl_s)
         return [reservation_from(r) for r in raw]
+
+    async def route_many(
+        self, requests: Sequence[RouteRequest], now: float, owner: str, *, window: int
+    ) -> list[Reservation]:
+        for request in requests:
+            if request.strategy not in self._strategies:
+                raise ValueError(f"strategy {request.strategy} is not maintained by this store")
+        if not requests:
+            return []
+
+        async def send() -> list[Any]:
+            # The caller's redis-py client (pooled, closed by its owner), pipelined: one round
+            # trip for the pass; `execute`'s own connection is for hot paths that manage it.
+            async with self._client.pipeline(transaction=False) as pipe:
+                for r in requests:
+                    pipe.execute_command(
+                        *self.command(
+                            "route", r.queue, now, owner, r.strategy.value, window, r.ttl_s
+                        )
+                    )
+                return list(await pipe.execute(raise_on_error=False))
+
+        replies = await send()
+        errors = [r for r in replies if isinstance(r, ResponseError)]
+        if errors and len(errors) == len(replies) and all(_not_loaded(e) for e in errors):
+            await self.load_scripts()  # a fresh Redis, or one restarted without persistence
+            replies = await send()
+            errors = [r for r in replies if isinstance(r, ResponseError)]
+        if errors:
+            raise _error(errors[0])
+        return [reservation_from(raw) for reply in replies for raw in reply]
 
     async def take_offers(self, owner: str, *, limit: int = 1000) -> list[Reservation]:
         raw = await self._run("take_offers", owner, limit)

@@ -13,7 +13,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from acd.errors import UnknownAgent
-from acd.models import AgentDefinition, AgentState, Channel, Strategy, WorkItem
+from acd.models import (
+    AgentDefinition,
+    AgentState,
+    Channel,
+    SkillRequirement,
+    Strategy,
+    WorkItem,
+)
 from acd.states import AgentEvent
 from centralino.adapters.redis_acd import (
     RedisLiveStore,
@@ -146,3 +153,43 @@ async def test_given_redis_6_without_functions_when_a_call_flows_then_eval_scrip
             await store.aclose()
             await client.aclose()
             await asyncio.to_thread(server.shutdown)
+
+
+async def test_a_routing_pass_over_several_queues_is_one_batch_and_survives_a_lost_library(
+    redis_client: aioredis.Redis,
+) -> None:
+    from acd.models import RouteRequest
+    from centralino.adapters.redis_acd import LIBRARY_NAME
+
+    store = RedisLiveStore(client=redis_client, prefix="many:", strategies=[Strategy.LONGEST_IDLE])
+    try:
+        await _ready_agent(store, "ann", {"sales": 3})
+        await _ready_agent(store, "bob", {"care": 2})
+        sales, care = (SkillRequirement("sales", 1),), (SkillRequirement("care", 1),)
+        for item in (
+            WorkItem("s1", "sales", 2.0, skills=sales),
+            WorkItem("s2", "sales", 2.5, skills=sales),
+            WorkItem("c1", "care", 3.0, skills=care),
+        ):
+            await store.add_item(item, steps=STEPS, owner="p1", entered_at=item.arrived_at)
+        requests = [
+            RouteRequest("sales", Strategy.LONGEST_IDLE, 30.0),
+            RouteRequest("nobody-waits", Strategy.LONGEST_IDLE, 30.0),
+            RouteRequest("care", Strategy.LONGEST_IDLE, 20.0),
+        ]
+        await redis_client.function_delete(LIBRARY_NAME)  # as after a restart without data
+        made = await store.route_many(requests, 4.0, "p1", window=10)
+        # In request order, each queue as `route` alone would: one agent each, the oldest item.
+        assert [(r.queue, r.item_id, r.agent_id) for r in made] == [
+            ("sales", "s1", "ann"),
+            ("care", "c1", "bob"),
+        ]
+        assert [r.expires_at for r in made] == [34.0, 24.0]
+        assert [w.item_id for w in await store.waiting("sales")] == ["s2"]
+        assert await store.route_many(requests, 5.0, "p1", window=10) == []  # nobody free
+        with pytest.raises(ValueError):
+            await store.route_many(
+                [RouteRequest("sales", Strategy.MOST_SKILLED, 1.0)], 6.0, "p1", window=1
+            )
+    finally:
+        await store.aclose()
