@@ -1030,7 +1030,17 @@ class _Link(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
-        while (reply := self._reader.gets()) is not False:
+        while True:
+            try:
+                reply = self._reader.gets()
+            except hiredis.ProtocolError:
+                self.close()  # not Redis speaking: the batches waiting fail in connection_lost
+                return
+            if reply is False:
+                return
+            if not self._waiting:  # a reply nobody asked for: the stream cannot be trusted
+                self.close()
+                return
             want, got, done = self._waiting[0]
             got.append(reply)
             if len(got) == want:

@@ -193,3 +193,40 @@ async def test_a_routing_pass_over_several_queues_is_one_batch_and_survives_a_lo
             )
     finally:
         await store.aclose()
+
+
+@pytest.mark.parametrize("answer", [b"%%% not redis\r\n", b"+OK\r\n+EXTRA\r\n"])
+async def test_a_peer_that_does_not_speak_redis_is_dropped_instead_of_trusted(
+    answer: bytes,
+) -> None:
+    connections = [0]
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections[0] += 1
+        await reader.read(1024)
+        writer.write(answer)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = aioredis.Redis(host="127.0.0.1", port=port)
+    store = RedisLiveStore(client=client, prefix="x:", functions=True)
+    try:
+        async with asyncio.timeout(5):
+            if answer.startswith(b"+OK"):
+                # One reply too many: the asked one is delivered, the connection dropped, and
+                # the next batch goes over a new one.
+                assert await store.execute([("PING",)]) == [b"OK"]
+                await asyncio.sleep(0.05)
+                assert await store.execute([("PING",)]) == [b"OK"]
+                assert connections[0] == 2
+            else:
+                with pytest.raises(ConnectionError):
+                    await store.execute([("PING",)])
+    finally:
+        await store.aclose()
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
