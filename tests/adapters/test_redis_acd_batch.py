@@ -17,6 +17,7 @@ from acd.models import (
     AgentDefinition,
     AgentState,
     Channel,
+    RouteRequest,
     SkillRequirement,
     Strategy,
     WorkItem,
@@ -136,8 +137,9 @@ async def test_given_redis_6_without_functions_when_a_call_flows_then_eval_scrip
             assert (await client.info("server"))["redis_version"].startswith("6.")
             await _ready_agent(store, "cy", {"vip": 5})
             await store.add_item(WorkItem("c9", "vip", 5.0), steps=STEPS, owner="p", entered_at=5.0)
-            (res,) = await store.route(
-                "vip", 6.0, "p", strategy=Strategy.LONGEST_IDLE, window=5, ttl_s=30.0
+            # The router's pass: pipelined EVALSHAs (FCALL is refused, then the scripts load).
+            (res,) = await store.route_many(
+                [RouteRequest("vip", Strategy.LONGEST_IDLE, 30.0)], 6.0, "p", window=5
             )
             assert res.agent_id == "cy"
             (raw,) = await store.execute([store.command("accept", res.reservation_id, 6.0, 9.0)])
@@ -158,7 +160,6 @@ async def test_given_redis_6_without_functions_when_a_call_flows_then_eval_scrip
 async def test_a_routing_pass_over_several_queues_is_one_batch_and_survives_a_lost_library(
     redis_client: aioredis.Redis,
 ) -> None:
-    from acd.models import RouteRequest
     from centralino.adapters.redis_acd import LIBRARY_NAME
 
     store = RedisLiveStore(client=redis_client, prefix="many:", strategies=[Strategy.LONGEST_IDLE])
