@@ -157,14 +157,14 @@ def fact_record(fact: Fact, fetched_at: str | None = None) -> FactRecord:
     }
 
 
-def fact_view(record: FactRecord, now: datetime, ages: dict[str, float] | None = None) -> FactView:
-    """`ages` caches the age per `fetched_at` text: one fetch's facts share it."""
+def fact_view(record: FactRecord, now: datetime, ages: dict[str, float]) -> FactView:
+    """`ages` remembers the age per `fetched_at` text for one pop: one fetch's facts share it."""
     stamp = record["fetched_at"]
-    age = None if ages is None else ages.get(stamp)
+    age = ages.get(stamp)
     if age is None:
-        age = round(max(0.0, (now - datetime.fromisoformat(stamp)).total_seconds()), 3)
-        if ages is not None:
-            ages[stamp] = age
+        age = ages[stamp] = round(
+            max(0.0, (now - datetime.fromisoformat(stamp)).total_seconds()), 3
+        )
     return {**record, "age_s": age}
 
 

@@ -57,7 +57,6 @@ class HttpBodyTooLarge(HttpError):
 class HttpAnswer:
     status: int
     body: bytes
-    content_type: str
 
 
 class _Stale(Exception):
@@ -85,7 +84,6 @@ class _Connection(asyncio.Protocol):
         self._received = False
         self._headers_done = False
         self._delimited = False  # Content-Length or chunked: the end is known without a close
-        self._content_type = b""
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -129,9 +127,7 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
-        if lower == b"content-type":
-            self._content_type = value
-        elif lower == b"content-length":
+        if lower == b"content-length":
             self._delimited = True
             if value.strip().isdigit() and int(value) > self._max_body:
                 raise HttpBodyTooLarge(f"announced body of {int(value)} bytes")
@@ -165,11 +161,7 @@ class _Connection(asyncio.Protocol):
     # --- used by the pool -------------------------------------------------------------------
 
     def _answer(self) -> HttpAnswer:
-        return HttpAnswer(
-            status=self._parser.get_status_code(),
-            body=b"".join(self._body),
-            content_type=self._content_type.decode("latin-1"),
-        )
+        return HttpAnswer(status=self._parser.get_status_code(), body=b"".join(self._body))
 
     def _fail(self, error: HttpError) -> None:
         waiter, self._waiter = self._waiter, None
@@ -235,13 +227,9 @@ class HttpPool:
         """Open connections (idle or carrying a request)."""
         return len(self._all)
 
-    @property
-    def idle(self) -> int:
-        return len(self._idle)
-
     def request_bytes(self, target: str, headers: Mapping[str, str]) -> bytes:
-        """The request for `GET target`; connectors build it once per target and header set.
-        CR and LF are refused anywhere: they would let a value start a header of its own."""
+        """The bytes of `GET target` with `headers`, for `get`. CR and LF are refused anywhere:
+        they would let a value start a header of its own."""
         if not target.startswith("/") or any(c in target for c in "\r\n "):
             raise ValueError(f"target {target!r} is not an absolute path")
         try:

@@ -105,15 +105,16 @@ class HttpConnector:
         self._config = config
         self._pool = client.pool(f"{parts.scheme}://{parts.netloc}")
         self._prefix = parts.path.rstrip("/")
-        # Placeholders of each request and the dotted paths of each field mapping, taken apart
-        # once (they never change; a pop maps dozens of fields).
-        self._specs = [(spec, frozenset(spec.placeholders())) for spec in config.requests]
-        self._paths = {
-            (id(extract), out): _parts(src)
+        # Placeholders of each request and the dotted paths of its extracts, taken apart once
+        # (they never change; a pop maps dozens of fields).
+        self._specs = [
+            (
+                spec,
+                frozenset(spec.placeholders()),
+                tuple(_ExtractPlan.of(extract) for extract in spec.extracts),
+            )
             for spec in config.requests
-            for extract in spec.extracts
-            for out, src in extract.fields.items()
-        }
+        ]
         self._clock = clock
         self._headers: dict[str, str] = {"Accept": "application/json"}
         if config.auth_env:
@@ -151,13 +152,18 @@ class HttpConnector:
 
     async def fetch(self, query: ConnectorQuery) -> list[Fact]:
         values = self._values(query)
-        specs = [s for s, needs in self._specs if needs <= values.keys()]
-        if len(specs) == 1:
-            return await self._one(specs[0], values)
-        results = await asyncio.gather(*(self._one(s, values) for s in specs))
+        plans = [(s, plan) for s, needs, plan in self._specs if needs <= values.keys()]
+        if len(plans) == 1:
+            return await self._one(*plans[0], values)
+        results = await asyncio.gather(*(self._one(s, plan, values) for s, plan in plans))
         return [fact for facts in results for fact in facts]
 
-    async def _one(self, spec: HttpRequestSpec, values: Mapping[str, str]) -> list[Fact]:
+    async def _one(
+        self,
+        spec: HttpRequestSpec,
+        extracts: tuple[_ExtractPlan, ...],
+        values: Mapping[str, str],
+    ) -> list[Fact]:
         path = spec.url_template.format_map({k: quote(v, safe="") for k, v in values.items()})
         name = self._config.name
         limit = self._config.max_body_bytes
@@ -184,16 +190,15 @@ class HttpConnector:
         except orjson.JSONDecodeError as exc:
             raise BackendBadResponse(name, f"malformed JSON from {path}") from exc
         facts: list[Fact] = []
-        paths = self._paths
-        for extract in spec.extracts:
+        for extract in extracts:
             items = _items(document, extract.items_path)
             if items is None:
-                raise BackendBadResponse(name, f"no list at {extract.items_path!r} in {path}")
+                raise BackendBadResponse(name, f"no list at {extract.items_dotted!r} in {path}")
             for item in items[: self._config.max_items]:
                 if not isinstance(item, dict):
                     raise BackendBadResponse(name, f"an item of {path} is not an object")
                 data = (
-                    {out: _get(item, paths[id(extract), out]) for out in extract.fields}
+                    {out: _get(item, parts) for out, parts in extract.fields}
                     if extract.fields
                     else dict(item)
                 )
@@ -211,6 +216,25 @@ def _parts(dotted: str) -> tuple[str, ...]:
     return tuple(dotted.split(".")) if dotted else ()
 
 
+@dataclass(frozen=True, slots=True)
+class _ExtractPlan:
+    """A `FactExtract` with its dotted paths taken apart."""
+
+    kind: str
+    items_dotted: str
+    items_path: tuple[str, ...]
+    fields: tuple[tuple[str, tuple[str, ...]], ...]  # (fact field, item path); () = whole item
+
+    @classmethod
+    def of(cls, extract: FactExtract) -> _ExtractPlan:
+        return cls(
+            kind=extract.kind,
+            items_dotted=extract.items_path,
+            items_path=_parts(extract.items_path),
+            fields=tuple((out, _parts(src)) for out, src in extract.fields.items()),
+        )
+
+
 def _get(document: Any, parts: tuple[str, ...]) -> JsonValue:
     node = document
     for part in parts:
@@ -223,8 +247,8 @@ def _get(document: Any, parts: tuple[str, ...]) -> JsonValue:
     return node  # type: ignore[no-any-return]
 
 
-def _items(document: Any, dotted: str) -> list[Any] | None:
-    node = _get(document, _parts(dotted))
+def _items(document: Any, path: tuple[str, ...]) -> list[Any] | None:
+    node = _get(document, path)
     if isinstance(node, dict):
         return [node]
     if isinstance(node, list):
