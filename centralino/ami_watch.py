@@ -171,13 +171,13 @@ def blind_transfer(event: AmiEvent, *, queues: Mapping[str, str]) -> CallTransfe
 
 
 def attended_transfer(
-    event: AmiEvent, *, agents: Mapping[str, str] | None = None
+    event: AmiEvent, *, agents_by_endpoint: Mapping[str, str]
 ) -> CallTransfer | None:
     """An `AttendedTransfer` event as a `CallTransfer`; None unless it succeeded.
 
     The agent consulted someone first and handed the caller over: the caller now talks to that
     party, so it is never a re-queue. The target is the party the caller was joined with:
-    `agent:<id>` when its channel is one of `agents` (agent id -> endpoint), else its channel,
+    `agent:<id>` when its channel is on one of our agents' endpoints, else its channel,
     or the application the consult leg was running (`DestType: App`)."""
     result, dest_type = _required(event, "Result", "DestType")
     if result.lower() != _SUCCESS or dest_type.lower() == _FAILED_DESTINATION:
@@ -186,9 +186,8 @@ def attended_transfer(
     uniqueid, linkedid = _ids(event, "OrigTransferer")
     target_channel = event.get("TransferTargetChannel") or ""
     if target_channel:
-        endpoint = target_channel.rsplit("-", 1)[0]
-        by_endpoint = {e: a for a, e in (agents or {}).items()}
-        target = f"agent:{by_endpoint[endpoint]}" if endpoint in by_endpoint else target_channel
+        agent = agents_by_endpoint.get(target_channel.rsplit("-", 1)[0])
+        target = f"agent:{agent}" if agent is not None else target_channel
     elif dest_type.lower() == "app":
         target = f"app:{event.get('DestApp') or ''}"
     else:
@@ -224,7 +223,6 @@ class TransferWatch:
     Failed transfers, events for channels that are not our conversations and malformed events
     are logged and ignored; nothing here raises into the AMI reader."""
 
-    TRANSFER_EVENTS = ("BlindTransfer", "AttendedTransfer")
     HANGUP_REQUESTS = ("HangupRequest", "SoftHangupRequest")
 
     def __init__(
@@ -235,7 +233,7 @@ class TransferWatch:
         settle_s: float = TRANSFER_SETTLE_S,
     ) -> None:
         self._queues = dict(queues)  # "exten@context" -> our queue
-        self._endpoints = dict(endpoints or {})  # agent id -> endpoint
+        self._agents_by_endpoint = {e: a for a, e in (endpoints or {}).items()}
         self._settle_s = settle_s
         self._conversations: dict[str, _Conversation] = {}
         self._client: AmiClient | None = None
@@ -290,7 +288,9 @@ class TransferWatch:
         self._on_transfer(event, lambda e: blind_transfer(e, queues=self._queues))
 
     def on_attended_transfer(self, event: AmiEvent) -> None:
-        self._on_transfer(event, lambda e: attended_transfer(e, agents=self._endpoints))
+        self._on_transfer(
+            event, lambda e: attended_transfer(e, agents_by_endpoint=self._agents_by_endpoint)
+        )
 
     def on_hangup_request(self, event: AmiEvent) -> None:
         conversation = self._conversations.get(event.get("Uniqueid") or "")

@@ -391,7 +391,7 @@ def _parse_blind(event: AmiEvent) -> CallTransfer | None:
 
 
 def _parse_attended(event: AmiEvent) -> CallTransfer | None:
-    return attended_transfer(event, agents={"bob": "PJSIP/bob"})
+    return attended_transfer(event, agents_by_endpoint={"PJSIP/bob": "bob"})
 
 
 # --- whole calls through the simulated Asterisk ---------------------------------------------

@@ -207,7 +207,7 @@ async def test_attended_transfer_has_asterisks_wire_order(
     await raw.close()
 
     assert tuple(k for k, _ in event.headers) == attended_order(dest_headers)
-    parsed = attended_transfer(event, agents={"agent102": "PJSIP/agent102"})
+    parsed = attended_transfer(event, agents_by_endpoint={"PJSIP/agent102": "agent102"})
     if dest_type == "Fail":
         assert parsed is None
         return
