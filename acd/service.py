@@ -485,6 +485,13 @@ class Router:
 
     async def completed(self, item_id: str, *, wrap_up_s: float | None = None) -> None:
         """The conversation ended; the agent wraps up (voice) or frees a slot."""
+        await self._end_conversation(item_id, QueueEvent.COMPLETE, wrap_up_s=wrap_up_s)
+
+    async def _end_conversation(
+        self, item_id: str, event: QueueEvent, *, wrap_up_s: float | None = None, data: str = ""
+    ) -> None:
+        """The agent's part of a connected item is over (`event`: COMPLETE or TRANSFER): talk
+        time until now, then their wrap-up; the item is no longer tracked."""
         tracked = self._track(item_id)
         if tracked.connected_at is None:
             raise UnknownItem(item_id)
@@ -503,9 +510,10 @@ class Router:
                     now,
                     tracked.item.queue,
                     item_id,
-                    QueueEvent.COMPLETE,
+                    event,
                     tracked.agent_id,
                     talk=talk,
+                    data=data,
                 ),
                 self._agent_row(
                     now,
@@ -582,39 +590,14 @@ class Router:
             raise UnknownItem(item_id)
         target_policy = self._policy(to_queue) if to_queue is not None else None
         now = self._clock.now()
-        item = tracked.item
-        agent = self._agents.get(tracked.agent_id)
-        wrap = agent.wrap_up_s if agent else 0.0
-        talk = now - tracked.connected_at
-        await self._store.finish(
-            tracked.agent_id, item.channel, now, worked_s=talk + wrap, wrap_up_s=wrap
-        )
-        self._rates.handled(item.queue, talk + wrap, now)
-        del self._tracked[item_id]
         for stale in [k for k, p in self._transfers.items() if now - p.at > TRANSFER_REJOIN_S]:
             del self._transfers[stale]
         if target_policy is not None:
-            moved = replace(item, queue=target_policy.name, preferred_agents=())
+            moved = replace(tracked.item, queue=target_policy.name, preferred_agents=())
             if target_policy.skill is not None:
                 moved = replace(moved, skills=(SkillRequirement(target_policy.skill, 1),))
             self._transfers[item_id] = _PendingTransfer(item=moved, at=now)
-        await self._log.write(
-            [
-                self._row(
-                    now,
-                    item.queue,
-                    item_id,
-                    QueueEvent.TRANSFER,
-                    tracked.agent_id,
-                    talk=talk,
-                    data=target,
-                ),
-                self._agent_row(
-                    now, tracked.agent_id, "wrap_up" if item.channel is Channel.VOICE else "ready"
-                ),
-            ]
-        )
-        self.wake()
+        await self._end_conversation(item_id, QueueEvent.TRANSFER, data=target)
 
     async def rejoin(self, item_id: str) -> Ticket | None:
         """The caller of a call transferred to one of our queues is held by us again: queue it
