@@ -135,7 +135,6 @@ PRIME_QUEUE = "prime"
 # updates every index), so a deployment maintains the strategies its queues use: here one.
 STRATEGY = Strategy(os.environ.get("BENCH_STRATEGY", "longest_idle"))
 STRATEGIES = [STRATEGY]
-SEQ_KEY = f"{PREFIX}seq"
 
 
 def agents_of(seed: int) -> list[AgentDefinition]:
@@ -371,7 +370,7 @@ class Runner:
             cmds += [
                 ("MULTI",),
                 store.command("finish", f"ag{agent:04d}", "voice", now, 0.4, 0.0),
-                ("INCR", SEQ_KEY),
+                ("INCR", store.sequence_key),
                 ("EXEC",),
             ]
             plan += [("skip", 3), ("release", agent)]

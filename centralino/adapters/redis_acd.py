@@ -44,7 +44,6 @@ from typing import Any, cast
 
 import hiredis
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
 from acd.errors import (
@@ -758,7 +757,7 @@ def _error(exc: ResponseError) -> Exception:
 def add_item_args(
     item: WorkItem, *, steps: str, owner: str, entered_at: float, front: bool = False
 ) -> tuple[object, ...]:
-    """The raw arguments of the `add_item` operation, for `RedisLiveStore.queue_in`."""
+    """The raw arguments of the `add_item` operation, for `RedisLiveStore.command`."""
     reqs = ",".join(f"{r.skill}={r.min_level}={int(r.relaxable)}" for r in item.requirements())
     return (
         item.item_id,
@@ -841,10 +840,6 @@ class RedisLiveStore:
         if self._functions is False:
             return ("EVALSHA", _EVAL_SHAS[operation], 0, *self._head, *map(_arg, args))
         return ("FCALL", _FN + operation, 0, *self._head, *map(_arg, args))
-
-    def queue_in(self, pipe: Pipeline, operation: str, *args: object) -> None:
-        """Queue one operation (see `command`) in the caller's redis-py pipeline."""
-        pipe.execute_command(*self.command(operation, *args))
 
     def execute(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
         """Send `commands` in one round trip, at once when the connection is open; returns the

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from centralino.settings import TRANSFER_CONTEXT  # Centralino's queues as extensions
+from centralino import settings
 from centralino.simulator.agi_peer import AgiPeer, ChannelModel, environment_bytes
 from centralino.simulator.ami_server import (
     AmiServer,
@@ -48,6 +48,8 @@ PROMPT_S = 1.2
 _DIAL = re.compile(r"^EXEC\s+(?:\"?)Dial(?:\"?)\s+\"?([^,\"]+),?(\d*)", re.IGNORECASE)
 _WAIT = re.compile(r"^WAIT FOR DIGIT\s+(-?\d+)", re.IGNORECASE)
 _GET_DATA = re.compile(r"^GET DATA\s+\S+\s+(\d+)", re.IGNORECASE)
+# The dialplan context whose extensions are Centralino's queues (one name: the settings').
+TRANSFER_CONTEXT = settings.TRANSFER_CONTEXT
 # Where inbound calls run their AGI: [centralino-inbound], the DID, the AGI() priority.
 INBOUND_CONTEXT = "centralino-inbound"
 INBOUND_DID = "+390200000000"
