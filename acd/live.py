@@ -26,7 +26,7 @@ from acd.models import (
     WorkItem,
     queue_score,
 )
-from acd.policies import Candidate, add_busy, demand_at, select
+from acd.policies import Candidate, add_busy, demand_at, eligible, select
 from acd.states import AgentEvent, transition
 
 
@@ -189,22 +189,58 @@ class LiveState:
     ) -> list[Reservation]:
         made: list[Reservation] = []
         for entry in self._queue(queue)[:window]:
-            step = entry.steps[0]
-            for s in entry.steps:
-                if s.after_s <= now - entry.entered_at:
-                    step = s
-            demand = demand_at(entry.item, step)
+            demand = demand_at(entry.item, _step(entry, now))
             pick = select(strategy, self.candidates(entry.item.channel, set()), demand, now)
             if pick is None:
                 continue
-            foreign = entry.owner != owner and self._alive(entry.owner, now)
-            if not foreign:
-                entry.owner = owner  # adopted if its process died
-            res = self._reserve(entry, self._agents[pick.agent_id], entry.owner, now, ttl_s)
-            if foreign:
-                self._inbox.setdefault(entry.owner, []).append(res.reservation_id)
-            made.append(res)
+            made.append(self._book(entry, self._agents[pick.agent_id], owner, now, ttl_s))
         return made
+
+    def _book(
+        self, entry: _Item, agent: _Agent, owner: str, now: float, ttl_s: float
+    ) -> Reservation:
+        """Reserve for the item's process, or adopt the item if its process died."""
+        foreign = entry.owner != owner and self._alive(entry.owner, now)
+        if not foreign:
+            entry.owner = owner
+        res = self._reserve(entry, agent, entry.owner, now, ttl_s)
+        if foreign:
+            self._inbox.setdefault(entry.owner, []).append(res.reservation_id)
+        return res
+
+    def finish_and_route(
+        self,
+        agent_id: str,
+        channel: Channel,
+        now: float,
+        *,
+        worked_s: float,
+        wrap_up_s: float,
+        owner: str,
+        requests: Sequence[RouteRequest],
+        window: int,
+    ) -> tuple[AgentStatus, Reservation | None]:
+        self.finish(agent_id, channel, now, worked_s=worked_s, wrap_up_s=wrap_up_s)
+        agent = self._agents[agent_id]
+        me = Candidate(
+            agent_id=agent_id,
+            skills=agent.definition.all_skills(),
+            idle_since=agent.idle_since,
+            busy_s=agent.busy_s,
+            busy_at=agent.busy_at,
+        )
+        best: tuple[_Item, float] | None = None
+        for request in requests:
+            for entry in self._queue(request.queue)[:window]:
+                if best is not None and entry.score >= best[0].score:
+                    break  # later queues count only if strictly better
+                if agent.available(entry.item.channel) and eligible(
+                    me, demand_at(entry.item, _step(entry, now))
+                ):
+                    best = (entry, request.ttl_s)
+                    break
+        res = None if best is None else self._book(best[0], agent, owner, now, best[1])
+        return agent.status(), res
 
     def take_offers(self, owner: str, *, limit: int = 1000) -> list[Reservation]:
         box = self._inbox.get(owner, [])
@@ -306,6 +342,15 @@ class LiveState:
         return released, done
 
 
+def _step(entry: _Item, now: float) -> RoutingStep:
+    """The item's routing step now: the last one its time in the queue has reached."""
+    step = entry.steps[0]
+    for s in entry.steps:
+        if s.after_s <= now - entry.entered_at:
+            step = s
+    return step
+
+
 def _waiting(entry: _Item) -> WaitingItem:
     return WaitingItem(
         item_id=entry.item.item_id,
@@ -374,6 +419,29 @@ class MemoryLiveStore:
         self, agent_id: str, channel: Channel, now: float, *, worked_s: float, wrap_up_s: float
     ) -> AgentStatus:
         return self.state.finish(agent_id, channel, now, worked_s=worked_s, wrap_up_s=wrap_up_s)
+
+    async def finish_and_route(
+        self,
+        agent_id: str,
+        channel: Channel,
+        now: float,
+        *,
+        worked_s: float,
+        wrap_up_s: float,
+        owner: str,
+        requests: Sequence[RouteRequest],
+        window: int,
+    ) -> tuple[AgentStatus, Reservation | None]:
+        return self.state.finish_and_route(
+            agent_id,
+            channel,
+            now,
+            worked_s=worked_s,
+            wrap_up_s=wrap_up_s,
+            owner=owner,
+            requests=requests,
+            window=window,
+        )
 
     async def sweep(self, now: float) -> tuple[list[Reservation], list[str]]:
         return self.state.sweep(now)

@@ -2,7 +2,7 @@
 
 All times are seconds on the router's clock (epoch seconds in production; any origin in tests, as
 long as it stays within `MAX_CLOCK_S`, because queue order packs priority and arrival into one
-float score).
+integer score).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 # Proficiency scale of every skill: 1 (novice) .. 5 (expert).
 MIN_LEVEL = 1
 MAX_LEVEL = 5
-# Queue order is one float per item: -priority * PRIORITY_BAND + (FRONT_OFFSET if not front) +
-# arrival. Arrival times must stay below FRONT_OFFSET for the bands not to overlap; epoch seconds
-# reach 4e9 in the year 2096, and doubles keep microsecond resolution at 1e10.
-PRIORITY_BAND = 1e10
-FRONT_OFFSET = 4e9
-MAX_CLOCK_S = FRONT_OFFSET
+# Queue order is one integer per item, in milliseconds: -priority * PRIORITY_BAND + (FRONT_OFFSET
+# if not front) + arrival. Arrival times must stay below FRONT_OFFSET for the bands not to
+# overlap (epoch seconds reach 4e9 in the year 2096); scores stay below 2**53, exact as doubles.
+# Integers because Redis keeps a small sorted set's integral scores as integers: inserting into a
+# queue then reads no score as text (with fractional scores it parses every one it passes).
+PRIORITY_BAND = 10**13
+FRONT_OFFSET = 4 * 10**12
+MAX_CLOCK_S = FRONT_OFFSET / 1000
 MAX_PRIORITY = 100
 
 
@@ -149,9 +151,10 @@ class WorkItem:
         return (*self.skills, SkillRequirement(language_skill(self.language), 1, relaxable=False))
 
 
-def queue_score(priority: int, arrived_at: float, *, front: bool = False) -> float:
-    """Sort key of a waiting item: higher priority first, then returned-to-front, then FCFS."""
-    return -priority * PRIORITY_BAND + (0.0 if front else FRONT_OFFSET) + arrived_at
+def queue_score(priority: int, arrived_at: float, *, front: bool = False) -> int:
+    """Sort key of a waiting item: higher priority first, then returned-to-front, then first
+    come first served (to the millisecond; the item id orders arrivals within one)."""
+    return -priority * PRIORITY_BAND + (0 if front else FRONT_OFFSET) + int(arrived_at * 1000)
 
 
 class ActionKind(enum.StrEnum):

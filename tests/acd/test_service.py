@@ -129,6 +129,35 @@ async def test_given_ready_agent_when_call_flows_then_every_event_is_logged(rig:
     assert (connect.agent_id, connect.team, connect.wait_s) == ("joe", "red", 3.0)
 
 
+async def test_given_call_waiting_when_agent_ends_a_call_without_wrap_up_then_it_is_offered_at_once(
+    rig: Rig,
+) -> None:
+    """Agent-driven routing: the freed agent takes the waiting call in the same step as its
+    hang-up, not on the next routing pass; with a wrap-up it waits as before."""
+    await rig.ready("joe")
+    await rig.router.enqueue(billing_call("c1", rig.clock))
+    first = await rig.offer("c1")
+    await rig.router.accept(first.reservation.reservation_id)
+    await rig.router.connected(first.reservation.reservation_id)
+    rig.clock.advance(1.0)
+    await rig.router.enqueue(billing_call("c2", rig.clock))
+    await rig.router.enqueue(billing_call("c3", rig.clock))
+    rig.clock.advance(60.0)
+    await rig.router.completed("c1", wrap_up_s=0.0)  # no routing pass in between
+    offer = await rig.router.wait_for_offer("c2", timeout=0.01)
+    assert isinstance(offer, Offer)
+    assert (offer.reservation.agent_id, offer.endpoint) == ("joe", "PJSIP/joe")
+    assert rig.state("joe") is AgentState.RESERVED
+    assert rig.events("c2") == [QueueEvent.ENTER, QueueEvent.OFFER]
+    agent_rows = [r.data for r in rig.log.rows if r.event is QueueEvent.AGENT]
+    assert agent_rows[-1] == "ready"  # logged before the offer it then took
+    await rig.router.accept(offer.reservation.reservation_id)
+    await rig.router.connected(offer.reservation.reservation_id)
+    await rig.router.completed("c2")  # joe's usual wrap-up: c3 waits for it
+    assert await rig.router.wait_for_offer("c3", timeout=0.01) is None
+    assert rig.state("joe") is AgentState.WRAP_UP
+
+
 async def test_given_policy_steps_when_time_passes_then_targets_relax_then_overflow(
     rig: Rig,
 ) -> None:
@@ -258,9 +287,11 @@ async def test_given_chats_then_three_at_once_and_no_call_meanwhile(rig: Rig) ->
     assert sorted(r.item_id for r in made) == ["chat0", "chat1", "chat2"]
     for r in made:
         await rig.router.connected(r.reservation_id)
-    await rig.router.completed("chat0")
-    made = await rig.router.route_now()
-    assert [r.item_id for r in made] == ["chat3"]  # the call waits: gus still chats
+    await rig.router.completed("chat0")  # the freed slot takes the next chat at once
+    offer = await rig.router.wait_for_offer("chat3", timeout=0.5)
+    assert isinstance(offer, Offer)
+    assert offer.reservation.agent_id == "gus"
+    assert await rig.router.route_now() == []  # the call waits: gus still chats
 
 
 async def test_snapshot_and_estimates(rig: Rig) -> None:

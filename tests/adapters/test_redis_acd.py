@@ -21,6 +21,7 @@ from acd.models import (
     Offer,
     QueuePolicy,
     Reservation,
+    RouteRequest,
     RoutingStep,
     SkillRequirement,
     Strategy,
@@ -79,6 +80,7 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
     busy: list[tuple[str, Channel]] = []
     item_no = 0
     decisions = 0
+    agent_routed = 0
     for _ in range(400):
         now += float(rng.integers(0, 8))
         op = rng.random()
@@ -132,12 +134,35 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
                 for store, r in ((ref, rid), (red, red_rid)):
                     outs.append(await _attempt(store.release(r, now, event=ev, reason="no")))
                 del held[rid]
-        elif busy:
+        elif busy and rng.random() < 0.5:
             agent_id, channel = busy.pop(int(rng.integers(len(busy))))
             wrap = float(rng.integers(0, 3) * 5)
             for store in stores:
                 st = await store.finish(agent_id, channel, now, worked_s=42.0, wrap_up_s=wrap)
                 outs.append((st.state, dict(st.load)))
+        elif busy:  # agent-driven: the freed agent takes its next item in the same step
+            agent_id, channel = busy.pop(int(rng.integers(len(busy))))
+            wrap = float(rng.integers(0, 2) * 5)
+            queues = ["q1", "q2"] if rng.random() < 0.5 else ["q2", "q1"]
+            owner = ("p1", "p2")[int(rng.integers(2))]
+            requests = [RouteRequest(q, Strategy.LONGEST_IDLE, 30.0) for q in queues]
+            done = [
+                await store.finish_and_route(
+                    agent_id,
+                    channel,
+                    now,
+                    worked_s=42.0,
+                    wrap_up_s=wrap,
+                    owner=owner,
+                    requests=requests,
+                    window=10,
+                )
+                for store in stores
+            ]
+            outs = [(st.state, dict(st.load), res and _key(res)) for st, res in done]
+            if done[0][1] is not None and done[1][1] is not None:
+                held[done[0][1].reservation_id] = (done[1][1].reservation_id, "reserved")
+                agent_routed += 1
         else:
             swept = [await store.sweep(now) for store in stores]
             outs = [(sorted(_key(r) for r in exp), sorted(wrapped)) for exp, wrapped in swept]
@@ -151,6 +176,107 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
             w_red = [(w.item_id, w.owner) for w in await red.waiting(q)]
             assert w_ref == w_red
     assert decisions > 40  # the scenario really routed
+    assert agent_routed > 0  # and a freed agent took an item itself
+
+
+@pytest.mark.parametrize("functions", [None, False], ids=["functions", "eval-scripts"])
+async def test_given_calls_waiting_when_agents_free_up_then_they_take_the_same_items_as_reference(
+    redis_client: aioredis.Redis, functions: bool | None
+) -> None:
+    """Agent-driven routing (`finish_and_route`) with more calls than agents: every freed agent
+    takes the same item on Redis as in the reference (requirements relaxing with time,
+    preferred agents, priorities, chat and email slots, queue order and window)."""
+    rng = np.random.default_rng(11)
+    ref: LiveStore = MemoryLiveStore()
+    red: LiveStore = RedisLiveStore(client=redis_client, prefix="ad:", functions=functions)
+    stores = (ref, red)
+    now = 50_000.0
+    agents = random_agents(rng, 20)
+    item_no = 0
+
+    async def add_items(n: int) -> None:
+        nonlocal item_no
+        for _ in range(n):
+            item = random_item(rng, item_no, now, agents)
+            item_no += 1
+            for store in stores:
+                await store.add_item(item, steps=encode_steps(STEPS), owner="p1", entered_at=now)
+
+    async def answer(pair: list[Reservation]) -> None:
+        for store, res in zip(stores, pair, strict=True):
+            await store.accept(res.reservation_id, now, ttl_s=20.0)
+            await store.connect(res.reservation_id, now)
+
+    for store in stores:
+        await store.heartbeat("p1", now, ttl_s=1e6)
+        for a in agents:
+            await store.put_agent(a, now)
+            await store.agent_event(a.agent_id, AgentEvent.LOGIN, now)
+            await store.agent_event(a.agent_id, AgentEvent.READY, now)
+    # Everyone busy on a voice call, 80 more items waiting.
+    for a in agents:
+        item = WorkItem(f"first-{a.agent_id}", "q0", now, preferred_agents=(a.agent_id,))
+        made = []
+        for store in stores:
+            await store.add_item(item, steps=encode_steps(STEPS), owner="p1", entered_at=now)
+            made.append(
+                await store.route(
+                    "q0", now, "p1", strategy=Strategy.LONGEST_IDLE, window=1, ttl_s=30.0
+                )
+            )
+        await answer([m[0] for m in made])
+    busy = [(a.agent_id, Channel.VOICE) for a in agents]
+    await add_items(80)
+    taken = 0
+    for _ in range(300):
+        now += float(rng.integers(0, 15))
+        if rng.random() < 0.2:
+            await add_items(int(rng.integers(1, 4)))
+        if not busy:
+            break
+        agent_id, channel = busy.pop(int(rng.integers(len(busy))))
+        queues = ["q1", "q2"] if rng.random() < 0.5 else ["q2", "q1"]
+        requests = [RouteRequest(q, Strategy.LONGEST_IDLE, 30.0) for q in queues]
+        window = (3, 10, 50)[int(rng.integers(3))]
+        done = [
+            await store.finish_and_route(
+                agent_id,
+                channel,
+                now,
+                worked_s=30.0,
+                wrap_up_s=0.0,
+                owner="p1",
+                requests=requests,
+                window=window,
+            )
+            for store in stores
+        ]
+        outs = [(st.state, dict(st.load), res and _key(res)) for st, res in done]
+        assert outs[0] == outs[1], f"diverged at t={now}: {outs}"
+        pair = [res for _, res in done if res is not None]
+        if len(pair) == 2:
+            taken += 1
+            await answer(pair)
+            busy.append((pair[0].agent_id, pair[0].channel))
+        elif channel is not Channel.VOICE or done[0][0].state is AgentState.READY:
+            # Nothing it may take now: it stays free until a call-driven pass finds it one.
+            queue = ("q1", "q2")[int(rng.integers(2))]
+            got = [
+                await store.route(
+                    queue, now, "p1", strategy=Strategy.LONGEST_IDLE, window=50, ttl_s=30.0
+                )
+                for store in stores
+            ]
+            assert [_key(r) for r in got[0]] == [_key(r) for r in got[1]]
+            for routed in zip(*got, strict=True):
+                await answer(list(routed))
+                busy.append((routed[0].agent_id, routed[0].channel))
+        assert await _agents(ref) == await _agents(red)
+        for q in ("q1", "q2"):
+            assert [w.item_id for w in await ref.waiting(q)] == [
+                w.item_id for w in await red.waiting(q)
+            ]
+    assert taken > 60  # freed agents really took items themselves
 
 
 # --- racing processes ----------------------------------------------------------------------
@@ -314,6 +440,48 @@ async def test_given_router_on_redis_when_call_flows_then_agent_cycles_back_to_r
         assert [a.state for a in await store.agents()] == [AgentState.READY]
     finally:
         await router.aclose()
+
+
+async def test_given_other_process_caller_waiting_when_agent_hangs_up_then_its_owner_rings(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Agent-driven routing across processes: p2's agent ends a call with no wrap-up and is
+    reserved at once for p1's waiting caller; p1 gets the offer through its inbox."""
+    clock = ManualClock()
+    agents = {"amy": AgentDefinition("amy", {"billing": 4}, endpoint="PJSIP/amy", wrap_up_s=0.0)}
+    queues = {"billing": QueuePolicy("billing", skill="billing")}
+    store = RedisLiveStore(client=redis_client, prefix="ad2:")
+    routers = [
+        Router(
+            store=store,
+            queue_log=MemoryQueueLog(),
+            clock=clock,
+            queues=queues,
+            agents=agents,
+            owner=owner,
+            tick_s=3600.0,  # no background passes: the hang-up alone must route
+        )
+        for owner in ("p1", "p2")
+    ]
+    for router in routers:
+        await router.publish()
+    holder, other = routers
+    await other.agent_login("amy")
+    await other.agent_ready("amy")
+    await other.enqueue(WorkItem("c1", "billing", clock.now()))
+    first = (await other.route_now())[0]
+    await other.accept(first.reservation_id)
+    await other.connected(first.reservation_id)
+    clock.advance(5.0)
+    await holder.enqueue(WorkItem("c2", "billing", clock.now()))
+    await other.completed("c1")
+    status = {a.agent_id: a.state for a in await store.agents()}
+    assert status["amy"] is AgentState.RESERVED
+    taken = await holder.route_now()  # p1's pass collects its inbox
+    assert [(r.item_id, r.agent_id, r.owner) for r in taken] == [("c2", "amy", "p1")]
+    offer = await holder.wait_for_offer("c2", timeout=0.1)
+    assert isinstance(offer, Offer)
+    assert offer.endpoint == "PJSIP/amy"
 
 
 async def test_given_two_processes_when_one_frees_an_agent_then_the_other_gets_the_offer(
