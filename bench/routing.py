@@ -59,15 +59,25 @@ auditor is checked on a made-up log holding one double before every run.
 CPU: each worker's os.times() over its run, and Redis's used_cpu, per assignment; the machine's
 busy time (/proc/stat) shows whether anyone else was using it.
 
+Placement: as a latency-minded deployment runs it, Redis gets a CPU of its own and the routing
+processes share the others (BENCH_PLACEMENT=split, the default: Redis's affinity is set to the
+last CPU and this process's, which the workers inherit, to the rest; both are restored at the
+end). Redis is single-threaded: sharing a CPU with the routers, a batch waits for a router's
+time slice to end, and the hypervisor here packs runnable tasks onto one virtual CPU. The
+paced run is repeated with every process on every CPU (printed, not reported) to show the
+difference; BENCH_PLACEMENT=shared measures only that. Redis must be on this machine, and
+changing its affinity needs the right to (root, or the same user); otherwise the run says so
+and shares the CPUs.
+
 Redis: 127.0.0.1:6379, database 12 (flushed at start; BENCH_REDIS_URL overrides).
 BENCH_PROCESSES (default 4, the issue's figure) changes the number of routing processes, to see
-how the tail depends on processes per core (measured: at 2,400/s, 1 process p99 24 ms, 2
-processes 8.5 ms, 4 processes 4.4-10 ms on two cores).
+how the tail depends on processes per core.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import heapq
@@ -134,6 +144,8 @@ MAX_IN_FLIGHT = 4  # round trips per process in flight at once
 MAX_BATCH_EVENTS = 32  # events per round trip, so a late process catches up in steps
 TIMER_SLACK_S = 0.001  # the event loop's timer resolution
 SOLO_DECISIONS = 2000
+PLACEMENT = os.environ.get("BENCH_PLACEMENT", "split")  # or "shared" (see the docstring)
+LOCAL_HOSTS = (None, "localhost", "127.0.0.1", "::1")
 STEPS = encode_steps((RoutingStep(0.0), RoutingStep(30.0, min_level=1)))
 QUEUES = [f"s{i:02d}" for i in range(SKILLS)]
 PRIME_QUEUE = "prime"
@@ -787,9 +799,69 @@ def check_auditor() -> None:
 # --- main ------------------------------------------------------------------------------------
 
 
+def place(mode: str) -> str:
+    """Set the CPU placement (see the module docstring); describes what was done."""
+    everyone = set(range(os.cpu_count() or 1))
+    if mode != "split":
+        os.sched_setaffinity(0, everyone)
+        _set_redis_cpus(everyone)
+        return "shared: Redis and the routing processes on every CPU"
+    if len(everyone) < 2:
+        return "shared: one CPU only"
+    last = max(everyone)
+    if not _set_redis_cpus({last}):
+        return "shared: Redis's CPU affinity could not be set (not local, or not allowed)"
+    os.sched_setaffinity(0, everyone - {last})
+    return f"split: Redis on CPU {last}, the routing processes on CPU(s) " + ",".join(
+        str(c) for c in sorted(everyone - {last})
+    )
+
+
+def _redis_pid() -> int | None:
+    """Redis's process id if it runs on this machine (its pid names a redis process here)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        if client.connection_pool.connection_kwargs.get("host") not in LOCAL_HOSTS:
+            return None
+        pid = int(client.info("server")["process_id"])
+    finally:
+        client.close()
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return pid if "redis" in f.read() else None
+    except OSError:
+        return None
+
+
+def _set_redis_cpus(cpus: set[int]) -> bool:
+    pid = _redis_pid()
+    if pid is None:
+        return False
+    try:
+        os.sched_setaffinity(pid, cpus)
+    except OSError:
+        return False
+    return True
+
+
 def main() -> None:
     redis.Redis.from_url(REDIS_URL).ping()
     check_auditor()
+    redis_pid = _redis_pid()
+    redis_cpus = os.sched_getaffinity(redis_pid) if redis_pid is not None else None
+    own_cpus = os.sched_getaffinity(0)
+    try:
+        run_all()
+    finally:  # leave Redis and this process as they were
+        os.sched_setaffinity(0, own_cpus)
+        if redis_pid is not None and redis_cpus is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(redis_pid, redis_cpus)
+
+
+def run_all() -> None:
+    placed = place(PLACEMENT)
+    print(f"placement: {placed}")
     print(f"load: {os.getloadavg()[0]:.2f} (1-min load average, {os.cpu_count()} CPUs)")
     t_setup = time.perf_counter()
     asyncio.run(setup(primed=False))
@@ -821,6 +893,13 @@ def main() -> None:
     print(f"paced run ({PROCESSES} processes, open loop):")
     for line in paced.summary:
         print(line)
+    if placed.startswith("split"):
+        shared_note = place("shared")
+        shared = run_load(Load("paced", RATE, TARGET / RATE, seed=2))
+        print(f"the same paced run, {shared_note} (for comparison, not reported):")
+        for line in shared.summary[2:3]:
+            print(line)
+        place("split")
     print(
         f"targets: decision p99 <= 1 ms {'met' if paced.p99_ms <= 1.0 else 'MISSED'} "
         f"({paced.p99_ms:.3f} ms), >= 2,000 assignments/s "

@@ -850,15 +850,21 @@ def _f(value: Any) -> float:
     return float(_s(value))
 
 
+_CHANNELS = {c.value: c for c in Channel}
+
+
 def reservation_from(raw: Sequence[Any]) -> Reservation:
     """A raw reservation reply (of `route`, `take_offers`, `accept`, `connect`, `release`)."""
-    rid, item, agent, queue, ch, owner, created, expires, waited = (_s(v) for v in raw)
+    # On every decision's path: one list, no per-field calls (about half the time of `_s`).
+    rid, item, agent, queue, ch, owner, created, expires, waited = [
+        v.decode() if type(v) is bytes else str(v) for v in raw
+    ]
     return Reservation(
         reservation_id=rid,
         item_id=item,
         agent_id=agent,
         queue=queue,
-        channel=Channel(ch),
+        channel=_CHANNELS[ch],
         owner=owner,
         created_at=float(created),
         expires_at=float(expires),

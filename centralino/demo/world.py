@@ -46,7 +46,8 @@ from ivr.inbound import FlowSettings
 log = logging.getLogger(__name__)
 
 # The demo's agents: the CRM's account owners (so customers reach "their" agent first) and two
-# more. Skills are proficiency 1..5.
+# more. Skills are proficiency 1..5. The green team works back to back (no wrap-up): an agent of
+# theirs who hangs up takes the next waiting caller in the same step (agent-driven routing).
 DEMO_AGENTS: Sequence[tuple[str, str, Mapping[str, int], str]] = (
     ("agent101", "Alessia Ferri", {"billing": 5, "support": 3, "logistics": 2, "sales": 2}, "blue"),
     ("agent102", "Roberto Villa", {"support": 5, "logistics": 4, "billing": 2}, "blue"),
@@ -71,7 +72,7 @@ def demo_agents(count: int) -> tuple[list[AgentDefinition], dict[str, str]]:
             teams=frozenset({team}),
             languages=frozenset({"it", "en"}),
             endpoint=f"PJSIP/{agent_id if i < len(DEMO_AGENTS) else f'{agent_id}x{i}'}",
-            wrap_up_s=3.0,
+            wrap_up_s=0.0 if team == "green" else 3.0,
         )
         for i, (agent_id, _name, skills, team) in enumerate(chosen)
     ]

@@ -50,6 +50,8 @@ async def run_load(
     print(f"{len(results)} calls in {elapsed:.1f} s ({len(results) / elapsed:.1f} calls/s)")
     print(f"{commands} AGI commands answered ({commands / elapsed:.0f}/s)")
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in outcomes.most_common()))
+    # A blind transfer to a queue brings the caller back through FastAGI: one more session.
+    print(f"transfers: {sum(1 for r in results if r.transferred_to)}")
     if failures:
         print("connection failures: " + ", ".join(f"{k} {v}" for k, v in failures.items()))
     return 0 if results and not failures else 1
