@@ -141,6 +141,27 @@ class LiveState:
         self._items[item.item_id] = _Item(item, decode_steps(steps), owner, entered_at, front)
         return self.position(item.item_id)
 
+    def add_and_route(
+        self,
+        item: WorkItem,
+        *,
+        steps: str,
+        owner: str,
+        entered_at: float,
+        request: RouteRequest,
+        window: int,
+    ) -> tuple[int, list[Reservation]]:
+        position = self.add_item(item, steps=steps, owner=owner, entered_at=entered_at)
+        made = self.route(
+            request.queue,
+            entered_at,
+            owner,
+            strategy=request.strategy,
+            window=window,
+            ttl_s=request.ttl_s,
+        )
+        return position, made
+
     def remove_item(self, item_id: str) -> WaitingItem | None:
         entry = self._items.get(item_id)
         if entry is None or not entry.waiting:
@@ -381,6 +402,20 @@ class MemoryLiveStore:
     ) -> int:
         return self.state.add_item(
             item, steps=steps, owner=owner, entered_at=entered_at, front=front
+        )
+
+    async def add_and_route(
+        self,
+        item: WorkItem,
+        *,
+        steps: str,
+        owner: str,
+        entered_at: float,
+        request: RouteRequest,
+        window: int,
+    ) -> tuple[int, list[Reservation]]:
+        return self.state.add_and_route(
+            item, steps=steps, owner=owner, entered_at=entered_at, request=request, window=window
         )
 
     async def remove_item(self, item_id: str) -> WaitingItem | None:

@@ -65,6 +65,21 @@ class LiveStore(Protocol):
         """Queue an item (steps as `acd.policies.encode_steps`); returns its 1-based position."""
         ...
 
+    async def add_and_route(
+        self,
+        item: WorkItem,
+        *,
+        steps: str,
+        owner: str,
+        entered_at: float,
+        request: RouteRequest,
+        window: int,
+    ) -> tuple[int, list[Reservation]]:
+        """`add_item`, then, in the same atomic step, `route` of the item's queue (`request`) at
+        `entered_at`: a caller arriving while an agent is free is reserved at once. Returns the
+        position the item entered at and every reservation made."""
+        ...
+
     async def remove_item(self, item_id: str) -> WaitingItem | None:
         """Take a waiting item out of its queue (abandon, overflow); None if it was not waiting."""
         ...

@@ -147,6 +147,7 @@ class Router:
             RouteRequest(name, policy.strategy, policy.offer_timeout_s)
             for name, policy in self._queues.items()
         ]
+        self._request_of = {r.queue: r for r in self._route_requests}
         self._agents = dict(agents)
         self._owner = owner
         self._rates = rates if rates is not None else RateTracker()
@@ -375,12 +376,21 @@ class Router:
             )
             await self._log.write(rows)
             return Ticket(item.item_id, item.queue, 0, math.inf, action)
-        position = await self._store.add_item(
-            item, steps=encode_steps(policy.steps), owner=self._owner, entered_at=now
+        # Queued and, in the same step, matched if an agent is free for it.
+        position, got = await self._store.add_and_route(
+            item,
+            steps=encode_steps(policy.steps),
+            owner=self._owner,
+            entered_at=now,
+            request=self._request_of[item.queue],
+            window=self._window,
         )
         self._tracked[item.item_id] = _Tracked(item=item, entered_at=now)
         self._rates.arrival(item.queue, now)
         await self._log.write(rows)
+        # Reservations for other processes' items (older ones of this queue) reach them through
+        # their inbox.
+        await self._deliver_all([r for r in got if r.owner == self._owner], now)
         self.wake()
         return Ticket(
             item.item_id, item.queue, position, self._estimate(item.queue, position, serving, now)

@@ -15,8 +15,9 @@ the measured run is open loop and event driven, at a stated offered rate (BENCH_
   agent-driven routing, as `acd.service.Router` does when a conversation ends: one `finish`
   carrying the queues of the agent's skills reserves the agent, in the same atomic function,
   for the best waiting call it fits among the first WINDOW of each (50, as the Router). An
-  arrival queues the call (`add_item`) and routes its queue (call-driven: any free agent that
-  fits). Events due together share one round trip (each
+  arrival queues the call and routes its queue in the same function (`add_item` as the
+  Router's `add_and_route` sends it: call-driven, any free agent that fits). Events due
+  together share one round trip (each
   operation is still one atomic Redis function), sent with the store's batch path
   (`RedisLiveStore.command` / `execute`: hiredis packs and parses, no per-command redis-py
   objects). Up to MAX_IN_FLIGHT round trips per process overlap, so an event is not held back
@@ -116,7 +117,9 @@ from acd.states import AgentEvent
 from centralino.adapters.redis_acd import (
     Command,
     RedisLiveStore,
+    add_and_route_args,
     add_item_args,
+    added_from,
     booked_from,
     finish_args,
     reservation_from,
@@ -285,6 +288,7 @@ class Runner:
         self.requests_of = [
             [RouteRequest(q, STRATEGY, RESERVATION_TTL_S) for q in queues] for queues in skills_of
         ]
+        self.request_of = {q: RouteRequest(q, STRATEGY, RESERVATION_TTL_S) for q in QUEUES}
         self.rng = random.Random(load.seed * 100 + index)
         self.mean_gap = PROCESSES / load.rate  # between this process's arrivals
         self.handle_s = load.handle_s
@@ -377,8 +381,8 @@ class Runner:
         """Send what falls due by `due` in one round trip; False if nothing does."""
         store = self.store
         cmds: list[Command] = []
-        # How to read the replies, in order: ("skip", n), ("release", agent),
-        # ("route", by_arrival), ("connect", reservation), ("poll", None).
+        # How to read the replies, in order: ("skip", n), ("release", agent), ("added", None),
+        # ("connect", reservation), ("poll", None).
         plan: list[tuple[str, Any]] = []
         events = 0
         while self.timers and self.timers[0][0] <= due and events < MAX_BATCH_EVENTS:
@@ -412,9 +416,17 @@ class Runner:
             item = new_item(self.rng, self.owner, self.items, now)
             self.items += 1
             self.next_arrival += self.rng.expovariate(1.0) * self.mean_gap
-            args = add_item_args(item, steps=STEPS, owner=self.owner, entered_at=now)
-            cmds += [store.command("add_item", *args), self.route(item.queue, now)]
-            plan += [("skip", 1), ("route", True)]
+            # Queued and its queue routed in the same function (call-driven, on entry).
+            args = add_and_route_args(
+                item,
+                steps=STEPS,
+                owner=self.owner,
+                entered_at=now,
+                request=self.request_of[item.queue],
+                window=WINDOW,
+            )
+            cmds.append(store.command("add_item", *args))
+            plan.append(("added", None))
         # Ringing and the inbox are not urgent: they ride with events, or go when due.
         if self.to_ring and (events or self.ring_due <= due):
             for res in self.to_ring:
@@ -437,11 +449,6 @@ class Runner:
         replies.add_done_callback(functools.partial(self.read, plan, now))
         return True
 
-    def route(self, queue: str, now: float) -> Command:
-        return self.store.command(
-            "route", queue, now, self.owner, STRATEGY.value, WINDOW, RESERVATION_TTL_S
-        )
-
     def read(self, plan: list[tuple[str, Any]], sent: float, done: asyncio.Future[Any]) -> None:
         self.in_flight -= 1
         try:
@@ -463,15 +470,15 @@ class Runner:
                 continue
             reply = replies[i]
             i += 1
-            if kind == "route":
-                for raw in reply:
-                    self.reserved_one(reservation_from(raw), back, by_arrival=arg)
+            if kind == "added":
+                for res in added_from(reply)[1]:
+                    self.reserved_one(res, back, by_arrival=True)
             elif kind == "release":
                 counter, finished = reply
                 self.released.append((f"ag{arg:04d}", int(counter or 0)))
-                res = booked_from(finished)  # the call the agent took in the same step
-                if res is not None:
-                    self.reserved_one(res, back, by_arrival=False)
+                booked = booked_from(finished)  # the call the agent took in the same step
+                if booked is not None:
+                    self.reserved_one(booked, back, by_arrival=False)
             elif kind == "connect":
                 due = back + self.handle_s * self.rng.uniform(0.9, 1.1)
                 heapq.heappush(self.timers, (due, int(arg.agent_id[2:])))

@@ -385,7 +385,12 @@ redis.register_function('@F@agent_event', function(_, args)
   return status(id, a)
 end)
 
--- Every field is written, so a finished item's old hash needs no DEL first.
+local route_queue  -- (defined with `route` below)
+
+-- Every field is written, so a finished item's old hash needs no DEL first. Args 17 on
+-- (optional): owner, strategy, window, offer ttl: then the queue is routed in the same call, as
+-- `route` at the item's entry time would (nothing more when no agent is free); the reply is
+-- then {position, reservations}.
 redis.register_function('@F@add_item', function(_, args)
   enter(args)
   local id, q, score = args[3], args[4], args[5]
@@ -395,7 +400,9 @@ redis.register_function('@F@add_item', function(_, args)
              'cb', args[14], 'front', args[15], 'fs', args[16], 'st', 'w', 'rv', '')
   redis.call('ZADD', P .. 'q:' .. q, score, id)
   redis.call('HSET', P .. 'qd:' .. q, id, describe(args[6], args[9], args[10], args[11], args[12]))
-  return redis.call('ZRANK', P .. 'q:' .. q, id) + 1
+  local rank = redis.call('ZRANK', P .. 'q:' .. q, id) + 1
+  if #args < 20 then return rank end
+  return {rank, route_queue(q, args[9], args[17], args[18], tonumber(args[19]), tonumber(args[20]))}
 end)
 
 redis.register_function('@F@remove_item', function(_, args)
@@ -439,11 +446,12 @@ local function head(k)
   return batch
 end
 
+-- Whether any agent is available on any channel: one EXISTS over the channels' sets (an empty
+-- sorted set does not exist), the common answer when calls outnumber agents.
 local function anyone(strat)
-  for _, ch in ipairs(CHANNELS) do
-    if card(P .. 'av:' .. ch .. ':*:' .. strat) > 0 then return true end
-  end
-  return false
+  local keys = {}
+  for i, ch in ipairs(CHANNELS) do keys[i] = P .. 'av:' .. ch .. ':*:' .. strat end
+  return redis.call('EXISTS', unpack(keys)) > 0
 end
 
 -- Whether agent `id` has every required skill at its level; also its skills (for `refresh`).
@@ -606,11 +614,9 @@ local function pick(id, a, sk, qs, window, now)
   return best, best_q, best_ttl, best_ch
 end
 
-redis.register_function('@F@route', function(_, args)
-  enter(args)
-  local q, now, owner, strat = args[3], tonumber(args[4]), args[5], args[6]
-  local window, ttl = tonumber(args[7]), tonumber(args[8])
-  local now_s = args[4]
+-- Match the first `window` items of queue `q`, in order, to available agents (`find`).
+route_queue = function(q, now_s, owner, strat, window, ttl)
+  local now = tonumber(now_s)
   CARDS, HEADS, SKILLS = {}, {}, {}
   local out = {}
   -- No agent available on any channel (all busy): nothing in this queue can be matched.
@@ -637,6 +643,11 @@ redis.register_function('@F@route', function(_, args)
     end
   end
   return out
+end
+
+redis.register_function('@F@route', function(_, args)
+  enter(args)
+  return route_queue(args[3], args[4], args[5], args[6], tonumber(args[7]), tonumber(args[8]))
 end)
 
 redis.register_function('@F@take_offers', function(_, args)
@@ -951,6 +962,27 @@ def add_item_args(
     )
 
 
+def add_and_route_args(
+    item: WorkItem,
+    *,
+    steps: str,
+    owner: str,
+    entered_at: float,
+    request: RouteRequest,
+    window: int,
+) -> tuple[object, ...]:
+    """The raw arguments of `add_item` that also routes the item's queue (`add_and_route`), for
+    `RedisLiveStore.command`; `added_from` decodes the reply."""
+    args = add_item_args(item, steps=steps, owner=owner, entered_at=entered_at)
+    return (*args, owner, request.strategy.value, window, request.ttl_s)
+
+
+def added_from(raw: Sequence[Any]) -> tuple[int, list[Reservation]]:
+    """A raw `add_item` reply to `add_and_route_args`: the position and the reservations."""
+    position, made = raw
+    return int(position), [reservation_from(r) for r in made]
+
+
 def finish_args(
     agent_id: str,
     channel: Channel,
@@ -1083,6 +1115,23 @@ class RedisLiveStore:
     ) -> int:
         args = add_item_args(item, steps=steps, owner=owner, entered_at=entered_at, front=front)
         return int(await self._run("add_item", *args))
+
+    async def add_and_route(
+        self,
+        item: WorkItem,
+        *,
+        steps: str,
+        owner: str,
+        entered_at: float,
+        request: RouteRequest,
+        window: int,
+    ) -> tuple[int, list[Reservation]]:
+        if request.strategy not in self._strategies:
+            raise ValueError(f"strategy {request.strategy} is not maintained by this store")
+        args = add_and_route_args(
+            item, steps=steps, owner=owner, entered_at=entered_at, request=request, window=window
+        )
+        return added_from(await self._run("add_item", *args))
 
     async def remove_item(self, item_id: str) -> WaitingItem | None:
         raw = await self._run("remove_item", item_id)

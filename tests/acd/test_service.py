@@ -129,6 +129,25 @@ async def test_given_ready_agent_when_call_flows_then_every_event_is_logged(rig:
     assert (connect.agent_id, connect.team, connect.wait_s) == ("joe", "red", 3.0)
 
 
+async def test_given_free_agent_when_call_arrives_then_it_is_offered_as_it_enters(
+    rig: Rig,
+) -> None:
+    """Call-driven routing on entry: no routing pass between the enqueue and the offer, and
+    the queue's order still holds (an older call the agent can take goes first)."""
+    await rig.router.agent_login("sue")  # billing 2: logged in, not ready yet
+    await rig.router.enqueue(billing_call("c0", rig.clock, priority=1))
+    rig.clock.advance(1.0)
+    await rig.router.agent_ready("sue")  # no pass runs: c0 stays queued
+    await rig.router.enqueue(billing_call("c1", rig.clock))
+    first = await rig.router.wait_for_offer("c0", timeout=0.01)
+    assert isinstance(first, Offer) and first.reservation.agent_id == "sue"
+    assert await rig.router.wait_for_offer("c1", timeout=0.01) is None
+    await rig.ready("joe")
+    await rig.router.enqueue(billing_call("c2", rig.clock))
+    assert await rig.router.wait_for_offer("c1", timeout=0.01) is not None  # c1 before c2
+    assert await rig.router.wait_for_offer("c2", timeout=0.01) is None
+
+
 async def test_given_call_waiting_when_agent_ends_a_call_without_wrap_up_then_it_is_offered_at_once(
     rig: Rig,
 ) -> None:
@@ -277,16 +296,18 @@ async def test_given_abandon_while_ringing_then_agent_is_free_again(rig: Rig) ->
 
 async def test_given_chats_then_three_at_once_and_no_call_meanwhile(rig: Rig) -> None:
     await rig.ready("gus")
-    for i in range(4):
+    for i in range(4):  # each is offered as it arrives while gus has a free slot
         await rig.router.enqueue(
             WorkItem(f"chat{i}", "general", rig.clock.now(), channel=Channel.CHAT)
         )
     rig.clock.advance(1.0)
     await rig.router.enqueue(WorkItem("call", "general", rig.clock.now()))
-    made = await rig.router.route_now()
-    assert sorted(r.item_id for r in made) == ["chat0", "chat1", "chat2"]
-    for r in made:
-        await rig.router.connected(r.reservation_id)
+    assert await rig.router.route_now() == []
+    offers = [await rig.router.wait_for_offer(f"chat{i}", timeout=0.01) for i in range(4)]
+    assert offers[3] is None
+    for offer in offers[:3]:
+        assert isinstance(offer, Offer) and offer.reservation.agent_id == "gus"
+        await rig.router.connected(offer.reservation.reservation_id)
     await rig.router.completed("chat0")  # the freed slot takes the next chat at once
     offer = await rig.router.wait_for_offer("chat3", timeout=0.5)
     assert isinstance(offer, Offer)
@@ -383,13 +404,14 @@ async def test_given_transfer_to_our_queue_then_agent_wraps_up_and_call_rejoins_
     assert rig.store.state.waiting("general") == []
     assert await rig.router.rejoin("other") is None
 
-    await rig.ready("gus")  # the general queue's skill, not billing's, decides who takes it
+    await rig.router.agent_login("gus")  # the general queue's skill, not billing's, decides
     rig.clock.advance(0.5)
     ticket = await rig.router.rejoin("c1")
     assert ticket is not None and (ticket.queue, ticket.position) == ("general", 1)
     assert await rig.router.rejoin("c1") is None  # once
     waiting = rig.store.state.waiting("general")
     assert [(w.item_id, w.priority, w.arrived_at) for w in waiting] == [("c1", 3, rig.clock.t)]
+    await rig.router.agent_ready("gus")
     offer = await rig.offer("c1")
     assert offer.reservation.agent_id == "gus"
     await rig.router.accept(offer.reservation.reservation_id)
@@ -453,4 +475,5 @@ async def test_transfer_moves_a_connected_item_to_another_queue_at_once(rig: Rig
     await rig.ready("gus")
     ticket = await rig.router.transfer("c1", to_queue="general")
     assert (ticket.queue, ticket.position) == ("general", 1)
-    assert rig.events("c1")[-2:] == [QueueEvent.TRANSFER, QueueEvent.ENTER]
+    # gus is free: the call is offered to them as it enters the queue
+    assert rig.events("c1")[-3:] == [QueueEvent.TRANSFER, QueueEvent.ENTER, QueueEvent.OFFER]

@@ -80,7 +80,7 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
     busy: list[tuple[str, Channel]] = []
     item_no = 0
     decisions = 0
-    agent_routed = 0
+    agent_routed = routed_on_entry = 0
     for _ in range(400):
         now += float(rng.integers(0, 8))
         op = rng.random()
@@ -91,7 +91,7 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
             for store in stores:
                 status = await _attempt(store.agent_event(who, ev, now, reason="break"))
                 outs.append(status if isinstance(status, tuple) else status.state)
-        elif op < 0.45:
+        elif op < 0.35:
             item = random_item(rng, item_no, now, agents)
             item_no += 1
             for store in stores:
@@ -103,6 +103,25 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
                         entered_at=now,
                     )
                 )
+        elif op < 0.45:  # queued and its queue routed in the same step
+            item = random_item(rng, item_no, now, agents)
+            item_no += 1
+            strategy = list(Strategy)[int(rng.integers(3))]
+            added = [
+                await store.add_and_route(
+                    item,
+                    steps=encode_steps(STEPS),
+                    owner=("p1", "p2")[item_no % 2],
+                    entered_at=now,
+                    request=RouteRequest(item.queue, strategy, 30.0),
+                    window=10,
+                )
+                for store in stores
+            ]
+            outs = [(position, [_key(r) for r in made]) for position, made in added]
+            for r_ref, r_red in zip(added[0][1], added[1][1], strict=False):
+                held[r_ref.reservation_id] = (r_red.reservation_id, "reserved")
+                routed_on_entry += 1
         elif op < 0.75:
             queue = ("q1", "q2")[int(rng.integers(2))]
             owner = ("p1", "p2")[int(rng.integers(2))]
@@ -177,6 +196,7 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
             assert w_ref == w_red
     assert decisions > 40  # the scenario really routed
     assert agent_routed > 0  # and a freed agent took an item itself
+    assert routed_on_entry > 0  # and an arriving item was matched as it entered
 
 
 @pytest.mark.parametrize("functions", [None, False], ids=["functions", "eval-scripts"])
@@ -468,10 +488,11 @@ async def test_given_other_process_caller_waiting_when_agent_hangs_up_then_its_o
     holder, other = routers
     await other.agent_login("amy")
     await other.agent_ready("amy")
-    await other.enqueue(WorkItem("c1", "billing", clock.now()))
-    first = (await other.route_now())[0]
-    await other.accept(first.reservation_id)
-    await other.connected(first.reservation_id)
+    await other.enqueue(WorkItem("c1", "billing", clock.now()))  # amy is free: offered at once
+    first = await other.wait_for_offer("c1", timeout=0.1)
+    assert isinstance(first, Offer)
+    await other.accept(first.reservation.reservation_id)
+    await other.connected(first.reservation.reservation_id)
     clock.advance(5.0)
     await holder.enqueue(WorkItem("c2", "billing", clock.now()))
     await other.completed("c1")
