@@ -17,11 +17,11 @@ the measured run is open loop and event driven, at a stated offered rate (BENCH_
   for the best waiting call it fits among the first WINDOW of each (50, as the Router). An
   arrival queues the call and routes its queue in the same function (`add_item` as the
   Router's `add_and_route` sends it: call-driven, any free agent that fits). Events due
-  together share one round trip (each
-  operation is still one atomic Redis function), sent with the store's batch path
-  (`RedisLiveStore.command` / `execute`: hiredis packs and parses, no per-command redis-py
-  objects). Up to MAX_IN_FLIGHT round trips per process overlap, so an event is not held back
-  behind one in flight (that wait would hide in the timer lateness below).
+  together share one round trip (each operation is still one atomic Redis function), sent with
+  the store's batch path (`RedisLiveStore.command` / `execute`: hiredis packs and parses, no
+  per-command redis-py objects). Up to MAX_IN_FLIGHT round trips per process overlap, so an
+  event is not held back behind one in flight (that wait would hide in the timer lateness
+  below).
 - A reservation belongs to the process whose call it is: one for another process's call reaches
   it through its inbox (`take_offers`, riding with its round trips, at least every INBOX_EVERY_S).
   The owner rings and answers (`accept`, `connect`) with its next round trip, within
@@ -42,8 +42,9 @@ Phases, each from a fresh Redis state:
    ordinary (redis-py) methods, nothing else running: the decision's own cost.
 2. Saturation: the same load offered at BENCH_SATURATION_RATE, more than two cores can route,
    for BENCH_SATURATION_S: the achieved rate is the capacity; its p99 is queueing.
-3. The paced run at BENCH_RATE for BENCH_TARGET offered assignments, reported by the JSON line.
-   Targets: decision p99 <= 1 ms with >= 2,000 assignments/s achieved.
+3. The paced run at BENCH_RATE for BENCH_TARGET offered assignments, reported by the JSON line
+   (then again with shared CPUs, printed; see Placement). Targets: decision p99 <= 1 ms with
+   >= 2,000 assignments/s achieved.
 Before the paced run a probe measures how late a plain 0.5 ms sleep wakes on this machine with
 nothing of ours running: the floor any latency here sits on. Each run prints what its slow
 decisions have in common (how many fell while every process was slow at once) and how long the
@@ -54,8 +55,8 @@ reservation carries the global counter value at its decision (`{owner}-{n}`), an
 reads the same counter as the agent is freed (GET, then `finish`, which may reserve the agent
 again under a higher number). For each agent, every reservation after the first must come
 after a release (ordered by number, a reservation numbered n before a release that read n); a
-call may appear in one reservation only. The
-auditor is checked on a made-up log holding one double before every run.
+call may appear in one reservation only. The auditor is checked on a made-up log holding one
+double before every run.
 
 CPU: each worker's os.times() over its run, and Redis's used_cpu, per assignment; the machine's
 busy time (/proc/stat) shows whether anyone else was using it.
