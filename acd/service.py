@@ -3,7 +3,10 @@
 One `Router` per process. Work items enqueued here are "owned" by this process (it holds the
 caller); the shared `LiveStore` makes every match atomic across processes. A background task
 (`run`) routes on every local event and every `tick_s`, sweeps expired reservations and ended
-wrap-ups, applies relaxation-step actions and keeps this process's heartbeat alive.
+wrap-ups, applies relaxation-step actions and keeps this process's heartbeat alive. Two events
+match in the same store operation instead of waiting for that pass: an item entering its queue
+while an agent is free (`add_and_route`), and an agent ending a conversation with no wrap-up,
+who takes the best waiting item it fits (`finish_and_route`, agent-driven).
 
 Flow for one call (the IVR side):
 
