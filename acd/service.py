@@ -780,7 +780,7 @@ class Router:
         return [
             r
             for r in self._route_requests
-            if (skill := self._queues[r.queue].skill) is None or skill in skills
+            if (skill := self._primary_skill(r.queue)) is None or skill in skills
         ]
 
     def _primary_skill(self, queue: str) -> str | None:

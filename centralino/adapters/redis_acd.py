@@ -64,6 +64,7 @@ from acd.errors import (
     UnknownAgent,
 )
 from acd.models import (
+    PRIORITY_BAND,
     AgentDefinition,
     AgentState,
     AgentStatus,
@@ -100,6 +101,7 @@ def _transitions_lua() -> str:
 # processes running different versions of this module can share one Redis.
 _LIBRARY = """
 local LEVEL_WEIGHT = @LEVEL_WEIGHT@
+local PRIORITY_BAND = @PRIORITY_BAND@
 local TAU = @TAU@
 local NO_OCC = @NO_OCC@
 local MAX_LEVEL = 5
@@ -329,7 +331,10 @@ local function release(rid, now, ev, reason)
   if it[1] then
     redis.call('HSET', ikey, 'st', 'w', 'front', '1', 'rv', '')
     -- (an item added by an older version of this library has no `fs`)
-    local front = it[2] or string.format('%d', -num(it[3]) * 1e13 + math.floor(num(it[4]) * 1000))
+    local front = it[2]
+    if not front then
+      front = string.format('%d', -num(it[3]) * PRIORITY_BAND + math.floor(num(it[4]) * 1000))
+    end
     redis.call('ZADD', P .. 'q:' .. it[1], front, r.item)
   end
   redis.call('DEL', rkey)
@@ -560,8 +565,8 @@ local function listed(a)
   return false
 end
 
--- Whether agent `id` (skills `skmap`: skill -> level) may take an item needing `reqs`.
-local function fits(id, skmap, reqs, prefs, pref_only)
+-- Whether agent `id` may take an item needing `reqs` (only if preferred, when `pref_only`).
+local function fits(id, reqs, prefs, pref_only)
   if pref_only then
     local mine = false
     for _, p in ipairs(prefs) do
@@ -569,10 +574,7 @@ local function fits(id, skmap, reqs, prefs, pref_only)
     end
     if not mine then return false end
   end
-  for _, r in ipairs(reqs) do
-    if (skmap[r[1]] or 0) < r[2] then return false end
-  end
-  return true
+  return (meets(id, reqs))
 end
 
 -- Agent-driven routing: the waiting item agent `id` (table `a`, skills `sk` as HGETALL gives
@@ -581,8 +583,7 @@ end
 -- queue on a tie). Queues are read a few items at a time (most agents fit an early one), later
 -- queues only below the best score found so far.
 local function pick(id, a, sk, qs, window, now)
-  local skmap = {}
-  for i = 1, #sk, 2 do skmap[sk[i]] = tonumber(sk[i + 1]) end
+  SKILLS = {[id] = sk}  -- what `meets` reads: this agent's skills, fresh
   local free = {}
   for _, ch in ipairs(CHANNELS) do free[ch] = available(a, ch) end
   local best, best_q, best_ttl, best_ch, bound = nil, nil, nil, nil, '+inf'
@@ -598,7 +599,7 @@ local function pick(id, a, sk, qs, window, now)
         local x = parse_desc(descs[j] or stored_desc(iid))
         if x and free[x.ch] then
           local reqs, pref_only = effective(x, now - x.ent)
-          if fits(id, skmap, reqs, x.prefs, pref_only) then
+          if fits(id, reqs, x.prefs, pref_only) then
             best, best_q, best_ttl, best_ch = iid, q, tonumber(qs[k + 1]), x.ch
             if k + 1 < #qs then bound = '(' .. redis.call('ZSCORE', P .. 'q:' .. q, iid) end
             found = true
@@ -811,6 +812,7 @@ end)
 
 _LIBRARY = (
     _LIBRARY.replace("@LEVEL_WEIGHT@", repr(LEVEL_WEIGHT))
+    .replace("@PRIORITY_BAND@", repr(PRIORITY_BAND))
     .replace("@TAU@", repr(OCCUPANCY_TAU_S))
     .replace("@NO_OCC@", repr(NO_OCCUPANCY_SCORE))
     .replace("@GRACE@", repr(RESERVATION_GRACE_S))
@@ -980,7 +982,7 @@ def add_and_route_args(
 def added_from(raw: Sequence[Any]) -> tuple[int, list[Reservation]]:
     """A raw `add_item` reply to `add_and_route_args`: the position and the reservations."""
     position, made = raw
-    return int(position), [reservation_from(r) for r in made]
+    return int(position), reservations_from(made)
 
 
 def finish_args(
@@ -1146,7 +1148,7 @@ class RedisLiveStore:
         if strategy not in self._strategies:
             raise ValueError(f"strategy {strategy} is not maintained by this store")
         raw = await self._run("route", queue, now, owner, strategy.value, window, ttl_s)
-        return [reservation_from(r) for r in raw]
+        return reservations_from(raw)
 
     async def route_many(
         self, requests: Sequence[RouteRequest], now: float, owner: str, *, window: int
@@ -1181,7 +1183,7 @@ class RedisLiveStore:
 
     async def take_offers(self, owner: str, *, limit: int = 1000) -> list[Reservation]:
         raw = await self._run("take_offers", owner, limit)
-        return [reservation_from(r) for r in raw]
+        return reservations_from(raw)
 
     async def accept(self, reservation_id: str, now: float, *, ttl_s: float) -> Reservation:
         return reservation_from(await self._run("accept", reservation_id, now, ttl_s))
@@ -1227,7 +1229,7 @@ class RedisLiveStore:
 
     async def sweep(self, now: float) -> tuple[list[Reservation], list[str]]:
         expired, wrapped = await self._run("sweep", now)
-        return [reservation_from(r) for r in expired], [_s(a) for a in wrapped]
+        return reservations_from(expired), [_s(a) for a in wrapped]
 
     async def heartbeat(self, owner: str, now: float, *, ttl_s: float) -> None:
         await self._client.set(f"{self._prefix}own:{owner}", "1", px=max(1, int(ttl_s * 1000)))

@@ -26,6 +26,7 @@ from acd.models import (
     SkillRequirement,
     Strategy,
     WorkItem,
+    queue_score,
 )
 from acd.policies import encode_steps
 from acd.ports import LiveStore
@@ -406,6 +407,28 @@ def _assert_len(items: list[Offer], n: int) -> None:
 
 
 # --- error mapping and the router over Redis ----------------------------------------------
+
+
+async def test_given_item_without_front_score_when_released_then_it_goes_back_in_front(
+    redis_client: aioredis.Redis,
+) -> None:
+    """An item an older library version wrote has no `fs` (front score) field: a release
+    computes it from priority and arrival, in the queue's integer milliseconds."""
+    store = RedisLiveStore(client=redis_client, prefix="fs:")
+    await store.put_agent(AgentDefinition("amy", {"billing": 3}), 100.0)
+    await store.agent_event("amy", AgentEvent.LOGIN, 100.0)
+    await store.agent_event("amy", AgentEvent.READY, 100.0)
+    steps = encode_steps(STEPS)
+    await store.add_item(
+        WorkItem("old", "billing", 50.25, priority=2), steps=steps, owner="p1", entered_at=100.0
+    )
+    (res,) = await store.route(
+        "billing", 101.0, "p1", strategy=Strategy.LONGEST_IDLE, window=10, ttl_s=30.0
+    )
+    await redis_client.hdel("fs:it:old", "fs")
+    await store.release(res.reservation_id, 102.0, event=AgentEvent.EXPIRE)
+    score = await redis_client.zscore("fs:q:billing", "old")
+    assert score == queue_score(2, 50.25, front=True)
 
 
 async def test_given_script_errors_then_domain_exceptions(redis_client: aioredis.Redis) -> None:
