@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Make this Debian machine ready for `make test`: install what is missing, then make sure
+# PostgreSQL answers on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. `.ci/run` and `make test`
+# both run it.
+#
+# Idempotent and quick when everything is present: only local checks (command -v, one
+# dpkg-query), no apt and no network. `apt-get update` + `apt-get install` run only when
+# something is missing; without root it prints exactly what to install and exits 1.
+# It exports nothing: the test settings stay in .ci/run and tests/conftest.py.
+set -euo pipefail
+
+say() { echo "prepare-machine: $*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------- Debian packages
+missing=()
+
+# The interpreter `make` builds .venv from, with venv/ensurepip and the headers C extensions
+# compile against (python3-dev).
+if have python3 && python3 - <<'EOF' 2>/dev/null; then :; else missing+=(python3 python3-venv python3-dev); fi
+import ensurepip, os, sysconfig, venv
+raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
+EOF
+have make || missing+=(make)
+have gcc || missing+=(gcc)
+have redis-server || missing+=(redis-server)
+have redis-cli || missing+=(redis-tools)
+have pg_ctlcluster && have pg_isready && have psql || missing+=(postgresql)
+# page tests: tests/web/browser.py drives /usr/bin/chromium
+have chromium || missing+=(chromium)
+have chromedriver || missing+=(chromium-driver)
+# product prompts (python -m centralino.prompts, `make prompts`)
+have espeak-ng || missing+=(espeak-ng)
+have sox || missing+=(sox)
+# recorded prompts and music on hold for the real Asterisk suite: data packages, no command
+sound_pkgs=(asterisk-core-sounds-en-wav asterisk-core-sounds-it-wav asterisk-moh-opsound-wav)
+installed=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${sound_pkgs[@]}" 2>/dev/null || true)
+for pkg in "${sound_pkgs[@]}"; do
+    grep -qx "ii  $pkg" <<<"$installed" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ] || ! have apt-get; then
+        say "missing Debian packages: ${missing[*]}"
+        say "install them with:  sudo apt-get install -y ${missing[*]}"
+        exit 1
+    fi
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
+wait_for() {  # wait_for SECONDS COMMAND...: poll every 0.2 s
+    local tries=$(($1 * 5))
+    shift
+    for _ in $(seq 1 "$tries"); do "$@" && return 0; sleep 0.2; done
+    return 1
+}
+
+if ! pg_up; then
+    if [ "$(id -u)" -eq 0 ]; then
+        ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
+        # a package installed in a container may come without its cluster
+        [ -d "/etc/postgresql/$ver/main" ] || pg_createcluster "$ver" main >/dev/null
+        say "starting PostgreSQL $ver"
+        pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+        wait_for 30 pg_up || say "PostgreSQL did not answer on 127.0.0.1:5432"
+    else
+        say "no PostgreSQL on 127.0.0.1:5432 (not root: not starting one; the tests embed one)"
+    fi
+fi
+if pg_up && [ "$(id -u)" -eq 0 ] \
+    && ! psql postgresql://postgres@127.0.0.1:5432/postgres -Atqc 'select 1' >/dev/null 2>&1; then
+    # A fresh Debian cluster allows only peer and password logins. Trust local TCP for the
+    # throwaway test cluster, as the suite connects as `postgres` without a password.
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf | tail -1)
+    say "trusting 127.0.0.1 in $hba"
+    sed -i 's/^\(host\s\+all\s\+all\s\+127.0.0.1\/32\s\+\)\S\+/\1trust/' "$hba"
+    su postgres -c "psql -Atqc 'select pg_reload_conf()'" >/dev/null
+fi
+
+# ---------------------------------------------------------------- Redis
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; }
+if ! redis_up; then
+    if [ "$(id -u)" -eq 0 ]; then
+        dir=/var/lib/redis log=/var/log/redis/ci.log
+    else
+        dir=${TMPDIR:-/tmp}/centralino-redis-$(id -u) log=$dir/redis.log
+    fi
+    mkdir -p "$dir" "$(dirname "$log")"
+    say "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir "$dir" --logfile "$log"
+    wait_for 30 redis_up || say "Redis did not answer on 127.0.0.1:6379"
+fi
