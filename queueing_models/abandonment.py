@@ -59,7 +59,7 @@ import numpy.typing as npt
 from scipy.special import gammainc, gammaincc, psi
 
 from queueing_models._special import Array, log_poisson_density
-from queueing_models.erlang import _broadcast, _check_array, _ratio
+from queueing_models.erlang import TARGET_RTOL, _broadcast, _check_array, _ratio
 
 ArrayLike = npt.ArrayLike
 Mask = npt.NDArray[np.bool_]
@@ -369,7 +369,8 @@ def agents_for_erlang_a(  # noqa: PLR0917 - positional order fixed by the public
     """Smallest number of agents ``N >= 1`` meeting an Erlang A target (exact).
 
     ``kind="p_abandon"``: ``p_abandon(N) <= target``; ``kind="sl_offered"``:
-    ``sl_offered(N, t) >= target`` (answered within ``t`` over all arrivals). Both are
+    ``sl_offered(N, t) >= target`` (answered within ``t`` over all arrivals), each met within
+    :data:`~queueing_models.TARGET_RTOL` (relative) so that exact ties survive rounding. Both are
     monotone in ``N``, so a vectorised bracket-and-bisect over integers finds the exact
     smallest ``N``, which may be below the traffic ``A = arrival_rate * aht``.
 
@@ -409,12 +410,15 @@ def agents_for_erlang_a(  # noqa: PLR0917 - positional order fixed by the public
     elif not ((goal >= 0.0) & (goal < 1.0)).all():
         raise ValueError("target must be in [0, 1) for sl_offered")
 
+    # Met within rounding: see TARGET_RTOL.
+    bound = goal * (1.0 + TARGET_RTOL) if kind == "p_abandon" else goal * (1.0 - TARGET_RTOL)
+
     def meets(rows: npt.NDArray[np.intp], n: Array) -> Mask:
         res = _core(lam[rows], h[rows], pat[rows], n, tt[rows], full=False)
         if kind == "p_abandon":
-            ok: Mask = res["p_abandon"] <= goal[rows]
+            ok: Mask = res["p_abandon"] <= bound[rows]
         else:
-            ok = res["sl_offered"] >= goal[rows]
+            ok = res["sl_offered"] >= bound[rows]
         idle: Mask = lam[rows] == 0.0
         return ok | idle
 

@@ -58,6 +58,12 @@ _SERIES_EPS = 1e-17
 # Staffing searches give up after this many agents above the traffic: only reached by
 # targets no real number of agents can meet (it would be a bug or absurd input).
 _MAX_STAFFING_STEPS = 10_000_000
+# Staffing targets count as met within this relative tolerance: a figure that equals its
+# target in exact arithmetic (10 calls/h, AHT 240 s and 2 agents give ASA = 30 s exactly)
+# comes out of floating point a few ulps either side of it, and a strict comparison then
+# asks for one agent more than needed. The figures are accurate to about 1e-12 relative, so
+# 1e-9 absorbs their rounding with room to spare, and no real target is set to 9 digits.
+TARGET_RTOL = 1e-9
 
 
 def _scalar_an(traffic: object, agents: object) -> tuple[float, float] | None:
@@ -389,6 +395,9 @@ def agents_for_service_level(
 ) -> IntResult:
     """Smallest integer number of agents ``N > A`` with Erlang C ``SL(t) >= target``.
 
+    Met within :data:`TARGET_RTOL`: ``SL(t) >= target (1 - TARGET_RTOL)``, so a staffing
+    whose exact service level equals the target is not rejected for rounding.
+
     ``A = arrival_rate * aht`` Erlangs. The search starts at ``floor(A) + 1``, the smallest
     stable staffing, and steps ``N`` up with the forward Erlang B recursion
     :math:`R(N + 1) = (N + 1)(1 + R(N)) / A` (the service level increases with ``N``), so
@@ -426,6 +435,7 @@ def agents_for_service_level(
         goal = float(target)  # type: ignore[arg-type]
         if not 0.0 <= goal < 1.0:
             raise ValueError(f"target must be in [0, 1), got {target!r}")
+        goal *= 1.0 - TARGET_RTOL
         decay = _scalar_nonneg("t", t) / h
         a = lam * h
         n = math.floor(a) + 1.0
@@ -445,6 +455,7 @@ def agents_for_service_level(
     if not ((goal_a >= 0.0) & (goal_a < 1.0)).all():
         raise ValueError("target must be in [0, 1)")
     _check_array("t", t_a)
+    goal_a *= 1.0 - TARGET_RTOL
     return _finish(
         _step_search(lam_a * h_a, (goal_a, 1.0 - goal_a, -(t_a / h_a)), _meets_sl), shape
     )
@@ -461,6 +472,8 @@ def _meets_sl(  # noqa: PLR0917 - the (N, R, A, *params) predicate shape of _ste
 
 def agents_for_asa(arrival_rate: ArrayLike, aht: ArrayLike, target_asa: ArrayLike) -> IntResult:
     """Smallest integer number of agents ``N > A`` with Erlang C ``ASA <= target_asa``.
+
+    Met within :data:`TARGET_RTOL`: ``ASA <= target_asa (1 + TARGET_RTOL)``.
 
     .. math:: ASA(N) = \\frac{C(N, A)\\, aht}{N - A}
               = \\frac{N\\, aht}{(N - A)(N + (N - A) R(N, A))},
@@ -489,7 +502,7 @@ def agents_for_asa(arrival_rate: ArrayLike, aht: ArrayLike, target_asa: ArrayLik
     """
     if _is_py_number(arrival_rate) and _is_py_number(aht) and _is_py_number(target_asa):
         lam, h = _scalar_rate_aht(arrival_rate, aht)
-        goal = _scalar_pos("target_asa", target_asa)
+        goal = _scalar_pos("target_asa", target_asa) * (1.0 + TARGET_RTOL)
         a = lam * h
         n = math.floor(a) + 1.0
         r = _ratio_scalar(n, a)
@@ -505,6 +518,7 @@ def agents_for_asa(arrival_rate: ArrayLike, aht: ArrayLike, target_asa: ArrayLik
     _check_array("arrival_rate", lam_a, finite=True)
     _check_array("aht", h_a, positive=True, finite=True)
     _check_array("target_asa", goal_a, positive=True, finite=True)
+    goal_a *= 1.0 + TARGET_RTOL
     return _finish(_step_search(lam_a * h_a, (h_a, goal_a), _meets_asa), shape)
 
 

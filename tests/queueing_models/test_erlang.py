@@ -288,9 +288,10 @@ def test_staffing_is_minimal_by_the_library_itself(
     n = qm.agents_for_service_level(lam, aht, target, t)
     a = lam * aht
     assert n > a
-    assert qm.service_level(a, n, aht, t) >= target * (1 - 1e-12)
+    # met within the library's tolerance (ties count as met; test_staffing_ties.py)
+    assert qm.service_level(a, n, aht, t) >= target * (1 - qm.TARGET_RTOL)
     if n - 1 > a:
-        assert qm.service_level(a, n - 1, aht, t) < target * (1 + 1e-12)
+        assert qm.service_level(a, n - 1, aht, t) < target * (1 - qm.TARGET_RTOL)
     assert qm.agents_for_service_level(np.array([lam]), aht, target, t)[0] == n
 
 
