@@ -16,14 +16,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from centralino.asterisk.ami import AmiEvent
 from centralino.asterisk.ami_client import AmiClient
+from contact.ports import AnswerCallback, CallTransfer, TransferCallback
 
 log = logging.getLogger(__name__)
-
-AnswerCallback = Callable[[], Awaitable[None]]
 
 
 class DialWatch:
@@ -110,24 +108,9 @@ TRANSFER_SETTLE_S = 1.0
 _SUCCESS = "success"
 _FAILED_DESTINATION = "fail"
 
-TransferKind = Literal["blind", "attended"]
-
 
 class MalformedTransfer(ValueError):
     """A transfer event without the headers Asterisk always sends: the peer's fault."""
-
-
-@dataclass(frozen=True, slots=True)
-class CallTransfer:
-    """A successful transfer as AMI reported it, reduced to what the ACD needs."""
-
-    kind: TransferKind
-    uniqueid: str  # the transferee's channel (the caller); "" when Asterisk named none
-    linkedid: str  # the call the transfer belongs to
-    transferer: str  # the channel that transferred (the agent's phone)
-    target: str  # "exten@context" (blind); "agent:<id>", a channel or "app:<name>" (attended)
-    queue: str | None  # the target is this queue of ours (blind transfers only)
-    external: bool  # done by the phone's own protocol (SIP REFER) rather than DTMF features
 
 
 def _required(event: AmiEvent, *keys: str) -> list[str]:
@@ -201,9 +184,6 @@ def attended_transfer(
         queue=None,
         external=(event.get("IsExternal") or "").lower() == "yes",
     )
-
-
-TransferCallback = Callable[[CallTransfer], Awaitable[None]]
 
 
 @dataclass(slots=True)

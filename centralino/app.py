@@ -49,24 +49,26 @@ from centralino.asterisk.agi_server import AgiCall, AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
 from centralino.asterisk.audiosocket_server import AudioSocketServer, AudioSocketSession
 from centralino.callbacks import CallbackDialer
-from centralino.calls import InboundCallServices
 from centralino.gc_tuning import startup_objects_frozen
 from centralino.logs import bind_call
 from centralino.metrics import Metrics
 from centralino.recovery import LiveStateGuard
-from centralino.settings import AgentSettings, QueueSettings, Settings
+from centralino.settings import AgentSettings, QueueSettings, Settings, SettingsError
 from centralino.storage.connections import postgres_pool, redis_client
 from centralino.storage.migrate import apply_migrations
 from centralino.web.app import init_app
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
+from contact.inbound import InboundCallServices
+from contact.rules import IntentRoute, route_problems
 from context.circuit import BreakerState, CircuitBreaker
 from context.clock import SystemClock as ContextClock
 from context.fanout import PreAnswerFanout
 from context.identity import PhoneNormaliser
+from context.models import Outcome
 from context.service import ContextService
-from ivr.errors import ChannelHungUp
+from ivr.errors import CallHandedBack, ChannelHungUp
 from ivr.inbound import FlowSettings, InboundCall, run_inbound
 from ivr.intent import IntentModel
 
@@ -178,7 +180,9 @@ class InboundHandler:
         outcomes: dict[str, int],
         dial_watch: DialWatch | None,
         transfer_watch: TransferWatch | None = None,
+        routes: Mapping[str, IntentRoute],
     ) -> None:
+        self.routes = routes
         self.dial_watch = dial_watch
         self.transfer_watch = transfer_watch
         self.fanout = fanout
@@ -205,11 +209,12 @@ class InboundHandler:
                 handle=handle,
                 context=self.context,
                 router=self.router,
-                hub=self.hub,
+                desk=self.hub,
                 agents=self.agents,
                 owners=self.owners,
-                dial_watch=self.dial_watch,
-                transfer_watch=self.transfer_watch,
+                routes=self.routes,
+                answers=self.dial_watch,
+                transfers=self.transfer_watch,
             )
             query = call.query
             outcome = await run_inbound(
@@ -226,9 +231,10 @@ class InboundHandler:
                 monotonic=asyncio.get_running_loop().time,
             )
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-            log.info("call ended: %s", outcome)
-            if not call.channel.hung_up:
-                with contextlib.suppress(ChannelHungUp):
+            log.info("call ended: %s", outcome.value)
+            if outcome is not Outcome.RETURNED and not call.channel.hung_up:
+                # Handed back (shutdown), the session says SHUTDOWN itself; else we are done.
+                with contextlib.suppress(ChannelHungUp, CallHandedBack):
                     await call.channel.set_variable("CENTRALINO_STATUS", STATUS_DONE)
 
 
@@ -323,6 +329,10 @@ async def running(
         owners.update({a.name: a.id for a in settings.acd.agents if a.name})
         owners.update(agent_names or {})
         queues = {q.name: queue_policy(q) for q in settings.acd.queues}
+        routes = settings.contact.routes()
+        problems = route_problems(routes, queues=queues, agents=definitions)
+        if problems:
+            raise SettingsError("contact.intents: " + "; ".join(problems))
         ami: AmiClient | None = None
         if ami_endpoint is not None or (settings.ami.enabled and settings.ami.secret is not None):
             host, port, user, secret = ami_endpoint or (
@@ -381,7 +391,6 @@ async def running(
         stack.push_async_callback(stop_guard)
 
         hub = DesktopHub(clock=context_clock)
-        stack.push_async_callback(hub.close)
 
         dial_watch: DialWatch | None = None
         transfer_watch: TransferWatch | None = None
@@ -417,6 +426,7 @@ async def running(
                 outcomes=outcomes,
                 dial_watch=dial_watch,
                 transfer_watch=transfer_watch,
+                routes=routes,
             ),
         )
         agi = FastAgiServer(
@@ -445,19 +455,10 @@ async def running(
             },
         )
 
-        # Protocol servers last: nothing is accepted before everything behind it exists; on
-        # exit they stop first (calls finish or return to the dialplan) before the rest closes.
-        await agi.start()
-        stack.push_async_callback(agi.stop)
-        await audiosocket.start()
-        stack.push_async_callback(audiosocket.stop)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, server.host, server.http_port)
-        await site.start()
-        http_port = bound_port(site)
-
+        # Started in this order and stopped in the reverse one: on exit the FastAGI server
+        # goes first, handing calls back to the dialplan while AMI (answers, transfers) and
+        # the desktops still work; then the desktops are closed (an open one must not hold up
+        # the web server), the web server, and AMI last.
         if ami is not None:
             ami_task = asyncio.create_task(_keep_ami_connected(ami), name="ami-connect")
 
@@ -469,6 +470,18 @@ async def running(
                 await ami.close()
 
             stack.push_async_callback(stop_ami)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, server.host, server.http_port)
+        await site.start()
+        http_port = bound_port(site)
+        stack.push_async_callback(hub.close)
+        await audiosocket.start()
+        stack.push_async_callback(audiosocket.stop)
+        # Last: nothing is accepted before everything behind it exists.
+        await agi.start()
+        stack.push_async_callback(agi.stop)
 
         runtime = Runtime(
             settings=settings,
@@ -575,17 +588,10 @@ def _register_metrics(rt: Runtime) -> None:
         m.counter("centralino_ami_reconnects", "AMI reconnections", lambda: ami.reconnects_total)
         m.counter("centralino_ami_events", "AMI events received", lambda: ami.events_total)
     outcomes = rt.outcomes
-    for outcome in (
-        "answered",
-        "transferred",
-        "abandoned",
-        "self_served",
-        "callback_requested",
-        "hangup_in_ivr",
-    ):
+    for outcome in Outcome:
         m.counter(
-            f"centralino_calls_{outcome}",
-            f"inbound calls that ended {outcome.replace('_', ' ')}",
+            f"centralino_calls_{outcome.value}",
+            f"inbound calls that ended {outcome.value.replace('_', ' ')}",
             lambda o=outcome: outcomes.get(o, 0),  # type: ignore[misc]
         )
 

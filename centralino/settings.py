@@ -25,6 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from acd.models import AgentDefinition
+from contact.rules import DEFAULT_ROUTES, IntentRoute, route_problems
+
 ENV_PREFIX = "CENTRALINO_"
 
 
@@ -191,6 +194,30 @@ class AcdSettings(_Section):
         )
 
 
+class IntentRouteSettings(_Section):
+    queue: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    skill: str
+    min_level: int = Field(1, ge=1, le=5)
+
+
+def _default_intents() -> dict[str, IntentRouteSettings]:
+    return {
+        intent: IntentRouteSettings(queue=r.queue, skill=r.skill, min_level=r.min_level)
+        for intent, r in DEFAULT_ROUTES.items()
+    }
+
+
+class ContactSettings(_Section):
+    # intent -> where its callers wait and what their agent must know (contact/rules.py)
+    intents: dict[str, IntentRouteSettings] = Field(default_factory=_default_intents)
+
+    def routes(self) -> dict[str, IntentRoute]:
+        return {
+            intent: IntentRoute(queue=r.queue, skill=r.skill, min_level=r.min_level)
+            for intent, r in self.intents.items()
+        }
+
+
 class DemoSettings(_Section):
     data_dir: Path = Path(".demo-data")
     calls_per_minute: float = Field(8.0, ge=0)
@@ -209,7 +236,22 @@ class Settings(_Section):
     logging: LoggingSettings = LoggingSettings()
     context: ContextSettings = ContextSettings()
     acd: AcdSettings = AcdSettings()
+    contact: ContactSettings = ContactSettings()
     demo: DemoSettings = DemoSettings()
+
+    @model_validator(mode="after")
+    def _intents_servable(self) -> Settings:
+        # Agents listed here are checked too; agents built later (the demo's) are checked
+        # by the composition root with the same function.
+        agents = [
+            AgentDefinition(agent_id=a.id, skills=dict(a.skills)) for a in self.acd.agents
+        ] or None
+        problems = route_problems(
+            self.contact.routes(), queues=[q.name for q in self.acd.queues], agents=agents
+        )
+        if problems:
+            raise ValueError("contact.intents: " + "; ".join(problems))
+        return self
 
     def redacted(self) -> dict[str, Any]:
         """A loggable view: secrets show as '**********'."""

@@ -32,6 +32,21 @@ class ChannelKind(enum.StrEnum):
     SMS = "sms"
 
 
+class Outcome(enum.StrEnum):
+    """How an interaction ended, for every channel (`contact.conversation` decides it; the
+    IVR reports it; the record stores it). Here, in the package every other one may import,
+    so that no package keeps a list of strings of its own."""
+
+    ANSWERED = "answered"  # a conversation with an agent took place (whoever hung up)
+    TRANSFERRED = "transferred"  # the agent moved the caller on
+    ABANDONED = "abandoned"  # the caller left while waiting for an agent
+    SELF_SERVED = "self_served"
+    CALLBACK_REQUESTED = "callback_requested"
+    HANGUP_IN_IVR = "hangup_in_ivr"  # the caller left before asking for anyone
+    REFUSED = "refused"  # the ACD would not take the call (no agents, queue full, max wait)
+    RETURNED = "returned"  # handed back to the dialplan's fallback (shutdown, our failure)
+
+
 class Direction(enum.StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"

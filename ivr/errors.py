@@ -11,6 +11,11 @@ class ChannelHungUp(ChannelError):
     """The caller (or Asterisk) hung up: no further command may be sent on this channel."""
 
 
+class CallHandedBack(ChannelError):
+    """The server is handing the call back to the dialplan (shutting down): the flow stops at
+    its next command, and the dialplan's fallback answers the caller."""
+
+
 class ChannelCommandError(ChannelError):
     """Asterisk refused a command (510 unknown, 511 dead channel, 520 bad syntax).
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ivr.errors import ChannelHungUp
+from context.models import Outcome
+from ivr.errors import CallHandedBack, ChannelHungUp
 from ivr.intent import IntentModel, Signals
 from ivr.ports import (
     AgentOffer,
@@ -35,7 +36,7 @@ from ivr.ports import (
 log = logging.getLogger(__name__)
 
 # Sounds: Asterisk core sounds where one fits; `centralino/*` are the product's own prompts
-# (asterisk_conf/README.md lists them for the recording studio).
+# (their texts, in every language, and how they are generated: centralino/prompts.py).
 SOUND_WELCOME = "centralino/welcome"
 SOUND_MENU = "centralino/menu"
 SOUND_INVOICE_OVERDUE = "centralino/invoice-overdue"
@@ -53,6 +54,11 @@ SOUND_NO_AGENTS = "centralino/no-agents"
 SOUND_TRANSFERRED = "one-moment-please"
 
 
+# Dial options: `t` lets the agent transfer the caller with the in-call DTMF features
+# (features.conf); never `T`, which would let the caller transfer themselves anywhere.
+DIAL_OPTIONS = "t"
+
+
 @dataclass(frozen=True, slots=True)
 class FlowSettings:
     menu_timeout_ms: int = 4000
@@ -61,15 +67,6 @@ class FlowSettings:
     # How long one WAIT FOR DIGIT lasts while holding: bounds how late we notice an offer.
     hold_poll_ms: int = 500
     max_ring_attempts: int = 5
-    intent_queues: dict[str, str] = field(
-        default_factory=lambda: {
-            "billing": "billing",
-            "delivery": "support",
-            "support": "support",
-            "sales": "sales",
-            "other": "support",
-        }
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +85,11 @@ async def run_inbound(
     model: IntentModel,
     settings: FlowSettings = FlowSettings(),
     monotonic: Callable[[], float],
-) -> str:
-    """Drive one inbound call; returns its outcome (also written through `services.finish`):
-    "answered", "transferred", "abandoned", "self_served", "callback_requested",
-    "hangup_in_ivr" or "refused_<reason>"."""
-    outcome = "hangup_in_ivr"
+) -> Outcome:
+    """Drive one inbound call; returns its outcome as the flow saw it (`services.finish` gets it
+    too, and the contact's lifecycle has the last word)."""
+    outcome = Outcome.HANGUP_IN_IVR
+    handed_back = False
     agent: str | None = None
     queued: QueuedCall | None = None
     try:
@@ -102,13 +99,13 @@ async def run_inbound(
         if placed is None:
             placed = await _ask_the_caller(call, channel, services, model=model, settings=settings)
         if placed is None:
-            outcome = "self_served"
+            outcome = Outcome.SELF_SERVED
         elif isinstance(placed, QueueRefusal):
             await services.note("queue_refused", f"{placed.reason} → {placed.action}")
             outcome = await _refused(channel, services, call, placed)
         else:
             queued = placed
-            outcome = "abandoned"
+            outcome = Outcome.ABANDONED
             if transferred:
                 await channel.stream_file(SOUND_TRANSFERRED)
             outcome, agent = await _hold_until_connected(
@@ -120,13 +117,18 @@ async def run_inbound(
                 monotonic=monotonic,
             )
             queued = None  # it ended in the flow's sight: the ACD already knows how
+    except CallHandedBack:
+        log.info("call handed back to the dialplan (%s)", outcome)
+        handed_back = True
     except ChannelHungUp:
         log.info("caller hung up (%s)", outcome)
     finally:
         if queued is not None:
-            # The channel left while queued, ringing or talking: a hangup or a transfer. The
-            # queued call knows which, and that is how the call ended.
-            outcome = await asyncio.shield(queued.channel_left())
+            # The channel left while queued, ringing or talking (a hangup or a transfer), or
+            # we are handing it back: the queued call knows which, and that is how it ended.
+            outcome = Outcome(await asyncio.shield(queued.channel_left(handed_back=handed_back)))
+        elif handed_back and outcome in (Outcome.HANGUP_IN_IVR, Outcome.ABANDONED):
+            outcome = Outcome.RETURNED
         await asyncio.shield(services.finish(outcome, agent_id=agent))
     return outcome
 
@@ -167,7 +169,8 @@ async def _ask_the_caller(
             priority=10 if knowledge.vip else (5 if knowledge.open_tickets else 0),
             preferred_agents=knowledge.preferred_agents,
             language=call.language,
-            queue=call.queue or settings.intent_queues.get(prediction.intent),
+            # The transfer's or the AGI query's queue; else the intent's route decides.
+            queue=call.queue,
         )
     )
 
@@ -201,15 +204,15 @@ async def _self_serve_invoice(
 
 async def _refused(
     channel: Channel, services: InboundServices, call: InboundCall, refusal: QueueRefusal
-) -> str:
+) -> Outcome:
     if refusal.action == "callback" and call.caller_id:
         await services.note("callback", "offered: no agent can take the call now")
         await channel.stream_file(SOUND_CALLBACK_OK)
         await channel.hangup()
-        return "callback_requested"
+        return Outcome.CALLBACK_REQUESTED
     await channel.stream_file(SOUND_NO_AGENTS)
     await channel.hangup()
-    return f"refused_{refusal.reason}"
+    return Outcome.REFUSED
 
 
 async def _hold_until_connected(
@@ -220,7 +223,7 @@ async def _hold_until_connected(
     call: InboundCall,
     settings: FlowSettings,
     monotonic: Callable[[], float],
-) -> tuple[str, str | None]:
+) -> tuple[Outcome, str | None]:
     await _announce(channel, queued, first=True)
     await channel.set_music(True)
     last_announcement = monotonic()
@@ -249,7 +252,7 @@ async def _hold_until_connected(
             if not await queued.ringing(offer):
                 continue
             await channel.set_music(False)
-            result = await _ring(channel, queued, offer, settings, monotonic)
+            result = await _ring(channel, queued, offer, settings)
             if result is not None:
                 return result, offer.agent_id
             attempts += 1
@@ -263,7 +266,7 @@ async def _hold_until_connected(
             await services.note("callback", "requested from the queue (*)")
             await channel.stream_file(SOUND_CALLBACK_OK)
             await channel.hangup()
-            return "callback_requested", None
+            return Outcome.CALLBACK_REQUESTED, None
         if monotonic() - last_announcement >= settings.announce_every_s:
             await channel.set_music(False)
             await _announce(channel, queued, first=False)
@@ -292,26 +295,16 @@ async def _ring(
     queued: QueuedCall,
     offer: AgentOffer,
     settings: FlowSettings,
-    monotonic: Callable[[], float],
-) -> str | None:
-    """Dial the agent. Returns the outcome once the conversation ended, None if not answered."""
-    started = monotonic()
-    await channel.exec("Dial", f"{offer.endpoint},{settings.ring_timeout_s}")
+) -> Outcome | None:
+    """Dial the agent. Returns the outcome once the conversation ended, None if not answered.
+
+    Dial's own ANSWEREDTIME/DIALEDTIME measure the caller's channel (IVR and queue included),
+    not this conversation: its times come from telephony's answer report instead."""
+    await channel.exec("Dial", f"{offer.endpoint},{settings.ring_timeout_s},{DIAL_OPTIONS}")
     status = (await channel.get_variable("DIALSTATUS")) or "UNKNOWN"
     if status != "ANSWER":
         await queued.no_answer(offer, reason=status.lower())
         return None
-    answered_s = _seconds(await channel.get_variable("ANSWEREDTIME"))
-    dialed_s = _seconds(await channel.get_variable("DIALEDTIME"))
-    talk_s = answered_s if answered_s is not None else monotonic() - started
-    ring_s = max(0.0, (dialed_s or 0.0) - talk_s)
-    await queued.answered(offer, ring_s=ring_s)
-    await queued.completed(offer, talk_s=talk_s)
-    return "answered"
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
+    await queued.answered(offer)
+    await queued.completed(offer)
+    return Outcome.ANSWERED

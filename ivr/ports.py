@@ -121,19 +121,23 @@ class QueuedCall(Protocol):
         """Take the offer just before Dial; False if it went stale (keep waiting)."""
         ...
 
-    async def answered(self, offer: AgentOffer, *, ring_s: float) -> None: ...
+    async def answered(self, offer: AgentOffer) -> None:
+        """Dial returned ANSWER (the conversation is over; its times come from telephony)."""
+        ...
 
     async def no_answer(self, offer: AgentOffer, *, reason: str) -> None:
         """The agent did not answer: they go not-ready, the call returns to the queue front."""
         ...
 
-    async def completed(self, offer: AgentOffer, *, talk_s: float) -> None: ...
+    async def completed(self, offer: AgentOffer) -> None: ...
 
-    async def channel_left(self) -> str:
+    async def channel_left(self, *, handed_back: bool = False) -> str:
         """The caller's channel left us before the flow saw the call end: the caller hung up,
         or the agent transferred them (both end the FastAGI session alike). Returns how the call
         ended: "abandoned" (no agent had answered: it leaves the queue), "answered" (the caller
-        hung up on the agent: a finished conversation) or "transferred" (the agent moved them)."""
+        hung up on the agent: a finished conversation) or "transferred" (the agent moved them).
+        `handed_back`: we are giving the call back to the dialplan (shutdown); a caller not yet
+        connected leaves the queue as "returned", never as an abandon."""
         ...
 
     async def callback_requested(self, number: str) -> None: ...

@@ -32,7 +32,6 @@ from acd.service import Router
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.ami_watch import (
-    CallTransfer,
     MalformedTransfer,
     TransferWatch,
     attended_transfer,
@@ -41,6 +40,7 @@ from centralino.ami_watch import (
 from centralino.asterisk.ami import AmiEvent
 from centralino.demo.world import DemoWorld
 from centralino.simulator.ami_server import SimBridge, SimChannel
+from contact.ports import CallTransfer
 from ivr.inbound import SOUND_MENU, SOUND_TRANSFERRED, SOUND_WELCOME
 from tests import test_call_path
 from tests.acd.support import ManualClock

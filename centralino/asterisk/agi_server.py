@@ -10,6 +10,12 @@ and one sweep per `timeout_resolution_s` enforces the idle and reply deadlines.
 
 Failure paths hand the call back to the dialplan by setting `CENTRALINO_STATUS` (NOROUTE, ERROR,
 SHUTDOWN) before closing the socket; the dialplan's fallback branch reads it (and `AGISTATUS`).
+
+Shutdown cannot interrupt a command Asterisk is running (AGI is one command at a time), so it
+hands calls back at the next command boundary: each running call's next command raises
+`CallHandedBack` (a WAIT FOR DIGIT in the hold loop returns within its poll), the flow records
+how its call ended, and the session sets SHUTDOWN as its last word. A conversation (EXEC Dial)
+runs on until the grace period ends.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from centralino.asterisk.agi import (
     RemoteProtocolError,
 )
 from centralino.logs import bind_call
-from ivr.errors import ChannelCommandError, ChannelHungUp
+from ivr.errors import CallHandedBack, ChannelCommandError, ChannelHungUp
 from ivr.ports import DigitInput
 
 __all__ = [
@@ -55,6 +61,8 @@ STATUS_VARIABLE_COMMAND: Final = "SET VARIABLE"
 
 # How long stop() waits for cancelled calls to unwind before returning.
 _CANCEL_WAIT_S: Final = 2.0
+# Applications whose -1 result is their normal end (the called party hung up), not a failure.
+_HANGUP_IS_NORMAL: Final = frozenset({"Dial", "Queue"})
 # Connections accepted per readiness event; like asyncio's selector loop, about one backlog.
 _ACCEPT_BATCH: Final = 256
 # After accept() fails for lack of descriptors or memory, wait before trying again.
@@ -136,10 +144,12 @@ class AgiSession(asyncio.Protocol):
         "_command",
         "_deadline",
         "_env",
+        "_handing_back",
         "_hung_up",
         "_loop",
         "_peer",
         "_server",
+        "_status_said",
         "_task",
         "_timeout_s",
         "_transport",
@@ -167,6 +177,8 @@ class AgiSession(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._hung_up = False
         self._closed = False
+        self._handing_back = False
+        self._status_said = False  # the handler set CENTRALINO_STATUS itself
 
     # ---- asyncio.Protocol -------------------------------------------------------------------
 
@@ -288,6 +300,8 @@ class AgiSession(asyncio.Protocol):
                 log.info("call started: script=%s channel=%s", env.script, env.channel)
                 try:
                     await handler(AgiCall(env=env, channel=self, peer=self._peer))
+                except CallHandedBack:
+                    log.info("call handed back to the dialplan: shutting down")
                 except ChannelHungUp:
                     log.info("call ended: channel hung up")
                 except Exception:
@@ -296,6 +310,8 @@ class AgiSession(asyncio.Protocol):
                     await self._set_status("ERROR")
                 else:
                     log.info("call ended: handler returned")
+                if self._handing_back and not self._status_said:
+                    await self._set_status("SHUTDOWN")
         finally:
             server.calls_active -= 1
             self._close()
@@ -305,6 +321,12 @@ class AgiSession(asyncio.Protocol):
             return
         with contextlib.suppress(ChannelHungUp, ChannelCommandError):
             await self.command(STATUS_VARIABLE_COMMAND, STATUS_VARIABLE, value)
+
+    def hand_back(self) -> None:
+        """Shutting down: the call's next command raises `CallHandedBack` (the one running now
+        finishes first); a session idle between commands has its handler cancelled by the
+        server if it does not end within the grace period."""
+        self._handing_back = True
 
     def return_to_dialplan(self, status: str) -> None:
         """Set the status variable without waiting for the reply (if a command may be sent now)
@@ -352,6 +374,11 @@ class AgiSession(asyncio.Protocol):
             raise ChannelHungUp(f"channel hung up; {command} not sent")
         if self._closed:
             raise ChannelHungUp(f"FastAGI connection closed; {command} not sent")
+        if args and args[0] == STATUS_VARIABLE:
+            self._status_said = True
+        elif self._handing_back:
+            # Only the call's status may still be said: it is what the dialplan reads next.
+            raise CallHandedBack(f"shutting down; {command} not sent")
         data = self._codec.send_command(command, *args)
         server = self._server
         if timeout_s is None:
@@ -385,16 +412,19 @@ class AgiSession(asyncio.Protocol):
         else:
             waiter.set_exception(ChannelCommandError(code, response.message))
 
-    async def _failed(self, command: str) -> None:
+    async def _failed(self, command: str, *, expected: bool = False) -> None:
         """`result=-1` means a hangup or an error (a missing sound file): ask CHANNEL STATUS,
-        which a dead channel answers with 511, and raise ChannelHungUp if the caller is gone."""
+        which a dead channel answers with 511, and raise ChannelHungUp if the caller is gone.
+        `expected`: -1 is also the command's normal answer (see `exec`), so a live channel is
+        no failure worth a warning."""
         if self.hung_up:
             raise ChannelHungUp(f"caller hung up during {command}")
         try:
             await self.command("CHANNEL STATUS")
         except ChannelHungUp as exc:
             raise ChannelHungUp(f"caller hung up during {command}") from exc
-        log.warning("%s failed (result=-1) on a live channel", command)
+        if not expected:
+            log.warning("%s failed (result=-1) on a live channel", command)
 
     async def _key(self, result: str, command: str) -> str | None:
         """STREAM FILE / WAIT FOR DIGIT convention: the key's ASCII code, 0 for none."""
@@ -461,7 +491,9 @@ class AgiSession(asyncio.Protocol):
         else:
             response = await self._send("EXEC", (application,))
         if response.result == "-1":
-            await self._failed(f"EXEC {application}")
+            # An application's -1 asks the dialplan to hang up, and is Dial's normal return when
+            # the agent hangs up first (DIALSTATUS says ANSWER): only a dead channel matters.
+            await self._failed(f"EXEC {application}", expected=application in _HANGUP_IS_NORMAL)
         try:
             return int(response.result)
         except ValueError:
@@ -634,6 +666,9 @@ class FastAgiServer:
         for session in list(self._connections):
             if session._env is None:
                 session._close()  # no call yet: Asterisk sees EOF and falls back on its own
+        for session in list(self._connections):
+            if session._task is not None:
+                session.hand_back()
         tasks = set(self._tasks)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.grace_s)

@@ -17,7 +17,7 @@ from centralino.asterisk.agi_server import (
     FastAgiServer,
 )
 from centralino.simulator.agi_peer import AgiPeer, ChannelModel, HangupMode, environment_bytes
-from ivr.errors import ChannelCommandError, ChannelHungUp
+from ivr.errors import CallHandedBack, ChannelCommandError, ChannelHungUp
 from ivr.ports import Channel, DigitInput
 from tests.helpers import eventually
 
@@ -483,9 +483,12 @@ async def test_given_asterisk_never_replies_then_flow_sees_hangup_after_idle_tim
 # ---- shutdown ----------------------------------------------------------------------------------
 
 
-async def test_given_stop_then_finishing_calls_complete_and_stuck_ones_return_to_dialplan(
+async def test_given_stop_then_every_call_is_handed_back_with_shutdown(
     router: AgiRouter, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A call whose flow sends another command is handed back at that command (its flow sees
+    CallHandedBack); one that never sends again is cancelled after the grace period. Both
+    leave with CENTRALINO_STATUS=SHUTDOWN, so the dialplan's fallback answers them."""
     server = FastAgiServer(router=router, port=0, grace_s=0.3, timeout_resolution_s=0.05)
     await server.start()
     quick_gate = asyncio.Event()
@@ -496,8 +499,11 @@ async def test_given_stop_then_finishing_calls_complete_and_stuck_ones_return_to
         await call.channel.answer()
         if call.env.uniqueid == "quick":
             await quick_gate.wait()
-            await call.channel.verbose("finished")
-            quick.done.set()
+            try:
+                await call.channel.verbose("finished")
+            except CallHandedBack as exc:
+                quick.ended_with = exc
+                raise
         else:
             try:
                 await asyncio.Event().wait()  # never finishes on its own
@@ -522,10 +528,91 @@ async def test_given_stop_then_finishing_calls_complete_and_stuck_ones_return_to
         quick_gate.set()
         await asyncio.wait_for(stopping, 5)
     await asyncio.wait_for(asyncio.gather(*runs), 5)
-    assert peers["quick"].commands == ["ANSWER", 'VERBOSE "finished" 1']
+    assert peers["quick"].commands == ["ANSWER", "SET VARIABLE CENTRALINO_STATUS SHUTDOWN"]
+    assert isinstance(quick.ended_with, CallHandedBack)
     assert peers["stuck"].commands == ["ANSWER", "SET VARIABLE CENTRALINO_STATUS SHUTDOWN"]
     assert isinstance(stuck.ended_with, asyncio.CancelledError)
     assert any("1 call(s) still running" in r.getMessage() for r in caplog.records)
     # no longer accepting
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", peers["quick"].port)
+
+
+async def test_given_a_command_running_at_stop_then_shutdown_follows_its_reply(
+    router: AgiRouter,
+) -> None:
+    """The defect seen on a real Asterisk: SIGTERM while the hold loop's WAIT FOR DIGIT was
+    outstanding never set SHUTDOWN (a command may not be sent while another one runs), so the
+    caller was not handed back and was logged as abandoned. Now the reply comes, the flow's
+    next command is refused, and SHUTDOWN is said well within the grace period."""
+    server = FastAgiServer(router=router, port=0, grace_s=5.0, timeout_resolution_s=0.05)
+    await server.start()
+    waiting = asyncio.Event()
+    seen: list[str] = []
+
+    async def hold(call: AgiCall) -> None:
+        await call.channel.answer()
+        while True:
+            waiting.set()
+            try:
+                await call.channel.wait_for_digit(300)
+            except CallHandedBack:
+                seen.append("handed back")
+                raise
+
+    async def slow_wait(line: str, model: object) -> None:
+        if line.startswith("WAIT FOR DIGIT"):
+            await asyncio.sleep(0.3)  # the digit wait runs its course on Asterisk's side
+
+    router.add("inbound", hold)
+    peer = AgiPeer(
+        host="127.0.0.1",
+        port=server.port,
+        environment=environment_bytes(uniqueid="held", channel="Local/held;1"),
+        on_command=slow_wait,
+    )
+    run = asyncio.create_task(peer.run())
+    await asyncio.wait_for(waiting.wait(), 5)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(server.stop(), 5)
+    took = asyncio.get_running_loop().time() - started
+    await asyncio.wait_for(run, 5)
+
+    assert peer.commands[-1] == "SET VARIABLE CENTRALINO_STATUS SHUTDOWN"
+    assert seen == ["handed back"]
+    assert took < 2.0  # a poll's length, not the 5 s grace
+
+
+class _AgentHangsUpFirst(ChannelModel):
+    """Dial returns -1 when the called party (the agent) hangs up: its normal end on a real
+    Asterisk (the dialplan would hang the caller up next). Playback's -1 is a failure."""
+
+    def _exec(self, args: tuple[str, ...], hangup_now: bool) -> tuple[list[str], bool]:
+        if args[0] in ("Dial", "Playback"):
+            return ["200 result=-1"], False
+        return super()._exec(args, hangup_now)
+
+
+async def test_given_dial_returns_minus_one_on_a_live_channel_then_no_warning(
+    router: AgiRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    results: list[int] = []
+
+    async def flow(call: AgiCall) -> None:
+        results.append(await call.channel.exec("Dial", "Local/101@agents", "20"))
+        results.append(await call.channel.exec("Playback", "no-such-file"))
+
+    router.add("inbound", flow)
+    async with FastAgiServer(router=router, port=0) as server:
+        peer = AgiPeer(
+            host="127.0.0.1",
+            port=server.port,
+            environment=environment_bytes(uniqueid="dial", channel="Local/dial;1"),
+            model=_AgentHangsUpFirst(),
+        )
+        with caplog.at_level(logging.WARNING, logger="centralino.asterisk.agi_server"):
+            await asyncio.wait_for(peer.run(), 5)
+
+    assert results == [-1, -1]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["EXEC Playback failed (result=-1) on a live channel"]

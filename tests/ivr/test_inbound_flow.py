@@ -131,18 +131,19 @@ class RecordingQueue(QueuedCall):
         self.events.append(f"ringing {offer.agent_id}")
         return offer.reservation_id != "stale"
 
-    async def answered(self, offer: AgentOffer, *, ring_s: float) -> None:
-        self.events.append(f"answered {offer.agent_id} ring={ring_s:.0f}")
+    async def answered(self, offer: AgentOffer) -> None:
+        self.events.append(f"answered {offer.agent_id}")
 
     async def no_answer(self, offer: AgentOffer, *, reason: str) -> None:
         self.events.append(f"no_answer {offer.agent_id} {reason}")
 
-    async def completed(self, offer: AgentOffer, *, talk_s: float) -> None:
-        self.events.append(f"completed {offer.agent_id} talk={talk_s:.0f}")
+    async def completed(self, offer: AgentOffer) -> None:
+        self.events.append(f"completed {offer.agent_id}")
 
-    async def channel_left(self) -> str:
-        self.events.append(f"left {self.left_as}")
-        return self.left_as
+    async def channel_left(self, *, handed_back: bool = False) -> str:
+        left_as = "returned" if handed_back and self.left_as == "abandoned" else self.left_as
+        self.events.append(f"left {left_as}")
+        return left_as
 
     async def callback_requested(self, number: str) -> None:
         self.events.append(f"callback {number}")
@@ -229,9 +230,9 @@ async def test_given_menu_choice_when_agent_answers_then_pop_precedes_ring() -> 
     assert services.requests[0].intent == "delivery"
     assert services.requests[0].preferred_agents == ("agent101",)
     assert events.index("pop agent101") < events.index("ringing agent101")
-    assert "answered agent101 ring=3" in events and "completed agent101 talk=42" in events
+    assert "answered agent101" in events and "completed agent101" in events
     assert events[-1] == "finish answered agent101"
-    dial = channel.log.index("EXEC Dial PJSIP/agent101,20")
+    dial = channel.log.index("EXEC Dial PJSIP/agent101,20,t")
     assert channel.log[dial - 1] == "MUSIC OFF"
 
 
@@ -300,7 +301,7 @@ async def test_given_queue_refused_then_caller_hears_why(action: str) -> None:
     channel = ScriptedChannel(menu_keys=["4"])
 
     outcome = await run(channel, services)
-    assert outcome == ("callback_requested" if action == "callback" else "refused_no_agents")
+    assert outcome == ("callback_requested" if action == "callback" else "refused")
     assert channel.log[-1] == "HANGUP"
 
 
@@ -322,7 +323,7 @@ async def test_given_max_wait_action_while_holding_then_wait_ends() -> None:
     services = RecordingServices(knowledge(), queue, events)
     channel = ScriptedChannel(menu_keys=["1"])
 
-    assert await run(channel, services) == "refused_max_wait"
+    assert await run(channel, services) == "refused"
     assert not any(e.startswith("left") for e in events)
     assert channel.log[-1] == "HANGUP"
 
@@ -343,7 +344,7 @@ async def test_given_channel_leaves_mid_conversation_then_outcome_is_how_it_ende
     assert events.count(f"left {ended}") == 1
     assert not any(e.startswith(("completed", "answered")) for e in events)
     assert events[-1] == f"finish {ended} None"  # the services know who had answered
-    assert channel.log[-1] == "EXEC Dial PJSIP/agent101,20"
+    assert channel.log[-1] == "EXEC Dial PJSIP/agent101,20,t"
 
 
 async def test_given_transferred_caller_then_straight_back_to_waiting_in_the_target_queue() -> None:
@@ -389,6 +390,6 @@ async def test_given_transferred_caller_and_target_queue_refuses_then_caller_hea
     )
     channel = ScriptedChannel()
 
-    assert await run(channel, services) == "refused_no_agents"
+    assert await run(channel, services) == "refused"
     assert channel.log == ["ANSWER", "STREAM centralino/no-agents", "HANGUP"]
     assert services.requests == []

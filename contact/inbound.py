@@ -1,10 +1,12 @@
-"""One inbound call, wired: the IVR's `InboundServices` on top of the context fan-out, the
-ACD router and the agent-desktop hub.
+"""One inbound call's lifecycle: the IVR's `InboundServices` on top of the context fan-out,
+the ACD router and the agents' desktops, with the call's position in `contact.conversation`'s
+table as the one truth about where it stands and how it ended.
 
-This is glue, so it holds no rules of its own beyond translation: facts become the flow's
-`CallerKnowledge`, the flow's queue request becomes an ACD `WorkItem`, offers become
-`AgentOffer`s, and the call's end becomes one `Interaction` on the customer's timeline (with
-the pop-push, ack and ring times that prove the pop was ready before the phone rang).
+Facts become the flow's `CallerKnowledge`, the flow's queue request becomes an ACD `WorkItem`
+(`contact.rules` says which queue and skill), offers become `AgentOffer`s, and the call's end
+becomes one `Interaction` on the customer's timeline (with the pop-push, ack and ring times that
+prove the pop was ready before the phone rang, and talk time measured from the agent's answer
+as telephony reported it to the end of the conversation).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from acd.models import (
     WorkItem,
 )
 from acd.service import Router
-from centralino.ami_watch import CallTransfer, DialWatch, TransferWatch
-from centralino.web.desktop_ws import DesktopHub
+from contact.conversation import Contact, ContactEvent, ContactState
+from contact.ports import AnswerEvents, CallTransfer, PopDesk, TransferEvents
+from contact.rules import DEFAULT_ROUTES, IntentRoute, TicketStep, refusal, route_for, ticket_step
 from context.fanout import FanoutHandle, FanoutSnapshot
-from context.models import ChannelKind, Direction, Interaction
+from context.models import ChannelKind, Direction, Interaction, Outcome
 from context.screen_pop import IvrSummary
 from context.service import ContextService
 from ivr.ports import (
@@ -45,14 +48,6 @@ from ivr.ports import (
 
 log = logging.getLogger(__name__)
 
-# What the flow's intents need from an agent (skill, minimum proficiency 1..5).
-INTENT_SKILLS: Mapping[str, tuple[str, int]] = {
-    "billing": ("billing", 2),
-    "delivery": ("logistics", 2),
-    "support": ("support", 2),
-    "sales": ("sales", 1),
-    "other": ("support", 1),
-}
 # An agent's desktop that has not acknowledged the pop in this long is rung anyway: the caller
 # must not wait on a browser tab (the miss is recorded: pop_acked_at stays empty).
 POP_ACK_TIMEOUT_S = 1.5
@@ -128,11 +123,27 @@ class CallRecord:
     reasons: tuple[str, ...] = ()
     steps: list[str] = field(default_factory=list)
     enqueued_at: float | None = None
-    connected_at: float | None = None
+    connected_at: float | None = None  # the agent answered (telephony's report), router clock
     talk_s: float | None = None
+    ring_s: float | None = None
     pop_pushed_at: datetime | None = None
     pop_acked_at: datetime | None = None
     ring_at: datetime | None = None
+    ring_started: float | None = None  # router clock, for ring_s
+
+
+# What the flow reports at its end, as an event of the contact's table (when the table has not
+# ended already: then the table's outcome stands, e.g. a transfer AMI reported first).
+_FLOW_ENDS: Mapping[Outcome, ContactEvent] = {
+    Outcome.HANGUP_IN_IVR: ContactEvent.HANGUP,
+    Outcome.ABANDONED: ContactEvent.HANGUP,
+    Outcome.ANSWERED: ContactEvent.HANGUP,
+    Outcome.SELF_SERVED: ContactEvent.SELF_SERVE,
+    Outcome.CALLBACK_REQUESTED: ContactEvent.CALLBACK,
+    Outcome.REFUSED: ContactEvent.REFUSE,
+    Outcome.RETURNED: ContactEvent.HAND_BACK,
+    Outcome.TRANSFERRED: ContactEvent.TRANSFER,
+}
 
 
 class InboundCallServices:
@@ -147,11 +158,12 @@ class InboundCallServices:
         handle: FanoutHandle,
         context: ContextService,
         router: Router,
-        hub: DesktopHub,
+        desk: PopDesk,
         agents: Mapping[str, AgentDefinition],
         owners: Mapping[str, str],
-        dial_watch: DialWatch | None = None,
-        transfer_watch: TransferWatch | None = None,
+        routes: Mapping[str, IntentRoute] = DEFAULT_ROUTES,
+        answers: AnswerEvents | None = None,
+        transfers: TransferEvents | None = None,
     ) -> None:
         self.uniqueid = uniqueid
         self.linkedid = linkedid
@@ -159,13 +171,15 @@ class InboundCallServices:
         self.handle = handle
         self.context = context
         self.router = router
-        self.hub = hub
+        self.desk = desk
         self.agents = agents
         self.owners = owners
+        self.routes = routes
         self.item_id = _ITEM_ID.sub("_", uniqueid) or "call"
         self.record = CallRecord(started_at=context.clock.now())
-        self.dial_watch = dial_watch
-        self.transfer_watch = transfer_watch
+        self.contact = Contact(contact_id=self.item_id)
+        self.answers = answers
+        self.transfers = transfers
         self.queued: AcdQueuedCall | None = None
         self._followed: set[str] = set()
 
@@ -218,13 +232,12 @@ class InboundCallServices:
         )
 
     async def enqueue(self, request: QueueRequest) -> QueuedCall | QueueRefusal:
-        skill, level = INTENT_SKILLS.get(request.intent, INTENT_SKILLS["other"])
-        queue = request.queue or "support"
+        route = route_for(request.intent, self.routes)
         item = WorkItem(
             item_id=self.item_id,
-            queue=queue,
+            queue=request.queue or route.queue,
             arrived_at=self.router_clock(),
-            skills=(SkillRequirement(skill, level),),
+            skills=(SkillRequirement(route.skill, route.min_level),),
             priority=request.priority,
             preferred_agents=tuple(a for a in request.preferred_agents if a in self.agents),
             language=request.language,
@@ -236,7 +249,8 @@ class InboundCallServices:
         self.record.queue = ticket.queue
         self.record.enqueued_at = item.arrived_at
         if ticket.position == 0:
-            return _refusal(ticket.action, "no_agents")
+            return refusal(ticket.action, "no_agents")
+        self.contact.apply(ContactEvent.ENQUEUE)
         self.queued = AcdQueuedCall(services=self, item=item)
         return self.queued
 
@@ -250,100 +264,108 @@ class InboundCallServices:
         now = self.context.clock.now()
         payload = self.handle.snapshot().screen_pop(now)
         self.record.pop_pushed_at = now
-        acked = await self.hub.push_screen_pop(offer.agent_id, payload, POP_ACK_TIMEOUT_S)
+        acked = await self.desk.push_screen_pop(offer.agent_id, payload, POP_ACK_TIMEOUT_S)
         if acked:
             self.record.pop_acked_at = self.context.clock.now()
         if offer.agent_id not in self._followed:
             self._followed.add(offer.agent_id)
-            self.hub.follow(offer.agent_id, self.handle)
+            self.desk.follow(offer.agent_id, self.handle)
         return acked
 
     # --- the end ------------------------------------------------------------------------------
 
     async def finish(self, outcome: str, *, agent_id: str | None = None) -> None:
+        """The flow is over; `outcome` is how the flow saw it end. The contact's table has the
+        last word (a transfer reported on AMI, an answer the flow never saw)."""
         queued = self.queued
         if agent_id is None and queued is not None:
             # The channel left while the agent was talking (a hangup or a transfer, the flow's
             # outcome says which): the flow never saw Dial return, the queued call knows who.
             agent_id = queued.agent_id
-        try:
-            snapshot = self.handle.snapshot()
-            resolution = snapshot.resolution
-            customer = resolution.customer if resolution is not None else None
-            wait_s = None
-            if self.record.enqueued_at is not None:
-                until = self.record.connected_at or self.router_clock()
-                wait_s = max(0.0, until - self.record.enqueued_at)
-            summary = "; ".join(self.record.steps[-6:])
-            ticket_id = None
-            if customer is not None and outcome in {"answered", "callback_requested"}:
-                open_tickets = snapshot.open_tickets or ()
-                if open_tickets:
-                    ticket_id = open_tickets[0].id
-                else:
-                    topic = (self.record.intent or "call").capitalize()
-                    title = f"{topic} call from {customer.display_name}"
-                    ticket = await self.context.open_ticket(
-                        customer_id=customer.id, title=title, actor=agent_id or "ivr"
-                    )
-                    ticket_id = ticket.id
-            await self.context.record_interaction(
-                Interaction(
-                    id=None,
-                    customer_id=customer.id if customer is not None else None,
-                    channel=ChannelKind.VOICE,
-                    direction=Direction.INBOUND,
-                    started_at=self.record.started_at,
-                    ended_at=self.context.clock.now(),
-                    identity=resolution.identity if resolution is not None else None,
-                    linkedid=self.linkedid,
-                    agent_id=agent_id,
-                    queue=self.record.queue,
-                    intent=self.record.intent,
-                    outcome=outcome,
-                    summary=summary,
-                    wait_s=wait_s,
-                    talk_s=self.record.talk_s,
-                    pop_pushed_at=self.record.pop_pushed_at,
-                    pop_acked_at=self.record.pop_acked_at,
-                    ring_at=self.record.ring_at,
-                    ticket_id=ticket_id,
+        contact = self.contact
+        if not contact.ended:
+            event = _FLOW_ENDS.get(Outcome(outcome), ContactEvent.HANGUP)
+            if not contact.can(event):
+                log.error(
+                    "the flow ended %s with %s, which its state %s does not allow; recorded as %s",
+                    self.item_id,
+                    outcome,
+                    contact.state.value,
+                    "returned",
                 )
-            )
+                event = ContactEvent.HAND_BACK
+            contact.apply(event)
+        final = contact.outcome or Outcome(outcome)
+        try:
+            await self._record(final, agent_id=agent_id)
         except Exception:  # the caller is gone; losing the record must be loud, not fatal
-            log.exception("could not record the call's interaction (outcome %s)", outcome)
+            log.exception("could not record the call's interaction (outcome %s)", final.value)
         finally:
-            self.hub.forget(self.linkedid)
+            self.desk.forget(self.linkedid)
             await self.handle.aclose()
 
-
-def _refusal(action: QueueAction, fallback_reason: str) -> QueueRefusal:
-    reason = action.announcement or fallback_reason
-    kind = action.kind
-    if kind is ActionKind.CALLBACK:
-        return QueueRefusal(reason=reason, action="callback")
-    if kind is ActionKind.VOICEMAIL:
-        return QueueRefusal(reason=reason, action="voicemail")
-    if kind is ActionKind.OVERFLOW:
-        return QueueRefusal(reason=reason, action="overflow")
-    return QueueRefusal(reason=reason, action="hangup")
+    async def _record(self, outcome: Outcome, *, agent_id: str | None) -> None:
+        snapshot = self.handle.snapshot()
+        resolution = snapshot.resolution
+        customer = resolution.customer if resolution is not None else None
+        wait_s = None
+        if self.record.enqueued_at is not None:
+            until = self.record.connected_at or self.router_clock()
+            wait_s = max(0.0, until - self.record.enqueued_at)
+        summary = "; ".join(self.record.steps[-6:])
+        open_tickets = snapshot.open_tickets or ()
+        step = ticket_step(
+            outcome, known_customer=customer is not None, has_open_ticket=bool(open_tickets)
+        )
+        ticket_id = None
+        if customer is not None and step is TicketStep.ATTACH:
+            ticket_id = open_tickets[0].id
+        elif customer is not None and step is TicketStep.OPEN:
+            topic = (self.record.intent or "call").capitalize()
+            ticket = await self.context.open_ticket(
+                customer_id=customer.id,
+                title=f"{topic} call from {customer.display_name}",
+                actor=agent_id or "ivr",
+            )
+            ticket_id = ticket.id
+        await self.context.record_interaction(
+            Interaction(
+                id=None,
+                customer_id=customer.id if customer is not None else None,
+                channel=ChannelKind.VOICE,
+                direction=Direction.INBOUND,
+                started_at=self.record.started_at,
+                ended_at=self.context.clock.now(),
+                identity=resolution.identity if resolution is not None else None,
+                linkedid=self.linkedid,
+                agent_id=agent_id,
+                queue=self.record.queue,
+                intent=self.record.intent,
+                outcome=outcome.value,
+                summary=summary,
+                wait_s=wait_s,
+                talk_s=self.record.talk_s,
+                pop_pushed_at=self.record.pop_pushed_at,
+                pop_acked_at=self.record.pop_acked_at,
+                ring_at=self.record.ring_at,
+                ticket_id=ticket_id,
+            )
+        )
 
 
 @dataclass(slots=True)
 class AcdQueuedCall:
-    """`ivr.ports.QueuedCall` over the ACD router.
+    """`ivr.ports.QueuedCall` over the ACD router, moving the contact through its table.
 
     Once the agent answered, the conversation ends exactly once, by whichever comes first: the
     flow's end (Dial returned, or the channel left) or a transfer reported on AMI. `_lock`
-    orders them; `ended` tells the later one that the ACD already knows."""
+    orders them; the contact's state tells the later one that the ACD already knows."""
 
     services: InboundCallServices
     item: WorkItem
     _offers: dict[str, Offer] = field(default_factory=dict)
-    connected: bool = False
     _unwatch: Callable[[], None] | None = None
-    agent_id: str | None = None  # who answered (set with `connected`)
-    ended: bool = False  # the agent's part is over: completed or transferred
+    agent_id: str | None = None  # who answered (set when connected)
     transfer: CallTransfer | None = None
     _unwatch_transfer: Callable[[], None] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -351,6 +373,14 @@ class AcdQueuedCall:
     @property
     def router(self) -> Router:
         return self.services.router
+
+    @property
+    def contact(self) -> Contact:
+        return self.services.contact
+
+    @property
+    def connected(self) -> bool:
+        return self.contact.connected
 
     async def status(self) -> QueueStatus:
         ticket = await self.router.ticket(self.item.item_id)
@@ -369,45 +399,56 @@ class AcdQueuedCall:
                 # by the flow's first announcement already.
                 await self.services.note("queue_step", outcome.kind.value)
                 return None
-            return _refusal(outcome, "max_wait")
+            # The ACD ended the wait; the flow tells the caller, and its end (a refusal, or
+            # the callback it confirms) is the contact's.
+            return refusal(outcome, "max_wait")
         res = outcome.reservation
         self._offers[res.reservation_id] = outcome
+        self.contact.apply(ContactEvent.OFFER)
         return AgentOffer(res.reservation_id, res.agent_id, outcome.endpoint)
 
     async def ringing(self, offer: AgentOffer) -> bool:
         try:
             await self.router.accept(offer.reservation_id)
         except StaleReservation:
+            self.contact.apply(ContactEvent.STALE)
             return False
-        self.services.record.ring_at = self.services.context.clock.now()
-        watch = self.services.dial_watch
-        if watch is not None:
+        self.contact.apply(ContactEvent.RING)
+        record = self.services.record
+        record.ring_at = self.services.context.clock.now()
+        record.ring_started = self.services.router_clock()
+        answers = self.services.answers
+        if answers is not None:
 
             async def on_answer() -> None:
                 await self._connect(offer)
 
-            self._unwatch = watch.watch(self.services.uniqueid, on_answer)
+            self._unwatch = answers.watch(self.services.uniqueid, on_answer)
         return True
 
     async def _connect(self, offer: AgentOffer) -> None:
         async with self._lock:
-            if self.connected:
-                return
-            self.connected = True
+            if self.contact.state is not ContactState.RINGING:
+                return  # answered already, or the caller left meanwhile
+            self.contact.apply(ContactEvent.ANSWER)
             self.agent_id = offer.agent_id
-            transfers = self.services.transfer_watch
+            transfers = self.services.transfers
             if transfers is not None:
                 # Watch before the ACD hears of the answer: a transfer reported meanwhile waits
                 # on the lock and finds the conversation connected.
                 self._unwatch_transfer = transfers.watch(self.services.uniqueid, self._transferred)
-            self.services.record.connected_at = self.services.router_clock()
+            record = self.services.record
+            record.connected_at = self.services.router_clock()
+            if record.ring_started is not None:
+                record.ring_s = max(0.0, record.connected_at - record.ring_started)
             await self.router.connected(offer.reservation_id)
 
-    async def answered(self, offer: AgentOffer, *, ring_s: float) -> None:
-        """Dial returned ANSWER. Normally AMI confirmed the answer as it happened; without AMI
-        the reservation may have lapsed meanwhile (the ACD then freed the agent already)."""
+    async def answered(self, offer: AgentOffer) -> None:
+        """Dial returned ANSWER. Normally telephony reported the answer as it happened (the
+        talk time starts there); without that report the reservation may have lapsed
+        meanwhile (the ACD then freed the agent already), and no talk time is known."""
         self._stop_watching()
-        if self.connected:
+        if self.contact.state is not ContactState.RINGING:
             return
         try:
             await self._connect(offer)
@@ -425,38 +466,45 @@ class AcdQueuedCall:
 
     async def no_answer(self, offer: AgentOffer, *, reason: str) -> None:
         self._stop_watching()
+        if self.contact.state is ContactState.RINGING:
+            self.contact.apply(ContactEvent.NO_ANSWER)
         try:
             await self.router.ring_no_answer(offer.reservation_id)
         except StaleReservation:
             log.info("reservation %s already released", offer.reservation_id)
 
-    async def completed(self, offer: AgentOffer, *, talk_s: float) -> None:
-        await self._end_conversation(talk_s=talk_s)
+    async def completed(self, offer: AgentOffer) -> None:
+        await self._end_conversation()
 
-    async def channel_left(self) -> str:
+    async def channel_left(self, *, handed_back: bool = False) -> str:
+        """The channel left us (or, `handed_back`, we hand it to the dialplan) before the flow
+        saw the call end. Returns how the call ended, as the contact's table decides."""
         self._stop_watching()
-        if self.connected:
+        if self.contact.connected:
             # The channel left while the agent was talking: the caller hung up, or the agent
             # transferred them. AMI says which (settle); until then nothing is written.
-            transfers = self.services.transfer_watch
-            if transfers is not None and not self.ended:
+            transfers = self.services.transfers
+            if transfers is not None and not self.contact.ended and not handed_back:
                 await transfers.settle(self.services.uniqueid)
-            await self._end_conversation(talk_s=None)
-            return "transferred" if self.transfer is not None else "answered"
+            await self._end_conversation()
+            return (self.contact.outcome or Outcome.ANSWERED).value
+        if self.contact.ended:
+            return (self.contact.outcome or Outcome.ABANDONED).value
+        self.contact.apply(ContactEvent.HAND_BACK if handed_back else ContactEvent.HANGUP)
         try:
             await self.router.abandon(self.item.item_id)
         except UnknownItem:
             log.info("item %s already left the queue", self.item.item_id)
-        return "abandoned"
+        return (self.contact.outcome or Outcome.ABANDONED).value
 
-    async def _end_conversation(self, *, talk_s: float | None) -> None:
+    async def _end_conversation(self) -> None:
         """The conversation is over and was not transferred (unless AMI said so first)."""
         try:
             async with self._lock:
-                if self.ended:
+                if self.contact.ended:
                     return  # the transfer ended the agent's part already
-                self.ended = True
-                self.services.record.talk_s = talk_s if talk_s is not None else self._talk_s()
+                self.contact.apply(ContactEvent.HANGUP)
+                self.services.record.talk_s = self._talk_s()
                 try:
                     await self.router.completed(self.item.item_id)
                 except UnknownItem:
@@ -467,16 +515,16 @@ class AcdQueuedCall:
             self._stop_watching_transfers()
 
     async def _transferred(self, transfer: CallTransfer) -> None:
-        """AMI: the agent transferred this caller (TransferWatch's callback)."""
+        """AMI: the agent transferred this caller (the transfer events' callback)."""
         async with self._lock:
-            if self.ended or not self.connected:
+            if self.contact.state is not ContactState.CONNECTED:
                 log.info(
                     "%s transfer to %s after the conversation ended; ignored",
                     transfer.kind,
                     transfer.target,
                 )
                 return
-            self.ended = True
+            self.contact.apply(ContactEvent.TRANSFER)
             self.transfer = transfer
             self.services.record.talk_s = self._talk_s()
             try:
@@ -490,7 +538,10 @@ class AcdQueuedCall:
 
     def _talk_s(self) -> float | None:
         connected_at = self.services.record.connected_at
-        if connected_at is None:
+        if connected_at is None or self.services.answers is None:
+            # Nobody reported the answer's moment: Dial's own variables measure the caller's
+            # channel (IVR and queue included), not the conversation; say nothing rather than
+            # something wrong.
             return None
         return max(0.0, self.services.router_clock() - connected_at)
 
@@ -501,3 +552,4 @@ class AcdQueuedCall:
 
     async def callback_requested(self, number: str) -> None:
         await self.router.request_callback(self.item.item_id, number)
+        self.contact.apply(ContactEvent.CALLBACK)

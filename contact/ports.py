@@ -1,0 +1,63 @@
+"""Ports owned by `contact`: what a contact's lifecycle needs from telephony and the desktops.
+
+The AMI watchers in `centralino/ami_watch.py` implement the telephony events; the desktop
+WebSocket hub implements `PopDesk`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from context.fanout import FanoutHandle
+
+TransferKind = Literal["blind", "attended"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallTransfer:
+    """A successful transfer as telephony reported it, reduced to what the ACD needs."""
+
+    kind: TransferKind
+    uniqueid: str  # the transferee's channel (the caller); "" when Asterisk named none
+    linkedid: str  # the call the transfer belongs to
+    transferer: str  # the channel that transferred (the agent's phone)
+    target: str  # "exten@context" (blind); "agent:<id>", a channel or "app:<name>" (attended)
+    queue: str | None  # the target is this queue of ours (blind transfers only)
+    external: bool  # done by the phone's own protocol (SIP REFER) rather than DTMF features
+
+
+AnswerCallback = Callable[[], Awaitable[None]]
+TransferCallback = Callable[[CallTransfer], Awaitable[None]]
+
+
+class AnswerEvents(Protocol):
+    """The moment an agent answers a caller's Dial (AMI `DialEnd ANSWER`), by caller uniqueid:
+    the flow's Dial returns only when the conversation is over."""
+
+    def watch(self, uniqueid: str, on_answer: AnswerCallback) -> Callable[[], None]:
+        """Call `on_answer` once when the caller's Dial is answered; returns an unwatch."""
+        ...
+
+
+class TransferEvents(Protocol):
+    """Transfers of a connected caller by the agent's phone (AMI Blind/AttendedTransfer)."""
+
+    def watch(self, uniqueid: str, on_transfer: TransferCallback) -> Callable[[], None]: ...
+
+    async def settle(self, uniqueid: str) -> bool:
+        """The caller's channel left: wait briefly for a transfer report; True if one came."""
+        ...
+
+
+class PopDesk(Protocol):
+    """Agents' desktops: the screen-pop goes there, acknowledged, before the phone rings."""
+
+    async def push_screen_pop(
+        self, agent_id: str, payload: Mapping[str, Any], timeout_s: float
+    ) -> bool: ...
+
+    def follow(self, agent_id: str, handle: FanoutHandle) -> None: ...
+
+    def forget(self, linkedid: str) -> None: ...
