@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test check lint format bench clean
+.PHONY: install prepare prompts demo serve test check lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,7 +17,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/centralino demo
 
-test: $(STAMP)
+# Debian packages, PostgreSQL and Redis (scripts/prepare-machine.sh; quick when all is there).
+prepare:
+	scripts/prepare-machine.sh
+
+# The product's own prompts, spoken by espeak-ng (centralino/prompts.py); up-to-date files
+# are kept, so this is cheap after the first run. docker-compose.yml mounts build/sounds.
+prompts: $(STAMP)
+	$(BIN)/python -m centralino.prompts --out build/sounds
+
+# prepare first: on a fresh machine it installs python3-venv, which $(STAMP) needs.
+test: prepare
+	$(MAKE) --no-print-directory install
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -37,4 +48,4 @@ bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo-data
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo-data build/sounds

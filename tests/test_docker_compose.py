@@ -3,6 +3,7 @@ images, ports, mounts that point at files that exist, and environment names the 
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import re
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from centralino.asterisk import agi_server
+from centralino.asterisk.audiosocket_server import AudioSocketServer
 from centralino.asterisk.dialplan import load_dialplan, parse_config
 from centralino.settings import ENV_PREFIX, Settings, load_settings
 
@@ -32,11 +35,20 @@ def _service(compose: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _mounts(service: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(source, target, mode) of each volume, short ("src:dst:ro") or long syntax."""
     out = []
     for volume in service.get("volumes", []):
-        source, target, *mode = volume.split(":")
-        out.append((source, target, mode[0] if mode else "rw"))
+        if isinstance(volume, dict):
+            mode = "ro" if volume.get("read_only") else "rw"
+            out.append((volume["source"], volume["target"], mode))
+            continue
+        source, target, *modes = volume.split(":")
+        out.append((source, target, modes[0] if modes else "rw"))
     return out
+
+
+# Sources built by `make prompts` (gitignored): they need not exist in a checkout.
+GENERATED = "./build/"
 
 
 def test_services_and_images(compose: dict[str, Any]) -> None:
@@ -54,6 +66,8 @@ def test_bind_mounts_point_at_files_that_exist(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         for source, target, mode in _mounts(service):
             assert target.startswith("/"), (name, target)
+            if source.startswith(GENERATED):
+                continue  # test_product_prompts_are_mounted_where_asterisk_looks
             if source.startswith("."):
                 assert (ROOT / source).exists(), (name, source)
                 assert mode == "ro", (name, source)  # configuration is read-only in containers
@@ -74,6 +88,50 @@ def test_bind_mounts_point_at_files_that_exist(compose: dict[str, Any]) -> None:
     command = _service(compose, "asterisk")["command"]
     assert command[:2] == ["/usr/local/bin/entrypoint.sh", "/usr/sbin/asterisk"]
     assert "-f" in command
+
+
+def test_product_prompts_are_mounted_where_asterisk_looks(compose: dict[str, Any]) -> None:
+    # Asterisk plays sound NAME in the channel's language from <sounds>/<lang>/NAME.<format>;
+    # centralino.prompts writes <out>/<lang>/NAME.wav and `make prompts` sets out=build/sounds.
+    from centralino import prompts
+
+    assert "-m centralino.prompts --out build/sounds" in (ROOT / "Makefile").read_text()
+    volumes = [v for v in _service(compose, "asterisk")["volumes"] if isinstance(v, dict)]
+    by_target = {v["target"]: v for v in volumes}
+    for language in prompts.LANGUAGES:
+        folder = prompts.output_path(Path("build/sounds"), language, prompts.PROMPTS[0]).parent
+        mount = by_target[f"/var/lib/asterisk/sounds/{language}/centralino"]
+        assert mount["type"] == "bind"
+        assert mount["source"] == f"./{folder.as_posix()}"
+        assert mount["read_only"] is True
+        # missing prompts stop `docker compose up` instead of leaving Asterisk silent
+        assert mount["bind"]["create_host_path"] is False
+    # every generated mount is one of these, and generated audio is never committed
+    generated = [s for s, _, _ in _mounts(_service(compose, "asterisk")) if s.startswith(GENERATED)]
+    assert len(generated) == len(prompts.LANGUAGES)
+    assert "build/" in (ROOT / ".gitignore").read_text().split()
+
+
+def _duration_s(value: str) -> float:
+    """A Compose duration ("1m30s", "20s", "500ms") in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)", value)
+    assert parts and "".join(n + u for n, u in parts) == value, value
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_stop_grace_period_outlasts_the_app_shutdown(compose: dict[str, Any]) -> None:
+    assert _duration_s("1m30s") == 90.0 and _duration_s("500ms") == 0.5
+    env = _service(compose, "centralino")["environment"]
+    sample = {k: INTERPOLATION.sub("sample", v) for k, v in env.items() if k != "CENTRALINO_CONFIG"}
+    settings = load_settings(ROOT / "centralino.example.toml", environ=sample)
+    grace = _duration_s(_service(compose, "centralino")["stop_grace_period"])
+    # The app's own shutdown, at worst: FastAGI calls get server.grace_s, those still up are
+    # handed back and cancelled (waiting _CANCEL_WAIT_S), AudioSocket streams get their stop
+    # grace. Docker's SIGKILL must come at least 10 s after that (web, AMI and pools close).
+    audiosocket = inspect.signature(AudioSocketServer.stop).parameters["grace_s"].default
+    app_shutdown_s = settings.server.grace_s + agi_server._CANCEL_WAIT_S + audiosocket
+    assert grace >= app_shutdown_s + 10.0, (grace, app_shutdown_s)
 
 
 def test_ports_match_asterisk_and_app_configuration(compose: dict[str, Any]) -> None:
