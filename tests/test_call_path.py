@@ -324,3 +324,32 @@ async def test_given_redis_loses_the_live_state_then_it_is_rebuilt_and_calls_flo
         await eventually(restored, timeout=5)
         result = await asyncio.wait_for(world.simulator.call(known_caller(world)), 30)
         assert result.answered
+
+
+async def test_given_a_caller_queued_when_the_server_stops_then_they_are_handed_back_at_once(
+    world: DemoWorld, pg_pool: asyncpg.Pool
+) -> None:
+    """SIGTERM's path (FastAgiServer.stop) with a caller waiting: the hold loop's pending
+    command completes, the call is handed back with SHUTDOWN well within the grace period,
+    and its record says it was returned, not abandoned by the caller."""
+    for agent in world.desktops:
+        await world.runtime.router.agent_not_ready(agent, "meeting")
+    caller = Caller(number="+390299887766", menu_keys="3", patience_s=600)
+    call = asyncio.ensure_future(world.simulator.call(caller))
+
+    async def queued() -> None:
+        assert [w.item_id for w in await world.runtime.live.waiting("support")]
+
+    await eventually(queued, timeout=10)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(world.runtime.agi.stop(), 10)
+    took = loop.time() - started
+    result = await asyncio.wait_for(call, 10)
+
+    assert result.commands[-1] == "SET VARIABLE CENTRALINO_STATUS SHUTDOWN"
+    assert not result.answered
+    assert took < world.runtime.settings.server.grace_s / 2
+    row = await eventually(lambda: _interaction(pg_pool, result.uniqueid), timeout=5)
+    assert row["outcome"] == "returned"
+    assert await world.runtime.live.waiting("support") == []  # nobody waits for no one
