@@ -21,7 +21,9 @@ from centralino.asterisk.dialplan import (
     Dialplan,
     DialplanStep,
     agi_scripts_in_dialplan,
+    best_match,
     dialplan_from_config,
+    extension_matches,
     load_dialplan,
     parse_config,
     parse_config_text,
@@ -40,6 +42,7 @@ AGENTS = ("agent101", "agent102", "agent103")
 REQUIRED_FILES = (
     "asterisk.conf",
     "extensions.conf",
+    "features.conf",
     "logger.conf",
     "manager.conf",
     "modules.conf",
@@ -343,27 +346,56 @@ def test_rtp_range_is_what_compose_publishes() -> None:
 
 @dataclass
 class Walk:
-    """A minimal dialplan interpreter for the applications our contexts use."""
+    """A minimal dialplan interpreter for the applications our contexts use.
+
+    `agi_results` and `app_results` give the variables an AGI script (by name) or another
+    application (e.g. Dial) leaves set; `hangup_in` names an application during which the
+    channel hangs up (e.g. "Dial": the agent of a callback hangs up while it runs). After the
+    hangup, as Asterisk does, the `h` extension of the context the channel is in runs, then the
+    channel's hangup handlers (`CHANNEL(hangup_handler_push)`, last pushed first); what they run
+    goes to `after_hangup`, the rest to `trace`."""
 
     plan: Dialplan
     agi_results: dict[str, dict[str, str]]  # script -> variables it leaves set
     variables: dict[str, str] = field(default_factory=dict)
+    app_results: dict[str, dict[str, str]] = field(default_factory=dict)
+    hangup_in: str | None = None
     trace: list[str] = field(default_factory=list)
+    after_hangup: list[str] = field(default_factory=list)
+    hangup_handlers: list[tuple[str, str, str]] = field(default_factory=list)
 
     def run(self, context: str, extension: str, *, max_steps: int = 60) -> list[str]:
-        priority = 1
+        context = self._execute(context, extension, "1", self.trace, max_steps=max_steps)
+        if self.plan.has_priority(context, "h", "1"):
+            self._execute(context, "h", "1", self.after_hangup, max_steps=max_steps)
+        while self.hangup_handlers:
+            handler = self.hangup_handlers.pop()
+            self._execute(*handler, self.after_hangup, max_steps=max_steps)
+        return self.trace
+
+    def _execute(
+        self, context: str, extension: str, label: str, trace: list[str], *, max_steps: int
+    ) -> str:
+        """Run from context,extension,label until the channel is gone (Hangup, a hangup during
+        an application, the end of an `h` extension) or a Return; the context it ended in."""
+        in_main = trace is self.trace
+        priority = self._priority_of(context, extension, label)
         for _ in range(max_steps):
-            step = self._find(context, extension, priority)
+            step = self._find(context, extension, priority, allow_end=not in_main)
+            if step is None:
+                return context
             self.variables.update(EXTEN=extension, CONTEXT=context)
             app = step.app.lower()
             args = self._expand(step.args)
-            self.trace.append(f"{step.app}({args})")
+            trace.append(f"{step.app}({args})")
             jump: tuple[str, str, str] | None = None
-            if app == "hangup":
-                return self.trace
+            if app in ("hangup", "return"):
+                return context
             if app == "set":
-                name, _, value = args.partition("=")
-                self.variables[name.lstrip("_")] = value
+                self._set(args)
+            elif app == "mset":
+                for assignment in split_args(args):
+                    self._set(assignment)
             elif app == "agi":
                 script = split_args(args)[0]
                 name = urlsplit(script).path.rsplit("/", 1)[-1] if "://" in script else script
@@ -376,24 +408,46 @@ class Walk:
                     jump = self._destination(chosen, context, extension)
             elif app == "goto":
                 jump = self._destination(args, context, extension)
+            self.variables.update(self.app_results.get(step.app, {}))
+            if in_main and step.app == self.hangup_in:
+                return context
             if jump is None:
                 priority += 1
                 continue
             context, extension, label = jump
             priority = self._priority_of(context, extension, label)
-        raise AssertionError(f"no Hangup after {max_steps} steps: {self.trace}")
+        raise AssertionError(f"no end after {max_steps} steps: {trace}")
 
-    def _find(self, context: str, extension: str, priority: int) -> DialplanStep:
-        for step in self.plan.contexts[context]:
-            if _matches(step.extension, extension) and step.priority == priority:
-                return step
+    def _set(self, assignment: str) -> None:
+        name, _, value = assignment.partition("=")
+        if name == "CHANNEL(hangup_handler_push)":
+            handler = split_args(value)
+            assert len(handler) == 3, value
+            self.hangup_handlers.append((handler[0], handler[1], handler[2]))
+        else:
+            self.variables[name.lstrip("_")] = value
+
+    def _find(
+        self, context: str, extension: str, priority: int, *, allow_end: bool = False
+    ) -> DialplanStep | None:
+        found = self.plan.find_extension(context, extension)
+        if found is not None:
+            ctx, written = found
+            for step in self.plan.contexts[ctx]:
+                if step.extension == written and step.priority == priority:
+                    return step
+            return None  # past its last priority: Asterisk hangs up
+        if allow_end:
+            return None
         raise AssertionError(f"no {context},{extension},{priority}: {self.trace}")
 
     def _priority_of(self, context: str, extension: str, label: str) -> int:
         if label.isdigit():
             return int(label)
-        for step in self.plan.contexts[context]:
-            if _matches(step.extension, extension) and step.label == label:
+        found = self.plan.find_extension(context, extension)
+        assert found is not None, (context, extension)
+        for step in self.plan.contexts[found[0]]:
+            if step.extension == found[1] and step.label == label:
                 assert isinstance(step.priority, int)
                 return step.priority
         raise AssertionError(f"no label {label} in {context},{extension}")
@@ -407,19 +461,26 @@ class Walk:
         return parts[0], parts[1], parts[2]
 
     def _expand(self, text: str) -> str:
+        """Innermost `${...}` and `$[...]` first, until none is left (as Asterisk substitutes)."""
         inner = re.compile(r"\$\{([^${}]*)\}")
-        while match := inner.search(text):
-            text = text[: match.start()] + self._lookup(match.group(1)) + text[match.end() :]
         expression = re.compile(r"\$\[([^$\[\]]*)\]")
-        while match := expression.search(text):
-            text = text[: match.start()] + self._evaluate(match.group(1)) + text[match.end() :]
-        return text
+        while True:
+            if match := inner.search(text):
+                text = text[: match.start()] + self._lookup(match.group(1)) + text[match.end() :]
+            elif match := expression.search(text):
+                text = text[: match.start()] + self._evaluate(match.group(1)) + text[match.end() :]
+            else:
+                return text
 
     def _lookup(self, name: str) -> str:
-        call = re.fullmatch(r"(\w+)\((.*)\)", name)
+        call = re.fullmatch(r"(\w+)\((.*)\)", name, re.DOTALL)
         if call and call.group(1) == "DIALPLAN_EXISTS":
             ctx, ext, prio = split_args(call.group(2))
             return "1" if self.plan.has_priority(ctx, ext, prio) else "0"
+        if call and call.group(1) == "IF":
+            condition, _, branches = call.group(2).partition("?")
+            yes, _, no = branches.partition(":")
+            return yes if self._truthy(condition) else no
         if call:
             return ""
         return self.variables.get(name, self.plan.globals.get(name, ""))
@@ -434,25 +495,6 @@ class Walk:
     @staticmethod
     def _truthy(value: str) -> bool:
         return value.strip() not in ("", "0")
-
-
-def _matches(pattern: str, extension: str) -> bool:
-    if not pattern.startswith("_"):
-        return pattern == extension
-    regex = ""
-    rest = pattern[1:]
-    while rest:
-        char = rest[0]
-        if char == "[":
-            end = rest.index("]")
-            regex += "[" + re.escape(rest[1:end]).replace("\\-", "-") + "]"
-            rest = rest[end + 1 :]
-            continue
-        regex += {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]", ".": ".+", "!": ".*"}.get(
-            char, re.escape(char)
-        )
-        rest = rest[1:]
-    return re.fullmatch(regex, extension) is not None
 
 
 def _queues(trace: list[str]) -> list[str]:
@@ -564,10 +606,12 @@ def test_agents_blind_transfers_of_inbound_callers_land_in_the_transfer_context(
     for queue in AcdSettings().queues:
         assert f"{queue.name}@{TRANSFER_CONTEXT}" in AcdSettings().transfer_queues()
         assert any(
-            _matches(s.extension, queue.name) for s in dialplan.contexts[TRANSFER_CONTEXT]
+            extension_matches(s.extension, queue.name) for s in dialplan.contexts[TRANSFER_CONTEXT]
         ), queue
     # nothing else lands there: a number dialled into the context matches no extension
-    assert not any(_matches(s.extension, "8001") for s in dialplan.contexts[TRANSFER_CONTEXT])
+    assert not any(
+        extension_matches(s.extension, "8001") for s in dialplan.contexts[TRANSFER_CONTEXT]
+    )
 
 
 def test_fallback_queue_script_output_drives_the_dialplan(dialplan: Dialplan) -> None:
@@ -588,11 +632,7 @@ def test_fallback_queue_script_output_drives_the_dialplan(dialplan: Dialplan) ->
     assert _queues(walk.run("centralino-inbound", "0299999999")) == ["fallback-vip"]
 
 
-def test_callback_and_audiosocket_contexts(dialplan: Dialplan) -> None:
-    walk = Walk(dialplan, {}, variables={"CENTRALINO_CALLBACK_ID": "42"})
-    trace = walk.run("centralino-callback", "+390212345678")
-    assert "Dial(PJSIP/+390212345678@trunk,45)" in trace
-    assert trace[-2].startswith("UserEvent(CentralinoCallback,Id: 42")
+def test_audiosocket_context(dialplan: Dialplan) -> None:
     walk = Walk(
         dialplan, {}, variables={"AUDIOSOCKET_UUID": "40325ec2-5efd-4bd3-805f-53576e581d13"}
     )
@@ -600,6 +640,204 @@ def test_callback_and_audiosocket_contexts(dialplan: Dialplan) -> None:
     assert "AudioSocket(40325ec2-5efd-4bd3-805f-53576e581d13,centralino:9092)" in trace
     trace = Walk(dialplan, {}).run("centralino-audiosocket", "s")
     assert not any(t.startswith("AudioSocket(") for t in trace)
+
+
+# ---- special extensions, DTMF transfers, connected callers, callbacks --------------------------
+
+# Extensions Asterisk runs by itself (h: after every hangup; i: invalid; t, T: timeouts;
+# e: exception; s: start; a, o: voicemail keys; fax: fax detection; talk: BackgroundDetect).
+SPECIAL_EXTENSIONS = ("a", "e", "h", "i", "o", "s", "t", "T", "fax", "talk")
+
+
+@pytest.mark.parametrize("special", SPECIAL_EXTENSIONS)
+def test_special_extensions_never_reach_fastagi_from_the_transfer_context(
+    dialplan: Dialplan, special: str
+) -> None:
+    """`_[a-z]!` matched `h`: each hangup of a transferred caller ran `inbound?queue=h`."""
+    found = dialplan.find_extension(TRANSFER_CONTEXT, special)
+    if found is None:
+        return  # Asterisk finds nothing to run
+    walk = Walk(dialplan, {"inbound": {"AGISTATUS": "SUCCESS", "CENTRALINO_STATUS": "DONE"}})
+    trace = walk.run(TRANSFER_CONTEXT, special)
+    assert _fastagi_requests(trace + walk.after_hangup) == [], (special, trace)
+    assert found[1] == special  # written out on purpose, never caught by the queue pattern
+
+
+@pytest.mark.parametrize("agi", [{"AGISTATUS": "HANGUP"}, {"AGISTATUS": "FAILURE"}])
+def test_a_transferred_callers_hangup_runs_an_h_that_does_nothing(
+    dialplan: Dialplan, agi: dict[str, str]
+) -> None:
+    walk = Walk(dialplan, {"inbound": agi, "fallback_queue.py": {}})
+    trace = walk.run(TRANSFER_CONTEXT, "billing")
+    assert len(_fastagi_requests(trace)) == 1
+    if agi["AGISTATUS"] == "HANGUP":  # the caller left in the session: `h` of this context
+        assert [t.partition("(")[0] for t in walk.after_hangup] == ["NoOp"]
+    assert _fastagi_requests(walk.after_hangup) == []
+
+
+@pytest.mark.parametrize("queue", [q.name for q in AcdSettings().queues])
+def test_every_queue_has_a_numeric_alias_for_dtmf_transfers(dialplan: Dialplan, queue: str) -> None:
+    """DTMF features dial digits only: `##7001` must reach the same entry as `billing`."""
+    aliases = [
+        e
+        for e in dialplan.extensions(TRANSFER_CONTEXT)
+        if re.fullmatch(r"[0-9]+", e) and _requested_queue(dialplan, e) == queue
+    ]
+    assert len(aliases) == 1, (queue, aliases)
+    assert dialplan.find_extension(TRANSFER_CONTEXT, aliases[0]) == (TRANSFER_CONTEXT, aliases[0])
+    # no alias is a prefix of another: the digit collector stops on the first full match
+    numbers = [e for e in dialplan.extensions(TRANSFER_CONTEXT) if e.isdigit()]
+    assert not any(a != b and b.startswith(a) for a in numbers for b in numbers)
+
+
+def _requested_queue(dialplan: Dialplan, extension: str) -> str | None:
+    walk = Walk(dialplan, {"inbound": {"AGISTATUS": "SUCCESS", "CENTRALINO_STATUS": "DONE"}})
+    requests = _fastagi_requests(walk.run(TRANSFER_CONTEXT, extension))
+    if len(requests) != 1:
+        return None
+    return parse_qs(urlsplit(requests[0]).query).get("queue", [None])[0]
+
+
+def test_features_give_agents_transfer_keys_and_dial_lets_only_the_agent_use_them(
+    dialplan: Dialplan,
+) -> None:
+    features = parse_config(CONF / "features.conf")
+    blind = features.value("featuremap", "blindxfer")
+    attended = features.value("featuremap", "atxfer")
+    assert blind == "##"  # Asterisk 22's built-in `#` fires on one stray key
+    assert attended == "*2"  # built in: none (attended transfer off)
+    for keys in (blind, attended):
+        assert re.fullmatch(r"[0-9*#]{2,}", keys)
+    assert not blind.startswith(attended) and not attended.startswith(blind)
+    # t: the called party (agent) may transfer; T would let the caller transfer the agent
+    for step in dialplan.calls_of("Dial"):
+        options = step.arguments[2] if len(step.arguments) > 2 else ""
+        assert "T" not in options, step
+        if step.context == "centralino-agents":
+            assert "t" in options, step
+    ami_doc = (ROOT / "docs" / "ami.md").read_text()
+    assert f"`{blind}`" in ami_doc and f"`{attended}`" in ami_doc
+    assert "`Dial(<endpoint>,<ring timeout>,t)`" in ami_doc
+
+
+CONNECTED_CASES = [
+    # the app died mid-conversation; the agent hung up: Asterisk 22 ends such a session with
+    # AGISTATUS=SUCCESS and DIALSTATUS=ANSWER (checked on a real server)
+    ({"AGISTATUS": "SUCCESS", "DIALSTATUS": "ANSWER"}, {}, None),
+    ({"AGISTATUS": "FAILURE", "DIALSTATUS": "ANSWER"}, {}, None),
+    ({"AGISTATUS": "SUCCESS", "CENTRALINO_STATUS": "SHUTDOWN", "DIALSTATUS": "ANSWER"}, {}, None),
+    # rung but never connected: still answered by a fallback queue
+    ({"AGISTATUS": "SUCCESS", "DIALSTATUS": "NOANSWER"}, {}, "fallback-standard"),
+    # a DIALSTATUS from before this session (the agent who transferred, an Originate variable)
+    # does not count: the app died before connecting anyone
+    ({"AGISTATUS": "FAILURE"}, {"DIALSTATUS": "ANSWER"}, "fallback-standard"),
+]
+
+
+@pytest.mark.parametrize(("agi", "before", "expected_queue"), CONNECTED_CASES)
+@pytest.mark.parametrize(
+    "entry", [("centralino-inbound", "+390299999999"), (TRANSFER_CONTEXT, "7001")]
+)
+def test_a_caller_connected_to_an_agent_is_never_queued_again(
+    dialplan: Dialplan,
+    entry: tuple[str, str],
+    agi: dict[str, str],
+    before: dict[str, str],
+    expected_queue: str | None,
+) -> None:
+    context, extension = entry
+    walk = Walk(dialplan, {"inbound": agi, "fallback_queue.py": {}}, variables=dict(before))
+    trace = walk.run(context, extension)
+    assert len(_fastagi_requests(trace)) == 1
+    assert trace[-1] == "Hangup()"
+    assert _queues(trace) == ([expected_queue] if expected_queue else [])
+
+
+CALLBACK_CASES = [
+    # (what Dial leaves, whether the agent's channel hangs up in Dial, Status reported)
+    ({"DIALSTATUS": "ANSWER"}, None, "ANSWER"),  # customer talked and hung up first
+    ({"DIALSTATUS": "ANSWER"}, "Dial", "ANSWER"),  # the agent hung up first
+    ({"DIALSTATUS": "CANCEL"}, "Dial", "CANCEL"),  # the agent hung up while it rang
+    ({"DIALSTATUS": "NOANSWER"}, None, "NOANSWER"),  # the customer never answered
+    ({"DIALSTATUS": "BUSY"}, None, "BUSY"),
+    ({}, "NoOp", "NOTDIALED"),  # the agent's channel went before the customer was dialled
+]
+
+
+@pytest.mark.parametrize(("dial", "hangup_in", "status"), CALLBACK_CASES)
+def test_every_callback_channel_reports_its_outcome_exactly_once(
+    dialplan: Dialplan, dial: dict[str, str], hangup_in: str | None, status: str
+) -> None:
+    walk = Walk(
+        dialplan,
+        {},
+        variables={"CENTRALINO_CALLBACK_ID": "42"},
+        app_results={"Dial": dial},
+        hangup_in=hangup_in,
+    )
+    trace = walk.run("centralino-callback", "+390212345678")
+    if hangup_in != "NoOp":
+        assert "Dial(PJSIP/+390212345678@trunk,45)" in trace
+    events = [t for t in trace + walk.after_hangup if t.startswith("UserEvent(")]
+    # event name and headers are what centralino/callbacks.py reads
+    assert events == [f"UserEvent(CentralinoCallback,Id: 42,Status: {status})"]
+
+
+def test_the_transfer_context_is_checked_against_asterisks_own_matching() -> None:
+    """What `dialplan show <exten>@<context>` listed on Asterisk 22.10.1 for a context holding
+    `_x1`, `_[a-z][a-z0-9_-]!`, `fax` and `a-b`, best match first."""
+    written = ["_x1", "_[a-z][a-z0-9_-]!", "fax", "a-b"]
+    seen = {
+        **dict.fromkeys(("h", "i", "t", "e", "s", "a", "o", "T", "7001", "Billing", "X1")),
+        **dict.fromkeys(
+            ("hr", "billing", "fallback-vip", "a_b", "talk", "x1"), "_[a-z][a-z0-9_-]!"
+        ),
+        "fax": "fax",
+        "a-b": "a-b",
+        "ab": "a-b",  # dashes are separators Asterisk ignores
+        "51": "_x1",  # lower-case x is a wildcard too
+    }
+    for dialled, expected in seen.items():
+        assert best_match(written, dialled) == expected, dialled
+    assert extension_matches("_[a-z][a-z0-9_-]!", "fax")  # listed second, after `fax`
+    assert not extension_matches("_[a-z]!", "7") and extension_matches("_[a-z]!", "h")
+
+
+# ---- asterisk.conf, music on hold --------------------------------------------------------------
+
+
+def test_asterisk_conf_directories_are_real_and_the_images_defaults() -> None:
+    """`[directories](!)` is a template: Asterisk ignores it."""
+    config = parse_config(CONF / "asterisk.conf")
+    (section,) = config.sections_named("directories")
+    assert not section.is_template
+    assert config.value("directories", "astetcdir") == "/etc/asterisk"  # compose mounts conf here
+    agi_dir = config.value("directories", "astagidir")
+    assert agi_dir == "/var/lib/asterisk/agi-bin"
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert f"{agi_dir}/fallback_queue.py" in compose
+    assert config.value("directories", "astmoddir") == "/usr/lib/asterisk/modules"
+    plan = load_dialplan(CONF / "extensions.conf")
+    assert plan.globals["FALLBACK_CONF"].startswith("/etc/asterisk/")
+
+
+def test_music_on_hold_classes_match_what_uses_them() -> None:
+    """The class the app asks for (Channel.set_music's default) and the fallback queues' class
+    exist, and the comments say which is which."""
+    import inspect
+
+    from ivr.ports import Channel
+
+    app_class = inspect.signature(Channel.set_music).parameters["moh_class"].default
+    moh = parse_config(CONF / "musiconhold.conf")
+    queues = parse_config(CONF / "queues.conf")
+    assert moh.has(app_class)
+    text = (CONF / "musiconhold.conf").read_text()
+    said = re.findall(r"SET MUSIC ON (\w+)", text)
+    assert said == [app_class], said
+    for queue in ("fallback-vip", "fallback-standard"):
+        musicclass = queues.value(queue, "musicclass")
+        assert musicclass is not None and moh.has(musicclass)
 
 
 # ---- the parser itself -------------------------------------------------------------------------

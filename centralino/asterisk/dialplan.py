@@ -35,6 +35,8 @@ __all__ = [
     "DialplanStep",
     "GotoTarget",
     "agi_scripts_in_dialplan",
+    "best_match",
+    "extension_matches",
     "load_dialplan",
     "parse_config",
     "parse_config_text",
@@ -360,22 +362,37 @@ class Dialplan:
     def extensions(self, context: str) -> set[str]:
         return {s.extension for s in self.contexts.get(context, [])}
 
-    def has_priority(self, context: str, extension: str, priority: str) -> bool:
-        """Whether context/extension has that priority number or label (via `include =>` too)."""
+    def find_extension(self, context: str, extension: str) -> tuple[str, str] | None:
+        """`(context, extension as written)` Asterisk runs for `extension` dialled in `context`:
+        the context's own best match (`best_match`), else its `include =>`s in order."""
         seen: set[str] = set()
         pending = [context]
         while pending:
-            ctx = pending.pop()
+            ctx = pending.pop(0)
             if ctx in seen:
                 continue
             seen.add(ctx)
-            for step in self.contexts.get(ctx, []):
-                if step.extension != extension:
-                    continue
-                if str(step.priority) == priority or step.label == priority:
-                    return True
-            pending += self.includes.get(ctx, [])
-        return False
+            written = best_match(self.extensions(ctx), extension)
+            if written is not None:
+                return ctx, written
+            pending[:0] = self.includes.get(ctx, [])
+        return None
+
+    def has_priority(self, context: str, extension: str, priority: str) -> bool:
+        """Whether dialling `extension` in `context` reaches that priority number or label, as
+        Goto and DIALPLAN_EXISTS() see it (patterns and `include =>` too). An extension as
+        written (a `_pattern` too) stands for itself: a jump within the running extension."""
+        if extension in self.extensions(context):
+            found: tuple[str, str] | None = (context, extension)
+        else:
+            found = self.find_extension(context, extension)
+        if found is None:
+            return False
+        ctx, written = found
+        return any(
+            step.extension == written and (str(step.priority) == priority or step.label == priority)
+            for step in self.contexts[ctx]
+        )
 
     def queues(self) -> set[str]:
         return {s.arguments[0] for s in self.calls_of("Queue") if s.arguments}
@@ -433,6 +450,73 @@ class Dialplan:
             if target and "://" not in target:
                 names.add(target)
         return names
+
+
+# ---- extension patterns (Asterisk's main/pbx.c rules) ------------------------------------------
+# `_` starts a pattern. In it: X/x any digit, Z/z 1-9, N/n 2-9, [a-z0-9_-] a class (ranges with
+# '-' between two characters, any other '-' literal), `.` one or more characters, `!` zero or
+# more; anything else is literal. Outside classes '-' is a separator Asterisk ignores, in the
+# extension written and in the one dialled alike ("555-1212" is "5551212"). Matching is
+# case-sensitive. Checked against Asterisk 22.10.1's `dialplan show <exten>@<context>`.
+_WILDCARDS = {"X": "0123456789", "Z": "123456789", "N": "23456789"}
+_ANY_ONE_OR_MORE = 1 << 16  # `.` matches more than any class
+_ANY_ZERO_OR_MORE = 1 << 17  # `!` more still
+
+
+def _pattern_positions(pattern: str) -> list[tuple[str, int]]:
+    """A pattern as (regex piece, how many characters it admits) per position."""
+    out: list[tuple[str, int]] = []
+    rest = pattern[1:]
+    while rest:
+        char, rest = rest[0], rest[1:]
+        if char == "[":
+            end = rest.find("]")
+            if end < 0:
+                raise ConfigError(f"pattern {pattern!r}: '[' without ']'")
+            body, rest = rest[:end], rest[end + 1 :]
+            members: set[str] = set()
+            i = 0
+            while i < len(body):
+                if i + 2 < len(body) and body[i + 1] == "-":
+                    members |= {chr(c) for c in range(ord(body[i]), ord(body[i + 2]) + 1)}
+                    i += 3
+                else:
+                    members.add(body[i])
+                    i += 1
+            out.append(("[" + "".join(re.escape(m) for m in sorted(members)) + "]", len(members)))
+        elif char.upper() in _WILDCARDS:
+            digits = _WILDCARDS[char.upper()]
+            out.append((f"[{digits}]", len(digits)))
+        elif char == ".":
+            out.append((".+", _ANY_ONE_OR_MORE))
+        elif char == "!":
+            out.append((".*", _ANY_ZERO_OR_MORE))
+        elif char != "-":
+            out.append((re.escape(char), 1))
+    return out
+
+
+def extension_matches(written: str, dialled: str) -> bool:
+    """Whether an extension as written in the dialplan (a name or a `_pattern`) matches the
+    extension dialled, by Asterisk's rules (above)."""
+    dialled = dialled.replace("-", "")
+    if not written.startswith("_"):
+        return written.replace("-", "") == dialled
+    regex = "".join(piece for piece, _ in _pattern_positions(written))
+    return re.fullmatch(regex, dialled, re.DOTALL) is not None
+
+
+def best_match(written: Iterable[str], dialled: str) -> str | None:
+    """The extension Asterisk picks among those `written` in one context for `dialled`: a name
+    that equals it, else the most specific matching pattern (position by position, the one that
+    admits fewer characters; `.` and `!` last)."""
+    matching = [w for w in written if w != "" and extension_matches(w, dialled)]
+    names = [w for w in matching if not w.startswith("_")]
+    if names:
+        return names[0]
+    if not matching:
+        return None
+    return min(matching, key=lambda w: ([n for _, n in _pattern_positions(w)], w))
 
 
 def _destination(text: str, step: DialplanStep) -> GotoTarget:
