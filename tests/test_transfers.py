@@ -454,7 +454,7 @@ async def test_given_agent_blind_transfers_to_a_queue_then_that_queues_agent_ans
     world.simulator.transfer_event_lag_s = ami_lag_s
     caller = replace(known_caller(world, key="3"), transfer_to="billing@centralino-transfer")
 
-    with caplog.at_level(logging.INFO, logger="centralino.app"):
+    with caplog.at_level(logging.INFO, logger="centralino.inbound_script"):
         result = await asyncio.wait_for(world.simulator.call(caller), 60)
 
     first, second = result.transferred_by, result.agent
@@ -483,7 +483,7 @@ async def test_given_agent_blind_transfers_to_a_queue_then_that_queues_agent_ans
     ended = [
         r.getMessage()
         for r in caplog.records
-        if r.name == "centralino.app" and r.getMessage().startswith("call ended: ")
+        if r.name == "centralino.inbound_script" and r.getMessage().startswith("call ended: ")
     ]
     assert ended == ["call ended: transferred", "call ended: answered"]
     rows = await _queue_log(pg_pool, result.uniqueid)

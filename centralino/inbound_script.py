@@ -1,0 +1,117 @@
+"""The `inbound` FastAGI script: every incoming call's flow, bound to its contact's services.
+
+Also the AudioSocket call handler (live audio; speech recognition plugs in behind the
+Recognizer port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from acd.models import AgentDefinition
+from acd.service import Router
+from centralino.ami_watch import DialWatch, TransferWatch
+from centralino.asterisk.agi_server import AgiCall
+from centralino.asterisk.audiosocket_server import AudioSocketSession
+from centralino.logs import bind_call
+from centralino.web.desktop_ws import DesktopHub
+from contact.inbound import InboundCallServices
+from contact.rules import IntentRoute
+from context.fanout import PreAnswerFanout
+from context.models import Outcome
+from context.service import ContextService
+from ivr.errors import CallHandedBack, ChannelHungUp
+from ivr.inbound import FlowSettings, InboundCall, run_inbound
+from ivr.intent import IntentModel
+
+log = logging.getLogger(__name__)
+
+STATUS_DONE = "DONE"
+
+
+class InboundHandler:
+    """The `inbound` FastAGI script: every incoming call's flow."""
+
+    def __init__(
+        self,
+        *,
+        fanout: PreAnswerFanout,
+        context: ContextService,
+        router: Router,
+        hub: DesktopHub,
+        agents: Mapping[str, AgentDefinition],
+        owners: Mapping[str, str],
+        model: IntentModel,
+        flow: FlowSettings,
+        outcomes: dict[str, int],
+        dial_watch: DialWatch | None,
+        transfer_watch: TransferWatch | None = None,
+        routes: Mapping[str, IntentRoute],
+    ) -> None:
+        self.routes = routes
+        self.dial_watch = dial_watch
+        self.transfer_watch = transfer_watch
+        self.fanout = fanout
+        self.context = context
+        self.router = router
+        self.hub = hub
+        self.agents = agents
+        self.owners = owners
+        self.model = model
+        self.flow = flow
+        self.outcomes = outcomes
+
+    async def __call__(self, call: AgiCall) -> None:
+        env = call.env
+        # The channel running the inbound AGI is the call's first channel, so its uniqueid is
+        # the call's linkedid: the fan-out starts now, before the first command is even sent.
+        linkedid = env.uniqueid
+        with bind_call(uniqueid=env.uniqueid, linkedid=linkedid):
+            handle = self.fanout.start(linkedid=linkedid, caller_id=env.callerid)
+            services = InboundCallServices(
+                uniqueid=env.uniqueid,
+                linkedid=linkedid,
+                caller_id=env.callerid if env.callerid != "unknown" else "",
+                handle=handle,
+                context=self.context,
+                router=self.router,
+                desk=self.hub,
+                agents=self.agents,
+                owners=self.owners,
+                routes=self.routes,
+                answers=self.dial_watch,
+                transfers=self.transfer_watch,
+            )
+            query = call.query
+            outcome = await run_inbound(
+                InboundCall(
+                    uniqueid=env.uniqueid,
+                    caller_id=services.caller_id,
+                    language=query.get("lang") or None,
+                    queue=query.get("queue") or None,
+                ),
+                call.channel,
+                services,
+                model=self.model,
+                settings=self.flow,
+                monotonic=asyncio.get_running_loop().time,
+            )
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            log.info("call ended: %s", outcome.value)
+            if outcome is not Outcome.RETURNED and not call.channel.hung_up:
+                # Handed back (shutdown), the session says SHUTDOWN itself; else we are done.
+                with contextlib.suppress(ChannelHungUp, CallHandedBack):
+                    await call.channel.set_variable("CENTRALINO_STATUS", STATUS_DONE)
+
+
+async def audiosocket_call(session: AudioSocketSession) -> None:
+    """Live audio arrives here (speech recognition plugs in behind the Recognizer port);
+    for now frames are consumed with backpressure and counted."""
+    with bind_call(audiosocket=str(session.uuid)):
+        frames = 0
+        async for _event in session:
+            frames += 1
+        log.info("audiosocket call ended after %d events", frames)
