@@ -115,3 +115,25 @@ def test_a_busy_port_is_reported_clearly_not_as_a_traceback(
     err = capsys.readouterr().err
     assert "another process listens on a configured port" in err
     assert "CENTRALINO_SERVER_AGI_PORT" in err
+
+
+def test_example_knows_every_numeric_transfer_alias_of_the_dialplan() -> None:
+    """A DTMF blind transfer reports the number dialled (7001@centralino-transfer): the app
+    must know it as the queue the dialplan's alias leads to, or it logs a transfer to
+    nowhere while the caller waits in that queue."""
+    import re
+
+    settings = load_settings(ROOT / "centralino.example.toml", environ={})
+    conf = (ROOT / "asterisk_conf" / "extensions.conf").read_text(encoding="utf-8")
+    section = conf.split("\n[centralino-transfer]\n", 1)[1].split("\n[", 1)[0]
+    aliases = dict(re.findall(r"^exten => (\d+),1,Goto\(([a-z][a-z0-9_-]*),1\)", section, re.M))
+    assert aliases, "the dialplan has numeric transfer aliases"
+    known = settings.acd.transfer_queues()
+    assert {f"{n}@centralino-transfer": q for n, q in aliases.items()}.items() <= known.items()
+
+
+def test_example_intents_are_the_built_in_routes() -> None:
+    from contact.rules import DEFAULT_ROUTES
+
+    settings = load_settings(ROOT / "centralino.example.toml", environ={})
+    assert settings.contact.routes() == dict(DEFAULT_ROUTES)
