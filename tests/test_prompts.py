@@ -178,12 +178,9 @@ def test_command_line_renders_every_prompt_per_language(tmp_path: Path) -> None:
             assert params.framerate == 8000, (language, prompt.name)
 
 
-def test_make_prompts_writes_where_compose_mounts_from() -> None:
+def test_make_prompts_writes_where_git_ignores() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "-m centralino.prompts --out build/sounds" in makefile
-    ignored = subprocess.run(
-        ["git", "check-ignore", "-q", "build/sounds/en/centralino/welcome.wav"],
-        cwd=ROOT,
-        check=False,
-    )
-    assert ignored.returncode == 0, "generated audio must be ignored by git"
+    # generated audio is never committed (read from .gitignore: CI machines need no git)
+    patterns = (ROOT / ".gitignore").read_text().split()
+    assert "build/" in patterns or "/build/" in patterns
