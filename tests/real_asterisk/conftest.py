@@ -1,0 +1,300 @@
+"""Fixtures for tests against a real Asterisk 22 (marker `asterisk`).
+
+- `asterisk` (session): found (CENTRALINO_ASTERISK_HOME, else ../shared/asterisk/*.tar.xz),
+  extracted once, configured from asterisk_conf/ with test overrides (harness.py), started,
+  stopped at the end. Where there is none, every `asterisk` test is skipped from one place, so
+  pytest's summary folds them into a single line saying why.
+- `driver`: the project's AmiClient logged in as the test user, placing calls (driver.py).
+- `centralino`: the app (`centralino.app.running`) against that Asterisk, with real PostgreSQL
+  and Redis, the demo ERP/CRM over HTTP, agents whose phones are `Local/<id>@test-phones`, and
+  desktops that acknowledge every screen-pop; its AMI link runs through a proxy the test owns.
+
+A failing test's report carries what Asterisk logged while it ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Generator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast
+
+import aiohttp
+import asyncpg
+import numpy as np
+import pytest
+from aiohttp import web
+
+from acd.models import AgentDefinition, AgentState
+from centralino.app import Runtime, bound_port, running
+from centralino.asterisk.ami_client import AmiClient
+from centralino.demo.crm import crm_backend_config, make_crm_app
+from centralino.demo.dataset import DemoDataset, generate
+from centralino.demo.erp import erp_backend_config, make_erp_app
+from centralino.demo.seed import seed_customers
+from centralino.demo.world import demo_agents
+from centralino.settings import ServerSettings, Settings
+from centralino.simulator.callcenter import SimulatedDesktop
+from ivr.inbound import FlowSettings
+from tests.conftest import DEFAULT_REDIS
+from tests.helpers import eventually
+from tests.real_asterisk.driver import AmiProxy, CallDriver
+from tests.real_asterisk.harness import (
+    AMI_USER,
+    DRIVER_USER,
+    AsteriskProcess,
+    AsteriskUnavailable,
+    asterisk_tree,
+    free_port,
+    locate_asterisk,
+    render,
+)
+
+_UNAVAILABLE = pytest.StashKey[str]()
+_SKIP_PREFIX = "real Asterisk not available: "
+_PROCESS = pytest.StashKey[AsteriskProcess]()
+_LOG_OFFSET = pytest.StashKey[int]()
+
+# Agents' phones in the test dialplan, and a flow tuned for a test's patience (not a caller's).
+PHONE_CONTEXT = "test-phones"
+TEST_FLOW = FlowSettings(menu_timeout_ms=6000, hold_poll_ms=200, ring_timeout_s=10)
+AGENTS = 5
+# Our own database on the suite's default Redis server (see `redis_url`).
+REDIS_DB = 13
+
+
+def _why_unavailable(config: pytest.Config) -> str:
+    """'' if a real Asterisk can be used here, else the reason (computed once)."""
+    if _UNAVAILABLE not in config.stash:
+        try:
+            locate_asterisk(os.environ)
+            config.stash[_UNAVAILABLE] = ""
+        except AsteriskUnavailable as exc:
+            config.stash[_UNAVAILABLE] = f"{_SKIP_PREFIX}{exc}"
+    return config.stash[_UNAVAILABLE]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marked = [i for i in items if i.get_closest_marker("asterisk") is not None]
+    why = _why_unavailable(config) if marked else ""
+    for item in marked if why else ():
+        item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple):
+        _path, _line, reason = report.longrepr
+        if reason.startswith(f"Skipped: {_SKIP_PREFIX}") or reason.startswith(_SKIP_PREFIX):
+            # One place for every such skip, so `-ra` prints one line saying why, not one a test.
+            # (no line: pytest itself folds marker skips at setup that way)
+            report.longrepr = cast("tuple[str, int, str]", (__file__, None, reason))
+    process = item.config.stash.get(_PROCESS, None)
+    if report.failed and process is not None and item.get_closest_marker("asterisk"):
+        offset = item.stash.get(_LOG_OFFSET, 0)
+        lines = process.log_lines_since(offset)[-150:]
+        report.sections.append(("real Asterisk messages.log", "\n".join(lines)))
+    return report
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_url: str) -> str:
+    """The suite's Redis, but a database of our own on the default server: other test runs on
+    this machine flush database 9 whenever they like, and a live call must not lose its state."""
+    if redis_url == DEFAULT_REDIS:
+        return redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    return redis_url
+
+
+@pytest.fixture(scope="session")
+def asterisk(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AsteriskProcess]:
+    source = locate_asterisk(os.environ)
+    base = tmp_path_factory.mktemp("asterisk")
+    tree = asterisk_tree(source, base / "tree")
+    layout = render(
+        tree=tree,
+        base=base,
+        ami_port=free_port(),
+        sip_port=free_port(),
+        agi_port=free_port(),
+        audiosocket_port=free_port(),
+        ami_secret=secrets.token_hex(12),
+        driver_secret=secrets.token_hex(12),
+    )
+    process = AsteriskProcess(layout)
+    process.start()
+    request.config.stash[_PROCESS] = process
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _log_offset(request: pytest.FixtureRequest) -> None:
+    process = request.config.stash.get(_PROCESS, None)
+    if process is not None:
+        request.node.stash[_LOG_OFFSET] = process.log_size()
+
+
+@pytest.fixture
+async def driver(asterisk: AsteriskProcess) -> AsyncIterator[CallDriver]:
+    """The test's own AMI session (all rights); on exit every channel is hung up."""
+    client = AmiClient(
+        host="127.0.0.1",
+        port=asterisk.layout.ami_port,
+        username=DRIVER_USER,
+        secret=asterisk.layout.driver_secret,
+        rng=np.random.default_rng(),
+    )
+    await client.connect()
+    driver = CallDriver(ami=client)
+    driver.start()
+    await client.action("DBDelTree", Family="phone")
+    try:
+        yield driver
+    finally:
+        driver.close()
+        await client.action("Command", Command="channel request hangup all")
+
+        async def no_channels() -> None:
+            listing = await client.action_list("CoreShowChannels")
+            assert not listing.events, [e.get("Channel") for e in listing.events]
+
+        try:
+            await eventually(no_channels, timeout=10)
+        finally:
+            await client.close()
+
+
+@dataclass(slots=True)
+class RealWorld:
+    runtime: Runtime
+    dataset: DemoDataset
+    desktops: dict[str, SimulatedDesktop]
+    proxy: AmiProxy
+    base_url: str
+    agents: list[AgentDefinition]
+
+
+def phone_endpoint(agent_id: str) -> str:
+    return f"Local/{agent_id}@{PHONE_CONTEXT}"
+
+
+async def _serve(app: web.Application, stack: AsyncExitStack) -> str:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return f"http://127.0.0.1:{bound_port(site)}"
+
+
+@pytest.fixture
+async def centralino(
+    asterisk: AsteriskProcess,
+    pg_dsn: str,
+    redis_url: str,
+    pg_pool: asyncpg.Pool,
+    redis_client: object,
+) -> AsyncIterator[RealWorld]:
+    """Centralino running against the real Asterisk; every agent logged in and ready."""
+    layout = asterisk.layout
+    settings = Settings(
+        server=ServerSettings(
+            host="127.0.0.1",
+            agi_port=layout.agi_port,
+            audiosocket_port=layout.audiosocket_port,
+            http_port=0,
+            grace_s=2.0,
+        ),
+    )
+    rng = np.random.default_rng(7)
+    dataset = generate(rng, today=datetime.now(UTC).date())
+    async with AsyncExitStack() as stack:
+        erp_url = await _serve(
+            make_erp_app(
+                latency_ms=20, failure_rate=0.0, rng=np.random.default_rng(8), dataset=dataset
+            ),
+            stack,
+        )
+        crm_url = await _serve(
+            make_crm_app(
+                latency_ms=30, failure_rate=0.0, rng=np.random.default_rng(9), dataset=dataset
+            ),
+            stack,
+        )
+        proxy = AmiProxy(target_port=layout.ami_port, listen_port=free_port())
+        await proxy.start()
+        stack.push_async_callback(proxy.aclose)
+        definitions, names = demo_agents(AGENTS)
+        agents = [
+            AgentDefinition(
+                agent_id=d.agent_id,
+                skills=d.skills,
+                teams=d.teams,
+                languages=d.languages,
+                endpoint=phone_endpoint(d.agent_id),
+                wrap_up_s=0.0,
+            )
+            for d in definitions
+        ]
+        runtime = await stack.enter_async_context(
+            running(
+                settings,
+                database_url=pg_dsn,
+                redis_url=redis_url,
+                backends=[
+                    erp_backend_config(erp_url, timeout_s=1.0),
+                    crm_backend_config(crm_url, timeout_s=1.0),
+                ],
+                agents=agents,
+                agent_names=names,
+                ami_endpoint=("127.0.0.1", proxy.port, AMI_USER, layout.ami_secret),
+                flow=TEST_FLOW,
+                owner="real-asterisk",
+            )
+        )
+        await seed_customers(runtime.context, dataset)
+        base_url = f"http://127.0.0.1:{runtime.http_port}"
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        desktops = {
+            a.agent_id: SimulatedDesktop(
+                base_url=base_url, agent_id=a.agent_id, session=session, ack_delay_s=0.05
+            )
+            for a in agents
+        }
+        for desktop in desktops.values():
+            desktop.start()
+            stack.push_async_callback(desktop.aclose)
+        for desktop in desktops.values():
+            async with asyncio.timeout(10):
+                await desktop.connected.wait()
+        for a in agents:
+            state = (await runtime.router.agent_login(a.agent_id)).state
+            if state is AgentState.NOT_READY:
+                await runtime.router.agent_ready(a.agent_id)
+        ami = runtime.ami
+        assert ami is not None
+
+        def linked() -> None:
+            assert ami.connected, "Centralino's AMI link is not up yet"
+
+        await eventually(linked, timeout=10)
+        yield RealWorld(
+            runtime=runtime,
+            dataset=dataset,
+            desktops=desktops,
+            proxy=proxy,
+            base_url=base_url,
+            agents=agents,
+        )
