@@ -3,7 +3,7 @@
 
 Asterisk runs it locally from [centralino-fallback] in extensions.conf:
     AGI(fallback_queue.py,/etc/asterisk/centralino-fallback.conf)
-It reads the AGI environment on stdin (pyst2), decides the caller's priority class and sets
+It reads the AGI environment on stdin, decides the caller's priority class and sets
     FALLBACK_QUEUE  the queue to use (the dialplan jumps to the extension of that name)
     FALLBACK_PRIORITY  the class it decided (for the queue log / reports)
 
@@ -11,19 +11,27 @@ Priority: the channel variable CENTRALINO_PRIORITY if the app set one before fai
 caller number (agi_callerid) looked up in the file's [callers] (exact number, then the longest
 `prefix*`); else none. The class maps to a queue in [queues]; [general] default_queue otherwise.
 
-It must never make things worse: a missing or garbled file, an unknown class or a bad queue name
-all give the default queue, and the script always exits 0 so the dialplan carries on.
-Standalone by design: standard library and pyst2 only, nothing of Centralino's.
+It must never make things worse: a missing or garbled file, an unknown class, a bad queue name,
+a hangup or a closed pipe all leave or give the default queue, and the script always exits 0
+(logging why on stderr) so the dialplan carries on.
+
+Standalone by design: the standard library only, nothing of Centralino's. It speaks AGI itself
+(the environment, then one command and one reply a line) instead of using pyst2, whose `AGI()`
+writes the whole environment (the caller's number and name) and every command and reply to
+stderr, which Asterisk shows on its console for every call; pyst2 need not be installed. What it
+logs names no caller.
 """
 
 from __future__ import annotations
 
 import configparser
 import re
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TextIO
+from types import FrameType
+from typing import BinaryIO, TextIO
 
 DEFAULT_CONFIG = "/etc/asterisk/centralino-fallback.conf"
 # Used when the file cannot tell: must exist in queues.conf and [centralino-fallback-queues].
@@ -32,6 +40,10 @@ BUILTIN_DEFAULT_QUEUE = "fallback-standard"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Asterisk's config files are small; a huge file is not ours.
 MAX_CONFIG_BYTES = 1 << 20
+# Asterisk's AGI lines are short (a variable's value is at most a few KiB); a longer one is not
+# AGI. Asterisk 22 sends about 25 environment lines, plus agi_arg_N for our one argument.
+MAX_LINE_BYTES = 1 << 16
+MAX_ENV_LINES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,34 +104,118 @@ def choose_queue(priority: str | None, rules: FallbackRules) -> str:
     return queue if _NAME.match(queue) else rules.default_queue
 
 
-def main(argv: list[str]) -> int:
-    # Imported here so the pure functions above can be used without pyst2 installed.
-    from asterisk.agi import AGI, AGIException
+class AgiStop(Exception):
+    """The session cannot go on: the channel hung up, Asterisk closed the pipe or refused the
+    command, or sent something that is not AGI. Nothing is left to decide."""
 
-    log = sys.stderr
-    try:
-        # pyst2 reads the whole environment on construction and installs a SIGHUP handler
-        # (Asterisk signals a hangup with SIGHUP when AGISIGHUP is on).
-        agi = AGI()
-    except (AGIException, ValueError, OSError) as exc:
-        log.write(f"fallback_queue: no usable AGI environment: {exc}\n")
-        return 0
+
+@dataclass(frozen=True, slots=True)
+class AgiReply:
+    result: str  # the number after result=
+    data: str | None  # the text in parentheses, if any
+
+
+_REPLY = re.compile(r"^200 result=(-?\d*)(?: \((.*)\))?")
+
+
+class AgiSession:
+    """Process AGI over a pair of byte streams: the environment, then command → reply.
+
+    `hung_up()` is Asterisk's SIGHUP (sent when the channel hangs up, AGISIGHUP being on by
+    default; its default action would kill us with a non-zero status): no command is sent after
+    it."""
+
+    def __init__(self, stdin: BinaryIO, stdout: BinaryIO) -> None:
+        self._in = stdin
+        self._out = stdout
+        self._hung_up = False
+
+    def hung_up(self, signum: int = signal.SIGHUP, frame: FrameType | None = None) -> None:
+        self._hung_up = True
+
+    def _line(self) -> str:
+        raw = self._in.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            raise AgiStop("Asterisk closed the pipe")
+        if len(raw) > MAX_LINE_BYTES:
+            raise AgiStop(f"line longer than {MAX_LINE_BYTES} bytes")
+        return raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+    def read_environment(self) -> dict[str, str]:
+        """`agi_*: value` lines up to the blank line that ends them."""
+        env: dict[str, str] = {}
+        for _ in range(MAX_ENV_LINES):
+            line = self._line()
+            if not line:
+                return env
+            key, sep, value = line.partition(":")
+            if not sep or not key.startswith("agi_"):
+                raise AgiStop("not an AGI environment line")
+            env[key] = value.strip()
+        raise AgiStop(f"more than {MAX_ENV_LINES} environment lines")
+
+    def command(self, *words: str) -> AgiReply:
+        if self._hung_up:
+            raise AgiStop("SIGHUP: the channel hung up")
+        self._out.write((" ".join(words) + "\n").encode("utf-8"))
+        self._out.flush()
+        line = self._line()
+        match = _REPLY.match(line)
+        if match is None:
+            # HANGUP (the channel is gone), 510/511/520 (refused), anything else: not a reply
+            # we can use. The code alone is logged: a line may echo a caller's data.
+            raise AgiStop(f"reply {line[:3]!r}")
+        if match.group(1) == "-1":
+            raise AgiStop("channel hung up (result=-1)")
+        return AgiReply(match.group(1), match.group(2))
+
+    def get_variable(self, name: str) -> str:
+        reply = self.command("GET VARIABLE", quote(name))
+        return (reply.data or "") if reply.result == "1" else ""
+
+    def set_variable(self, name: str, value: str) -> None:
+        self.command("SET VARIABLE", name, quote(value))
+
+    def verbose(self, message: str, level: int) -> None:
+        self.command("VERBOSE", quote(message), str(level))
+
+
+def quote(text: str) -> str:
+    """An AGI argument in double quotes (ours never hold quotes, backslashes or newlines)."""
+    if any(c in text for c in '"\\\n\r'):
+        raise ValueError("cannot quote an argument with quotes, backslashes or line breaks")
+    return f'"{text}"'
+
+
+def run(argv: list[str], session: AgiSession, *, log: TextIO) -> None:
+    """Decide and set FALLBACK_QUEUE / FALLBACK_PRIORITY for the caller on `session`."""
+    env = session.read_environment()
     config_path = argv[1] if len(argv) > 1 and argv[1] else DEFAULT_CONFIG
     rules = load_rules(config_path, log=log)
+    priority = session.get_variable("CENTRALINO_PRIORITY").strip() or None
+    if priority is None:
+        priority = priority_of(env.get("agi_callerid", "").strip(), rules)
+    if priority is not None and not _NAME.match(priority):
+        priority = None
+    queue = choose_queue(priority, rules)
+    session.set_variable("FALLBACK_QUEUE", queue)
+    session.set_variable("FALLBACK_PRIORITY", priority or "none")
+    session.verbose(f"centralino fallback: priority {priority or 'none'} -> queue {queue}", 2)
+
+
+def main(argv: list[str]) -> int:
+    """Always 0: whatever goes wrong, the dialplan's default queue stands."""
+    log = sys.stderr
+    session = AgiSession(sys.stdin.buffer, sys.stdout.buffer)
+    signal.signal(signal.SIGHUP, session.hung_up)
     try:
-        priority = agi.get_variable("CENTRALINO_PRIORITY").strip() or None
-        if priority is None:
-            priority = priority_of(agi.env.get("agi_callerid", "").strip(), rules)
-        if priority is not None and not _NAME.match(priority):
-            priority = None
-        queue = choose_queue(priority, rules)
-        # execute() directly, so the variable name goes unquoted: SET VARIABLE NAME "value"
-        agi.execute("SET VARIABLE", "FALLBACK_QUEUE", agi._quote(queue))
-        agi.execute("SET VARIABLE", "FALLBACK_PRIORITY", agi._quote(priority or "none"))
-        agi.verbose(f"centralino fallback: priority {priority or 'none'} -> queue {queue}", 2)
-    except (AGIException, ValueError, OSError) as exc:
-        # Hangup (SIGHUP, result=-1), a closed pipe or an unparsable reply: nothing to decide.
-        log.write(f"fallback_queue: stopped: {exc!r}\n")
+        run(argv, session, log=log)
+    except AgiStop as exc:
+        log.write(f"fallback_queue: stopped: {exc}\n")
+    except OSError as exc:  # e.g. a broken pipe while writing a command
+        log.write(f"fallback_queue: stopped: {type(exc).__name__}: {exc.strerror}\n")
+    except Exception as exc:  # the process boundary: a bug must not cost the caller the queue
+        log.write(f"fallback_queue: internal error ({type(exc).__name__}); default queue stands\n")
     return 0
 
 

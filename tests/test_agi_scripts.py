@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import io
+import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,15 +31,22 @@ RECORDED_ENV = load_transcripts("fastagi-session.txt")[0].environment
 
 
 class AgiProcess:
-    """The script as a child process; we play Asterisk on its stdin/stdout."""
+    """The script as a child process; we play Asterisk on its stdin/stdout. `python_path`
+    (PYTHONPATH) lets a test hide pyst2."""
 
-    def __init__(self, *args: str, env: bytes = RECORDED_ENV) -> None:
+    def __init__(
+        self, *args: str, env: bytes = RECORDED_ENV, python_path: str | None = None
+    ) -> None:
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if python_path is not None:
+            environ["PYTHONPATH"] = python_path
         self.proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=ROOT,
+            env=environ,
         )
         self.commands: list[bytes] = []
         self.send(env)
@@ -58,10 +69,13 @@ class AgiProcess:
 
 
 def run_dialogue(
-    replies: dict[bytes, bytes], *args: str, env: bytes = RECORDED_ENV
+    replies: dict[bytes, bytes],
+    *args: str,
+    env: bytes = RECORDED_ENV,
+    python_path: str | None = None,
 ) -> tuple[list[bytes], int, bytes]:
     """Answer each command by its first word(s); return the commands, exit code and stderr."""
-    agi = AgiProcess(*args, env=env)
+    agi = AgiProcess(*args, env=env, python_path=python_path)
     while True:
         line = agi.command()
         if not line:
@@ -175,10 +189,97 @@ def test_given_asterisk_closes_mid_environment_then_exit_0_without_commands() ->
     agi = AgiProcess(str(RULES), env=RECORDED_ENV[:200])
     code, out, err = agi.finish()
     assert code == 0
-    # pyst2 takes EOF as the end of the environment, asks once, then sees EOF as the reply.
-    assert out == b'GET VARIABLE "CENTRALINO_PRIORITY"\n'
-    assert b"fallback_queue: stopped" in err
+    assert out == b""  # Asterisk is gone: nothing to ask, the dialplan's default stands
+    assert err == b"fallback_queue: stopped: Asterisk closed the pipe\n"
+
+
+# ---- with and without pyst2; the caller's data never on stderr (Asterisk's console) ----------
+
+# What identifies the recorded caller: never on stderr, which Asterisk shows on its console.
+CALLER_NUMBER = b"+390212345678"
+CALLER_NAME = re.search(rb"^agi_calleridname: (.+)$", RECORDED_ENV, re.M)
+
+
+@pytest.fixture(params=["pyst2 installed", "pyst2 missing"])
+def python_path(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """None: this interpreter as it is (pyst2 importable); else a PYTHONPATH whose `asterisk`
+    package shadows pyst2's and fails to import, as on an image without pyst2."""
+    if request.param == "pyst2 installed":
+        pytest.importorskip("asterisk.agi")
+        return None
+    shadow = tmp_path / "asterisk"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text('raise ImportError("pyst2 is not installed here")\n')
+    probe = subprocess.run(
+        [sys.executable, "-c", "import asterisk.agi"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        check=False,
+    )
+    assert probe.returncode != 0  # the shadow works
+    return str(tmp_path)
+
+
+def test_given_either_python_then_exit_0_the_queue_is_set_and_no_caller_data_is_logged(
+    python_path: str | None,
+) -> None:
+    commands, code, err = run_dialogue(OK_REPLIES, str(RULES), python_path=python_path)
+    assert code == 0
+    assert b'SET VARIABLE FALLBACK_QUEUE "fallback-vip"\n' in commands
+    assert err == b""  # nothing went wrong, nothing to say
+    assert CALLER_NAME is not None
+
+
+@pytest.mark.parametrize(
+    ("replies", "env"),
+    [
+        (OK_REPLIES, RECORDED_ENV),
+        ({b"GET VARIABLE": b"HANGUP\n"}, RECORDED_ENV),
+        (
+            {b"GET VARIABLE": b"200 result=1 (vip)\n", b"SET VARIABLE": b"200 result=-1\n"},
+            RECORDED_ENV,
+        ),
+        (OK_REPLIES, b"garbage " + CALLER_NUMBER + b"\n\n"),  # not AGI at all
+    ],
+    ids=["routed", "hangup-line", "result-minus-1", "not-agi"],
+)
+def test_given_any_session_then_stderr_never_names_the_caller(
+    python_path: str | None, replies: dict[bytes, bytes], env: bytes
+) -> None:
+    _, code, err = run_dialogue(replies, str(RULES), env=env, python_path=python_path)
+    assert code == 0
+    assert CALLER_NUMBER not in err
+    assert CALLER_NAME is not None and CALLER_NAME.group(1) not in err
     assert b"Traceback" not in err
+    assert all(line.startswith(b"fallback_queue: ") for line in err.splitlines()), err
+
+
+def test_given_sighup_then_no_more_commands_and_exit_0(python_path: str | None) -> None:
+    """Asterisk signals the channel's hangup with SIGHUP: stop at once, quietly, exit 0."""
+    agi = AgiProcess(str(RULES), python_path=python_path)
+    assert agi.command() == b'GET VARIABLE "CENTRALINO_PRIORITY"\n'
+    agi.proc.send_signal(signal.SIGHUP)
+    agi.send(b"200 result=0\n")
+    code, out, err = agi.finish()
+    assert code == 0
+    assert out == b""
+    assert err == b"fallback_queue: stopped: SIGHUP: the channel hung up\n"
+
+
+def test_the_script_imports_nothing_but_the_standard_library() -> None:
+    """Asterisk runs it with the image's python3: nothing of ours, and no pyst2 needed."""
+    tree = ast.parse(SCRIPT.read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert imported <= sys.stdlib_module_names | {"__future__"}, imported
 
 
 def test_rules_from_the_committed_file() -> None:
