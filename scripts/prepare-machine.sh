@@ -64,7 +64,15 @@ if ! pg_up; then
     if [ "$(id -u)" -eq 0 ]; then
         ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
         # a package installed in a container may come without its cluster
-        [ -d "/etc/postgresql/$ver/main" ] || pg_createcluster "$ver" main >/dev/null
+        [ -d "/etc/postgresql/$ver/main" ] || pg_createcluster -p 5432 "$ver" main >/dev/null
+        # The package gives its cluster the next free port when 5432 was taken at install
+        # time; nothing answers there now, so the test cluster takes it.
+        port=$(pg_conftool -s "$ver" main show port 2>/dev/null || echo 5432)
+        if [ "$port" != 5432 ]; then
+            say "moving PostgreSQL $ver/main from port $port to 5432"
+            pg_ctlcluster --skip-systemctl-redirect "$ver" main stop 2>/dev/null || true
+            pg_conftool "$ver" main set port 5432
+        fi
         say "starting PostgreSQL $ver"
         pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
         wait_for 30 pg_up || say "PostgreSQL did not answer on 127.0.0.1:5432"
