@@ -2,12 +2,15 @@
 channel the way Asterisk 22 does (`../shared/asterisk-real/fastagi-*.txt`).
 
 `environment_bytes()` writes the `agi_*` block in Asterisk's order and format. `ChannelModel` is
-the sans-I/O part: one command line in, Asterisk's reply lines out (key presses scripted per
-command, variables, AstDB, 510/511/520). `AgiPeer` is the asyncio shell: it sends the
-environment, answers commands, hangs up at a chosen moment with the real semantics (the running
-command gets `result=-1`, then `HANGUP\\n` about 40 ms later and the socket stays open; variants
-for `AGIEXITONHANGUP=yes` and `AGISIGHUP=no`) and records what it received. A test tool and load
-generator, never part of the call path.
+the sans-I/O part: one command line in, Asterisk's reply lines out (key presses and Dial outcomes
+scripted per command, variables, AstDB, 510/511/520). `EXEC Dial` answers as measured on a real
+Asterisk 22 (`tests/simulator/fixtures/real_dial.txt`): `result=-1` once the agent answered,
+whoever hung up, and on CANCEL; `result=0` otherwise; DIALSTATUS and the Dial variables set;
+ANSWEREDTIME and DIALEDTIME are the caller channel's up time and age, not ring or talk time.
+`AgiPeer` is the asyncio shell: it sends the environment, answers commands, hangs up at a chosen
+moment with the real semantics (the running command gets `result=-1`, then `HANGUP\\n` about
+40 ms later and the socket stays open; variants for `AGIEXITONHANGUP=yes` and `AGISIGHUP=no`) and
+records what it received. A test tool and load generator, never part of the call path.
 """
 
 from __future__ import annotations
@@ -16,21 +19,48 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from centralino.asterisk.agi import parse_command
 
 __all__ = [
     "DEFAULT_SOUNDS",
+    "DIAL_VARIABLES",
     "AgiPeer",
     "ChannelModel",
+    "DialOutcome",
+    "DialStatus",
     "HangupMode",
     "Reply",
     "environment_bytes",
 ]
 
 HangupMode = Literal["default", "exit_on_hangup", "no_sighup"]
+DialStatus = Literal["ANSWER", "NOANSWER", "BUSY", "CONGESTION", "CHANUNAVAIL", "CANCEL"]
+
+# What app_dial sets to "" on the caller's channel when it starts (VarSet with an empty Value);
+# unless the agent answers they stay "", so GET VARIABLE answers `200 result=1 ()`.
+DIAL_VARIABLES: Final = (
+    "DIALSTATUS",
+    "DIALEDPEERNUMBER",
+    "DIALEDPEERNAME",
+    "ANSWEREDTIME",
+    "ANSWEREDTIME_MS",
+    "DIALEDTIME",
+    "DIALEDTIME_MS",
+)
+# HANGUPCAUSE left on the caller's channel by Dial, as measured: 16 once answered or cancelled,
+# 0 for no answer, busy and congestion, 3 (No route to destination) for a PJSIP endpoint without
+# a registered contact (the CHANUNAVAIL an agent's unregistered phone gives).
+_DIAL_HANGUPCAUSE: Final[Mapping[str, int]] = {
+    "ANSWER": 16,
+    "CANCEL": 16,
+    "NOANSWER": 0,
+    "BUSY": 0,
+    "CONGESTION": 0,
+    "CHANUNAVAIL": 3,
+}
 
 # Sound lengths in 8 kHz samples (STREAM FILE's endpos when played to the end). `hello` is the
 # recorded 18786; the others are long enough for the recorded interrupt/hangup positions.
@@ -196,6 +226,60 @@ class Reply:
     hangup: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class DialOutcome:
+    """How one `EXEC Dial` ends on the caller's channel (`real_dial.txt`).
+
+    `caller_leaves`: the caller's channel goes during the Dial (the caller hangs up, or a
+    transfer moves the channel away): Asterisk writes `HANGUP` after the reply and the channel is
+    dead from then on. Always true for CANCEL. When the agent answered and then hung up the
+    channel stays up: `result=-1` with no HANGUP line, CHANNEL STATUS still 6.
+    `up_ms` and `age_ms` (ANSWER only) are the CALLER channel's time since it was answered and
+    since it was created, when Dial ended: ANSWEREDTIME(_MS) and DIALEDTIME(_MS). They include
+    IVR and queue time; talk time is visible on AMI only (BridgeEnter to BridgeLeave).
+    `peer` is the agent's channel (DIALEDPEERNAME), `number` the dialled resource
+    (DIALEDPEERNUMBER, `agent101` for `PJSIP/agent101`); both only once answered.
+    """
+
+    status: DialStatus
+    caller_leaves: bool = False
+    up_ms: int | None = None
+    age_ms: int | None = None
+    peer: str = ""
+    number: str = ""
+    hangupcause: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.status == "ANSWER" and (self.up_ms is None or self.age_ms is None):
+            raise ValueError("an answered Dial reports the caller's up time and age")
+        if self.status == "CANCEL" and not self.caller_leaves:
+            raise ValueError("CANCEL is the caller hanging up while the agent's phone rings")
+
+    @property
+    def result(self) -> int:
+        """EXEC Dial's `200 result=`: app_dial returns -1 after a bridge (no `g` option) and when
+        the caller cancels; 0 when nobody answered."""
+        return -1 if self.status in ("ANSWER", "CANCEL") else 0
+
+    def variables(self) -> dict[str, str]:
+        """The caller channel's Dial variables once Dial returned."""
+        out = dict.fromkeys(DIAL_VARIABLES, "")
+        out["DIALSTATUS"] = self.status
+        if self.status == "ANSWER":
+            assert self.up_ms is not None and self.age_ms is not None
+            out.update(
+                DIALEDPEERNUMBER=self.number,
+                DIALEDPEERNAME=self.peer,
+                ANSWEREDTIME=str(self.up_ms // 1000),
+                ANSWEREDTIME_MS=str(self.up_ms),
+                DIALEDTIME=str(self.age_ms // 1000),
+                DIALEDTIME_MS=str(self.age_ms),
+            )
+        cause = self.hangupcause
+        out["HANGUPCAUSE"] = str(_DIAL_HANGUPCAUSE[self.status] if cause is None else cause)
+        return out
+
+
 def _line(text: str) -> bytes:
     return (text + "\n").encode()
 
@@ -204,7 +288,9 @@ class ChannelModel:
     """What Asterisk answers on one channel, as a pure state machine (no I/O, no clock).
 
     `keys` scripts the caller's key presses: command index (0-based, in arrival order) → the keys
-    pressed while that command runs (`"5"`, `"42"`, `"9#"`). `hangup_during` is the index of the
+    pressed while that command runs (`"5"`, `"42"`, `"9#"`). `dials` scripts how an `EXEC Dial`
+    at that index ends; an unscripted Dial finds no registered phone (CHANUNAVAIL, `result=0`),
+    or is CANCELled when the caller hangs up during it. `hangup_during` is the index of the
     command during which the caller hangs up. `missing_sounds` are sound names that do not exist.
     """
 
@@ -215,6 +301,7 @@ class ChannelModel:
         calleridname: str = "Mario Rossi",
         variables: Mapping[str, str] | None = None,
         keys: Mapping[int, str] | None = None,
+        dials: Mapping[int, DialOutcome] | None = None,
         hangup_during: int | None = None,
         sounds: Mapping[str, int] | None = None,
         missing_sounds: frozenset[str] = frozenset({"no-such-file"}),
@@ -225,6 +312,7 @@ class ChannelModel:
         self.variables: dict[str, str] = dict(variables or {})
         self.database: dict[tuple[str, str], str] = {}
         self.keys = dict(keys or {})
+        self.dials = dict(dials or {})
         self.hangup_during = hangup_during
         self.sounds = dict(DEFAULT_SOUNDS if sounds is None else sounds)
         self.missing_sounds = missing_sounds
@@ -254,13 +342,13 @@ class ChannelModel:
         args = words[len(name) :]
         keys = self.keys.get(index, "")
         hangup_now = self.alive and index == self.hangup_during
-        lines, hung_up = self._run(" ".join(name), args, keys, hangup_now)
+        lines, hung_up = self._run(" ".join(name), args, keys, hangup_now, index)
         if hangup_now or hung_up:
             self.alive = False
         return Reply(tuple(_line(text) for text in lines), hangup=hangup_now or hung_up)
 
     def _run(
-        self, name: str, args: tuple[str, ...], keys: str, hangup_now: bool
+        self, name: str, args: tuple[str, ...], keys: str, hangup_now: bool, index: int
     ) -> tuple[list[str], bool]:
         if name == "STREAM FILE":
             return [self._stream_file(args[0], args[1], keys, hangup_now)], False
@@ -286,6 +374,8 @@ class ChannelModel:
                 return [f"200 result={ord(pressed)} (dtmf) endpos=0"], False
             return ["200 result=0 (timeout) endpos=0"], False
         if name == "EXEC":
+            if args[0].lower() == "dial" and self.alive:
+                return self._dial(args, hangup_now, index)
             return self._exec(args, hangup_now)
         if name == "HANGUP":
             return ["200 result=1"], True
@@ -344,6 +434,18 @@ class ChannelModel:
             self.variables[name] = value
         return ["200 result=0"], False
 
+    def _dial(self, args: tuple[str, ...], hangup_now: bool, index: int) -> tuple[list[str], bool]:
+        outcome = self.dials.get(index)
+        if outcome is None:
+            outcome = DialOutcome("CANCEL", caller_leaves=True) if hangup_now else _UNREGISTERED
+        if hangup_now and not outcome.caller_leaves:
+            outcome = replace(outcome, caller_leaves=True)  # the scripted hangup wins
+        variables = outcome.variables()
+        if outcome.status == "ANSWER" and not outcome.number:
+            variables["DIALEDPEERNUMBER"] = _dialled_resource(args[1] if len(args) > 1 else "")
+        self.variables.update(variables)
+        return [f"200 result={outcome.result}"], outcome.caller_leaves
+
     def _variable(self, name: str) -> str | None:
         if name == "CALLERID(num)":
             return self.callerid
@@ -355,6 +457,17 @@ class ChannelModel:
 
     def _expand(self, expression: str) -> str:
         return _VAR_REF.sub(lambda m: self._variable(m.group(1)) or "", expression)
+
+
+# A Dial nobody scripted: the agent's phone is not registered (PJSIP endpoint, no contact).
+_UNREGISTERED: Final = DialOutcome("CHANUNAVAIL")
+
+
+def _dialled_resource(data: str) -> str:
+    """DIALEDPEERNUMBER for Dial's data: the first target without its technology
+    (`PJSIP/agent101,20` → `agent101`, `Local/hangs@agents,20` → `hangs@agents`)."""
+    target = data.split(",", 1)[0].split("&", 1)[0]
+    return target.split("/", 1)[1] if "/" in target else target
 
 
 def _match(words: tuple[str, ...]) -> tuple[tuple[str, ...], _Spec] | None:
@@ -389,9 +502,9 @@ class AgiPeer:
 
     `on_command(line, model)`, if given, runs before the model answers each command: it is how
     a load run or the demo makes commands take real time (a STREAM FILE lasts as long as its
-    sound, a Dial rings and talks) and decides what a Dial does (set `DIALSTATUS`,
-    `ANSWEREDTIME`, `DIALEDTIME` in `model.variables`) or that the caller hangs up during this
-    command (`model.hangup_during = model.commands_seen`).
+    sound, a Dial rings and talks) and decides what a Dial does
+    (`model.dials[model.commands_seen] = DialOutcome(...)`) or that the caller hangs up during
+    this command (`model.hangup_during = model.commands_seen`).
     """
 
     def __init__(

@@ -526,6 +526,58 @@ class AmiServer:
             ]
         )
 
+    # --- a Dial's events, as Asterisk 22 writes them (tests/simulator/fixtures/real_dial.txt) ---
+    def channel_event(self, event_name: str, channel: SimChannel, *extra: tuple[str, str]) -> None:
+        """`Newchannel`, `Newstate`, `HangupRequest` (extra `Cause`), `SoftHangupRequest`...:
+        the channel's snapshot block, then `extra`."""
+        self.emit_packet(
+            [("Event", event_name), ("Privilege", "call,all"), *channel.headers(), *extra]
+        )
+
+    def hangup_event(
+        self, channel: SimChannel, *, cause: int = 16, cause_txt: str = "Normal Clearing"
+    ) -> None:
+        """`Hangup` for a channel this server does not track (`hangup_channel` for those it does).
+        Asterisk's causes seen after Dial: 16 Normal Clearing, 0 Unknown (the leg Dial created
+        for an unanswered, busy or congested call), 3 No route to destination."""
+        self.channel_event("Hangup", channel, ("Cause", str(cause)), ("Cause-txt", cause_txt))
+
+    def dial_event(
+        self,
+        event_name: Literal["DialBegin", "DialState", "DialEnd"],
+        caller: SimChannel,
+        dest: SimChannel,
+        *,
+        dial_string: str = "",
+        status: str = "",
+    ) -> None:
+        """`DialBegin` (ending in `DialString`), `DialState` and `DialEnd` (ending in
+        `DialStatus`): the caller's snapshot, then the dialled channel's with the `Dest` prefix."""
+        headers = [
+            ("Event", event_name),
+            ("Privilege", "call,all"),
+            *caller.headers(),
+            *dest.headers("Dest"),
+        ]
+        if event_name == "DialBegin":
+            headers.append(("DialString", dial_string))
+        else:
+            headers.append(("DialStatus", status))
+        self.emit_packet(headers)
+
+    def bridge_event(
+        self,
+        event_name: Literal["BridgeCreate", "BridgeEnter", "BridgeLeave", "BridgeDestroy"],
+        bridge: SimBridge,
+        channel: SimChannel | None = None,
+    ) -> None:
+        """A bridge event: the bridge block (`BridgeNumChannels` as it is after the change), then
+        the channel's snapshot for BridgeEnter and BridgeLeave."""
+        headers = [("Event", event_name), ("Privilege", "call,all"), *bridge.headers()]
+        if channel is not None:
+            headers += channel.headers()
+        self.emit_packet(headers)
+
     def blind_transfer(
         self,
         *,

@@ -6,6 +6,15 @@ Time is real but scalable: every duration (a prompt, a ring, a conversation) is 
 `time_scale`, so a test can run a whole call in a fraction of a second with the same sequence
 of protocol messages a real call produces.
 
+A Dial plays as a real Asterisk 22 plays it (`tests/simulator/fixtures/real_dial.txt`): the AMI
+events in their order (DialBegin, DialState RINGING, DialEnd at the answer, BridgeCreate and
+BridgeEnter x2, then the hanging-up side's HangupRequest, BridgeLeave x2, BridgeDestroy and the
+agent's Hangup); `EXEC Dial` answers `result=-1` once the agent answered and `0` otherwise; the
+caller's channel stays up when the agent hangs up, and gets `HANGUP` when the caller does;
+ANSWEREDTIME and DIALEDTIME are the caller channel's up time and age (IVR and queue included),
+so talk time is only on AMI. The caller's own `Hangup` event comes when the FastAGI server closes
+the session, as on a real server.
+
 Transfers: a caller with `transfer_to` is blind-transferred there by the agent who answers, half
 way through the conversation, as a phone's SIP REFER does it: AMI `BlindTransfer`, the agent's
 channel hangs up, and the caller's FastAGI session sees `Dial` fail and `HANGUP` (Asterisk moves
@@ -32,7 +41,7 @@ import aiohttp
 import numpy as np
 
 from centralino import settings
-from centralino.simulator.agi_peer import AgiPeer, ChannelModel, environment_bytes
+from centralino.simulator.agi_peer import AgiPeer, ChannelModel, DialOutcome, environment_bytes
 from centralino.simulator.ami_server import (
     AmiServer,
     OriginateOutcome,
@@ -77,6 +86,7 @@ class Caller:
     queue: str | None = None  # ?queue= in the AGI URL
     language: str | None = None
     transfer_to: str | None = None  # "exten@context": the answering agent transfers them there
+    hangs_up_first: bool = False  # the caller, not the agent, ends the conversation
 
 
 @dataclass(slots=True)
@@ -108,6 +118,10 @@ class _CallState:
     context: str = INBOUND_CONTEXT
     exten: str = INBOUND_DID
     priority: int = INBOUND_AGI_PRIORITY
+    # The caller channel's clock (monotonic): created at the call's start, answered at the first
+    # ANSWER (or by Dial when the agent answers). ANSWEREDTIME/DIALEDTIME come from these.
+    created_at: float = 0.0
+    answered_at: float | None = None
 
 
 class CallSimulator:
@@ -152,7 +166,9 @@ class CallSimulator:
         """Place one call and play it to the end (through a transfer back to us, if any)."""
         uniqueid = self._uniqueid()
         started = time.monotonic()
-        state = _CallState(caller=caller, uniqueid=uniqueid, menu_keys=caller.menu_keys)
+        state = _CallState(
+            caller=caller, uniqueid=uniqueid, menu_keys=caller.menu_keys, created_at=started
+        )
         commands = await self._session(state, INBOUND_CONTEXT, INBOUND_DID, INBOUND_AGI_PRIORITY)
         result = CallResult(
             caller=caller,
@@ -171,11 +187,21 @@ class CallSimulator:
                 # The dialplan there re-enters FastAGI (AGI(.../inbound?queue=${EXTEN})) with
                 # the same channel; the caller goes on as before, minus the first menu's keys.
                 again = replace(caller, queue=exten, menu_keys="", transfer_to=None)
-                state = _CallState(caller=again, uniqueid=uniqueid)
+                state = _CallState(
+                    caller=again,
+                    uniqueid=uniqueid,
+                    created_at=state.created_at,
+                    answered_at=state.answered_at,
+                )
                 result.commands += await self._session(state, context, exten, 1)
                 result.sessions += 1
                 result.agent, result.abandoned = state.agent, state.abandoned
                 result.answered = result.answered or state.answered
+                target = None
+        if target is None and self.ami is not None:
+            # The caller's channel ends when its last FastAGI session is closed (AGI() returns,
+            # the dialplan hangs up); a channel transferred elsewhere lives on out of our sight.
+            self.ami.hangup_event(self._caller_snapshot(state))
         self.results.append(result)
         return result
 
@@ -220,6 +246,23 @@ class CallSimulator:
     def _caller_channel(uniqueid: str) -> str:
         return f"PJSIP/trunk-{uniqueid.replace('.', '')}"
 
+    def _caller_snapshot(self, state: _CallState, connected: str | None = None) -> SimChannel:
+        """The caller's channel as AMI shows it now."""
+        caller = state.caller
+        return SimChannel(
+            name=self._caller_channel(state.uniqueid),
+            uniqueid=state.uniqueid,
+            linkedid=state.uniqueid,
+            state=6 if state.answered_at is not None else 4,
+            caller_id_num=caller.number,
+            caller_id_name=caller.name or "<unknown>",
+            connected_line_num=connected or "<unknown>",
+            connected_line_name=connected or "<unknown>",
+            context=state.context,
+            exten=state.exten,
+            priority=state.priority,
+        )
+
     def start_call(self, caller: Caller) -> asyncio.Task[CallResult]:
         task = asyncio.create_task(self.call(caller), name=f"sim-call-{caller.number}")
         self._tasks.add(task)
@@ -240,6 +283,8 @@ class CallSimulator:
         """Make the command take its time and decide what the caller and agents do."""
         upper = line.upper()
         now = time.monotonic()
+        if upper.startswith("ANSWER") and state.answered_at is None:
+            state.answered_at = now
         if upper.startswith(("SET MUSIC ON", "EXEC MUSICONHOLD")) and state.queued_since is None:
             state.queued_since = now
         if (
@@ -250,6 +295,10 @@ class CallSimulator:
         ):
             state.abandoned = True
             model.hangup_during = model.commands_seen  # hangs up during this command
+            if self.ami is not None:
+                self.ami.channel_event(
+                    "HangupRequest", self._caller_snapshot(state), ("Cause", "16")
+                )
             return
         if upper.startswith("STREAM FILE"):
             await self._sleep(PROMPT_S)
@@ -279,49 +328,104 @@ class CallSimulator:
     async def _dial(
         self, endpoint: str, timeout_s: int, model: ChannelModel, state: _CallState
     ) -> None:
-        """An agent's phone rings; they answer (or not), talk, and the conversation ends."""
+        """An agent's phone rings; they answer (or not), talk, and the conversation ends: the
+        AMI events and the Dial outcome of real_dial.txt cases (a), (b) and (c)."""
         state.dialled = True
+        index = model.commands_seen
         agent = endpoint.rsplit("/", 1)[-1]
         phone = self.phones.get(agent, AgentPhone())
         state.agent = agent
-        dest = f"{endpoint}-{state.uniqueid.replace('.', '')}"
-        self._emit("DialBegin", Uniqueid=state.uniqueid, DestChannel=dest, DialString=agent)
+        caller = self._caller_snapshot(state)
+        dest = SimChannel(
+            name=f"{endpoint}-{state.uniqueid.replace('.', '')}",
+            uniqueid=self._uniqueid(),
+            linkedid=state.uniqueid,
+            caller_id_num=caller.caller_id_num,
+            caller_id_name=caller.caller_id_name,
+            connected_line_num=caller.caller_id_num,
+            connected_line_name=caller.caller_id_name,
+            context="centralino-agents",
+            exten="",
+        )
+        ami = self.ami
+        if ami is not None:
+            ami.channel_event("Newchannel", dest)
+            ami.dial_event("DialBegin", caller, dest, dial_string=agent)
+            dest.state = 5
+            ami.channel_event("Newstate", dest)
+            ami.dial_event("DialState", caller, dest, status="RINGING")
         ring = float(self.rng.uniform(*phone.ring_s))
         answers = bool(self.rng.random() < phone.answer_probability) and ring < timeout_s
         if not answers:
             await self._sleep(float(timeout_s))
-            self._emit("DialEnd", Uniqueid=state.uniqueid, DestChannel=dest, DialStatus="NOANSWER")
-            model.variables.update(
-                DIALSTATUS="NOANSWER", ANSWEREDTIME="", DIALEDTIME=str(timeout_s)
-            )
+            if ami is not None:
+                ami.dial_event("DialEnd", caller, dest, status="NOANSWER")
+                ami.hangup_event(dest, cause=0, cause_txt="Unknown")
+            model.dials[index] = DialOutcome("NOANSWER")
             state.dialled = False
             state.queued_since = time.monotonic()  # back in the queue: patience restarts
             return
         await self._sleep(ring)
-        self._emit("DialEnd", Uniqueid=state.uniqueid, DestChannel=dest, DialStatus="ANSWER")
+        if state.answered_at is None:
+            state.answered_at = time.monotonic()  # Dial answers the caller with the agent
+        caller = self._caller_snapshot(state, connected=agent)
+        bridge = SimBridge(
+            uniqueid=str(uuid.UUID(int=int(self.rng.integers(0, 2**63)))),
+            creator="<unknown>",
+            name="<unknown>",
+        )
+        if ami is not None:
+            dest.state = 6
+            ami.channel_event("Newstate", dest)
+            ami.dial_event("DialEnd", caller, dest, status="ANSWER")
+            bridge.num_channels = 0
+            ami.bridge_event("BridgeCreate", bridge)
+            for channel in (dest, caller):
+                bridge.num_channels += 1
+                ami.bridge_event("BridgeEnter", bridge, channel)
         state.answered = True
         talk = float(self.rng.uniform(*phone.talk_s))
         target = state.caller.transfer_to
         if target is not None and state.transferred_to is None:
             await self._sleep(talk / 2)
-            self._blind_transfer(state, agent, dest, target)
-            # Asterisk's async goto ends Dial and the AGI: result=-1 now, HANGUP right after.
-            model.hangup_during = model.commands_seen
-            model.variables.update(
-                DIALSTATUS="ANSWER",
-                ANSWEREDTIME=str(round(talk / 2 * self.time_scale)),
-                DIALEDTIME=str(round((ring + talk / 2) * self.time_scale)),
-            )
+            self._blind_transfer(state, dest, caller, bridge, target)
+            # Asterisk's async goto ends Dial and moves the channel on: HANGUP right after.
+            model.dials[index] = self._answered(state, dest, caller_leaves=True)
             return
         await self._sleep(talk)
-        self._emit("Hangup", Uniqueid=state.uniqueid, Channel=dest, Cause="16")
-        model.variables.update(
-            DIALSTATUS="ANSWER",
-            ANSWEREDTIME=str(round(talk * self.time_scale)),
-            DIALEDTIME=str(round((ring + talk) * self.time_scale)),
+        caller_leaves = state.caller.hangs_up_first
+        if ami is not None:
+            first, second = (caller, dest) if caller_leaves else (dest, caller)
+            ami.channel_event("HangupRequest", first, ("Cause", "16"))
+            for channel in (first, second):
+                bridge.num_channels -= 1
+                ami.bridge_event("BridgeLeave", bridge, channel)
+            ami.bridge_event("BridgeDestroy", bridge)
+            ami.hangup_event(dest)
+        model.dials[index] = self._answered(state, dest, caller_leaves=caller_leaves)
+
+    @staticmethod
+    def _answered(state: _CallState, dest: SimChannel, *, caller_leaves: bool) -> DialOutcome:
+        """An answered Dial's outcome: ANSWEREDTIME/DIALEDTIME are the caller channel's up time
+        and age now, as Asterisk reports them, not the conversation's length."""
+        now = time.monotonic()
+        answered_at = state.answered_at if state.answered_at is not None else now
+        return DialOutcome(
+            "ANSWER",
+            caller_leaves=caller_leaves,
+            up_ms=int((now - answered_at) * 1000),
+            age_ms=int((now - state.created_at) * 1000),
+            peer=dest.name,
         )
 
-    def _blind_transfer(self, state: _CallState, agent: str, dest: str, target: str) -> None:
+    def _blind_transfer(
+        self,
+        state: _CallState,
+        transferer: SimChannel,
+        transferee: SimChannel,
+        bridge: SimBridge,
+        target: str,
+    ) -> None:
         """The agent's phone sends a SIP REFER to `target`: AMI reports it (now, or
         `transfer_event_lag_s` after the FastAGI session saw the channel go), then the agent's
         channel hangs up."""
@@ -330,33 +434,7 @@ class CallSimulator:
         if self.ami is None:
             return
         ami = self.ami
-        caller = state.caller
         exten, _, context = target.partition("@")
-        transferee = SimChannel(
-            name=self._caller_channel(state.uniqueid),
-            uniqueid=state.uniqueid,
-            linkedid=state.uniqueid,
-            state=6,
-            caller_id_num=caller.number,
-            caller_id_name=caller.name or "<unknown>",
-            connected_line_num=agent,
-            connected_line_name=agent,
-            context=state.context,
-            exten=state.exten,
-            priority=state.priority,
-        )
-        transferer = SimChannel(
-            name=dest,
-            uniqueid=ami.new_uniqueid(),
-            linkedid=state.uniqueid,
-            state=6,
-            caller_id_num=agent,
-            caller_id_name=agent,
-            connected_line_num=caller.number,
-            connected_line_name=caller.name or "<unknown>",
-            context="centralino-agents",
-        )
-        bridge = SimBridge(uniqueid=str(uuid.UUID(int=int(self.rng.integers(0, 2**63)))))
 
         def report() -> None:
             ami.blind_transfer(
