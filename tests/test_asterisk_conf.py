@@ -709,6 +709,8 @@ def test_features_give_agents_transfer_keys_and_dial_lets_only_the_agent_use_the
     for keys in (blind, attended):
         assert re.fullmatch(r"[0-9*#]{2,}", keys)
     assert not blind.startswith(attended) and not attended.startswith(blind)
+    # no announcement file to depend on: without it Asterisk abandons a DTMF blind transfer
+    assert features.value("general", "transferannouncesound") == ""
     # t: the called party (agent) may transfer; T would let the caller transfer the agent
     for step in dialplan.calls_of("Dial"):
         options = step.arguments[2] if len(step.arguments) > 2 else ""
@@ -785,12 +787,13 @@ def test_every_callback_channel_reports_its_outcome_exactly_once(
 
 def test_the_transfer_context_is_checked_against_asterisks_own_matching() -> None:
     """What `dialplan show <exten>@<context>` listed on Asterisk 22.10.1 for a context holding
-    `_x1`, `_[a-z][a-z0-9_-]!`, `fax` and `a-b`, best match first."""
-    written = ["_x1", "_[a-z][a-z0-9_-]!", "fax", "a-b"]
+    `_x1`, `_[a-z][-a-z0-9_]!`, `fax` and `a-b`, best match first (the queue pattern's
+    matches also checked by real calls into it)."""
+    written = ["_x1", "_[a-z][-a-z0-9_]!", "fax", "a-b"]
     seen = {
         **dict.fromkeys(("h", "i", "t", "e", "s", "a", "o", "T", "7001", "Billing", "X1")),
         **dict.fromkeys(
-            ("hr", "billing", "fallback-vip", "a_b", "talk", "x1"), "_[a-z][a-z0-9_-]!"
+            ("hr", "billing", "fallback-vip", "a_b", "talk", "x1"), "_[a-z][-a-z0-9_]!"
         ),
         "fax": "fax",
         "a-b": "a-b",
@@ -799,8 +802,21 @@ def test_the_transfer_context_is_checked_against_asterisks_own_matching() -> Non
     }
     for dialled, expected in seen.items():
         assert best_match(written, dialled) == expected, dialled
-    assert extension_matches("_[a-z][a-z0-9_-]!", "fax")  # listed second, after `fax`
+    assert extension_matches("_[a-z][-a-z0-9_]!", "fax")  # listed second, after `fax`
+    # a '-' before a class's ']': Asterisk's pattern tree takes it for a range ending in ']'
+    # and warns "A matching ']' was not found"; we refuse it
+    with pytest.raises(ConfigError, match="before"):
+        extension_matches("_[a-z][a-z0-9_-]!", "billing")
     assert not extension_matches("_[a-z]!", "7") and extension_matches("_[a-z]!", "h")
+
+
+def test_every_pattern_in_the_dialplan_is_one_asterisk_reads_as_written(
+    dialplan: Dialplan,
+) -> None:
+    patterns = {s.extension for s in dialplan.steps() if s.extension.startswith("_")}
+    assert "_[a-z][-a-z0-9_]!" in patterns
+    for pattern in patterns:
+        extension_matches(pattern, "0")  # raises ConfigError on a class Asterisk misreads
 
 
 # ---- asterisk.conf, music on hold --------------------------------------------------------------

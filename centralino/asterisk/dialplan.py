@@ -453,11 +453,13 @@ class Dialplan:
 
 
 # ---- extension patterns (Asterisk's main/pbx.c rules) ------------------------------------------
-# `_` starts a pattern. In it: X/x any digit, Z/z 1-9, N/n 2-9, [a-z0-9_-] a class (ranges with
-# '-' between two characters, any other '-' literal), `.` one or more characters, `!` zero or
-# more; anything else is literal. Outside classes '-' is a separator Asterisk ignores, in the
-# extension written and in the one dialled alike ("555-1212" is "5551212"). Matching is
-# case-sensitive. Checked against Asterisk 22.10.1's `dialplan show <exten>@<context>`.
+# `_` starts a pattern. In it: X/x any digit, Z/z 1-9, N/n 2-9, [-a-z0-9_] a class (ranges with
+# '-' between two characters, a leading '-' literal; a '-' just before ']' is refused: Asterisk's
+# pattern tree reads it as a range up to ']' and loses the class's end), `.` one or more
+# characters, `!` zero or more; anything else is literal. Outside classes '-' is a separator
+# Asterisk ignores, in the extension written and in the one dialled alike ("555-1212" is
+# "5551212"). Matching is case-sensitive. Checked against Asterisk 22.10.1's
+# `dialplan show <exten>@<context>` and calls into such patterns.
 _WILDCARDS = {"X": "0123456789", "Z": "123456789", "N": "23456789"}
 _ANY_ONE_OR_MORE = 1 << 16  # `.` matches more than any class
 _ANY_ZERO_OR_MORE = 1 << 17  # `!` more still
@@ -474,6 +476,8 @@ def _pattern_positions(pattern: str) -> list[tuple[str, int]]:
             if end < 0:
                 raise ConfigError(f"pattern {pattern!r}: '[' without ']'")
             body, rest = rest[:end], rest[end + 1 :]
+            if len(body) > 1 and body.endswith("-"):
+                raise ConfigError(f"pattern {pattern!r}: '-' just before ']' (write it first)")
             members: set[str] = set()
             i = 0
             while i < len(body):
