@@ -17,6 +17,8 @@ from acd.models import (
     AgentState,
     AgentStatus,
     Channel,
+    Discarded,
+    LiveSnapshot,
     QueueLogRow,
     Reservation,
     RouteRequest,
@@ -316,10 +318,19 @@ class LiveState:
     def release(
         self, reservation_id: str, now: float, *, event: AgentEvent, reason: str = ""
     ) -> Reservation | None:
-        res = self._reservations.pop(reservation_id, None)
+        res = self._reservations.get(reservation_id)
         if res is None:
             return None
         agent = self._agents.get(res.agent_id)
+        moves = (
+            agent is not None
+            and res.channel is Channel.VOICE
+            and agent.state in (AgentState.RESERVED, AgentState.RINGING)
+        )
+        if moves:
+            assert agent is not None
+            transition(agent.state, event)  # an illegal event raises before anything changes
+        del self._reservations[reservation_id]
         if agent is not None:
             if res.channel is Channel.VOICE:
                 if agent.state in (AgentState.RESERVED, AgentState.RINGING):
@@ -362,6 +373,56 @@ class LiveState:
                 done.append(agent.definition.agent_id)
         return released, done
 
+    # --- the reconciling sweep's view and its fixes ---
+
+    def snapshot(self, queues: Sequence[str]) -> LiveSnapshot:
+        return LiveSnapshot(
+            agents=tuple(self.agents()),
+            reservations=tuple(self._reservations.values()),
+            waiting=tuple(w for q in queues for w in self.waiting(q)),
+            callbacks=frozenset(
+                r.item_id
+                for r in self._reservations.values()
+                if (e := self._items.get(r.item_id)) is not None and e.item.callback_number
+            ),
+        )
+
+    def discard_item(self, item_id: str, now: float) -> Discarded | None:
+        entry = self._items.get(item_id)
+        if entry is None:
+            return None
+        held = next((r for r in self._reservations.values() if r.item_id == item_id), None)
+        res = None if held is None else self.release(held.reservation_id, now, event=_EXPIRE)
+        del self._items[item_id]
+        return Discarded(item=_waiting(entry), reservation=res)
+
+    def reset_agent(
+        self, agent_id: str, *, state: AgentState, since: float, now: float
+    ) -> AgentStatus | None:
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.state is not state or agent.since != since:
+            return None
+        if state is AgentState.BUSY:
+            self.agent_event(agent_id, AgentEvent.HANGUP, now)
+            return self.agent_event(agent_id, AgentEvent.WRAP_DONE, now)
+        if state not in (AgentState.RESERVED, AgentState.RINGING):
+            return None
+        held = next(
+            (
+                r
+                for r in self._reservations.values()
+                if r.agent_id == agent_id and r.channel is Channel.VOICE
+            ),
+            None,
+        )
+        if held is not None:
+            self.release(held.reservation_id, now, event=_EXPIRE)
+            return agent.status()
+        return self.agent_event(agent_id, _EXPIRE, now)
+
+
+_EXPIRE = AgentEvent.EXPIRE
+
 
 def _step(entry: _Item, now: float) -> RoutingStep:
     """The item's routing step now: the last one its time in the queue has reached."""
@@ -380,6 +441,7 @@ def _waiting(entry: _Item) -> WaitingItem:
         arrived_at=entry.item.arrived_at,
         owner=entry.owner,
         callback_number=entry.item.callback_number,
+        channel=entry.item.channel,
     )
 
 
@@ -492,6 +554,17 @@ class MemoryLiveStore:
 
     async def agents(self) -> list[AgentStatus]:
         return self.state.agents()
+
+    async def snapshot(self, queues: Sequence[str]) -> LiveSnapshot:
+        return self.state.snapshot(queues)
+
+    async def discard_item(self, item_id: str, now: float) -> Discarded | None:
+        return self.state.discard_item(item_id, now)
+
+    async def reset_agent(
+        self, agent_id: str, *, state: AgentState, since: float, now: float
+    ) -> AgentStatus | None:
+        return self.state.reset_agent(agent_id, state=state, since=since, now=now)
 
 
 class MemoryQueueLog:

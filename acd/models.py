@@ -252,6 +252,7 @@ class WaitingItem:
     arrived_at: float
     owner: str
     callback_number: str | None = None
+    channel: Channel = Channel.VOICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +265,26 @@ class AgentStatus:
     reason: str = ""
     load: Mapping[str, int] = field(default_factory=dict)
     teams: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSnapshot:
+    """What the live store holds, read in one atomic step (`LiveStore.snapshot`): for the
+    reconciling sweep, which compares it with the telephony's channels."""
+
+    agents: tuple[AgentStatus, ...]
+    reservations: tuple[Reservation, ...]  # held (not yet expired nor released), any order
+    waiting: tuple[WaitingItem, ...]  # of the queues asked for, each queue in queue order
+    callbacks: frozenset[str]  # reserved items that are callback requests (no caller held)
+
+
+@dataclass(frozen=True, slots=True)
+class Discarded:
+    """An item `LiveStore.discard_item` took out of the live state: as it was, and the
+    reservation it held (released, the agent READY again), if any."""
+
+    item: WaitingItem
+    reservation: Reservation | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,11 @@ from typing import Protocol
 
 from acd.models import (
     AgentDefinition,
+    AgentState,
     AgentStatus,
     Channel,
+    Discarded,
+    LiveSnapshot,
     QueueLogRow,
     Reservation,
     RouteRequest,
@@ -173,6 +176,26 @@ class LiveStore(Protocol):
         ...
 
     async def agents(self) -> list[AgentStatus]: ...
+
+    async def snapshot(self, queues: Sequence[str]) -> LiveSnapshot:
+        """Every agent, every held reservation and the items waiting in `queues`, in one
+        atomic read (the reconciling sweep's view of the live state)."""
+        ...
+
+    async def discard_item(self, item_id: str, now: float) -> Discarded | None:
+        """Take an item out of the live state whatever it is doing: waiting, it leaves its
+        queue; reserved, its reservation is released (the agent READY, as on expiry) and the
+        item is not requeued. None if the store holds no such item (already gone)."""
+        ...
+
+    async def reset_agent(
+        self, agent_id: str, *, state: AgentState, since: float, now: float
+    ) -> AgentStatus | None:
+        """Free an agent stuck in a call state, only if it is still in `state` since `since`
+        (as a snapshot saw it; anything newer is left alone): BUSY ends with no wrap-up;
+        RESERVED or RINGING release the voice reservation holding it (the item back in front)
+        or, when none is held, expire. The agent is READY after; None if nothing was done."""
+        ...
 
 
 class SystemClock:

@@ -42,6 +42,8 @@ from acd.models import (
     AgentState,
     AgentStatus,
     Channel,
+    Discarded,
+    LiveSnapshot,
     Offer,
     QueueAction,
     QueueEvent,
@@ -87,6 +89,7 @@ class _Tracked:
     reservation: Reservation | None = None
     connected_at: float | None = None
     agent_id: str = ""
+    rung: bool = False  # the held reservation was accepted: the agent's phone rang
     detached: bool = False  # callback requested: no caller on the line
     exited: bool = False  # left by a configured action; dropped once the IVR has read it
 
@@ -225,12 +228,12 @@ class Router:
             self._by_reservation.pop(res.reservation_id, None)
             tracked = self._tracked.get(res.item_id)
             if tracked is not None:
-                tracked.reservation = None
+                tracked.reservation, tracked.rung = None, False
         for tracked in self._tracked.values():
             held = tracked.reservation
             if held is not None and held.expires_at <= now:  # swept by another process
                 self._by_reservation.pop(held.reservation_id, None)
-                tracked.reservation = None
+                tracked.reservation, tracked.rung = None, False
         rows += [self._agent_row(now, a, "ready:wrap_up_ended") for a in wrapped]
         rows += await self._apply_steps(now)
         got = await self._store.route_many(
@@ -262,7 +265,7 @@ class Router:
         offer = Offer(reservation=res, endpoint=agent.endpoint if agent else "")
         tracked = self._tracked.get(res.item_id)
         if tracked is not None and not tracked.detached:
-            tracked.reservation = res
+            tracked.reservation, tracked.rung = res, False
             _put(tracked.outcomes, offer)
             return
         item = tracked.item if tracked is not None else None
@@ -274,6 +277,12 @@ class Router:
             self._tracked[res.item_id] = _Tracked(
                 item=item, entered_at=res.created_at, reservation=res, detached=True
             )
+        if item.callback_number is None:
+            # Adopted from a process that died holding its caller (or tracked here with no one
+            # holding it): nobody can ring this agent through to that caller, and the detached
+            # hook is for callback requests only. The agent is freed, the item leaves.
+            await self.abandon(res.item_id, reason="caller_not_held")
+            return
         if self._on_detached is None:
             await self.abandon(res.item_id, reason="no_detached_handler")
             return
@@ -284,9 +293,10 @@ class Router:
         rows = await self._log.read(since=self._clock.now() - 86400.0, queue=queue)
         enter = [r for r in rows if r.item_id == item_id and r.event is QueueEvent.ENTER]
         callbacks = [r for r in rows if r.item_id == item_id and r.event is QueueEvent.CALLBACK]
-        if not enter:
-            return WorkItem(item_id=item_id, queue=queue, arrived_at=self._clock.now())
-        item = item_from_enter(enter[0])
+        if enter:
+            item = item_from_enter(enter[0])
+        else:
+            item = WorkItem(item_id=item_id, queue=queue, arrived_at=self._clock.now())
         if callbacks:
             item = replace(item, callback_number=callbacks[-1].data)
         return item
@@ -448,7 +458,7 @@ class Router:
             self._by_reservation.pop(reservation_id, None)
             tracked.reservation = None
             raise
-        tracked.reservation = res
+        tracked.reservation, tracked.rung = res, True
         return res
 
     async def reject(self, reservation_id: str, *, reason: str = "rejected") -> None:
@@ -456,7 +466,15 @@ class Router:
         await self._release(reservation_id, AgentEvent.REJECT, QueueEvent.REJECT, reason)
 
     async def ring_no_answer(self, reservation_id: str) -> None:
-        """RONA: agent NOT_READY("rona"), item back to the front of its queue."""
+        """RONA: agent NOT_READY("rona"), item back to the front of its queue. On a reservation
+        that never rang (not `accept`ed: the Originate or Dial never started) the agent was not
+        at fault: READY again, logged as a REJECT "never_rang" rather than a RONA."""
+        tracked = self._tracked.get(self._reserved_item(reservation_id))
+        if tracked is not None and not tracked.rung:
+            await self._release(
+                reservation_id, AgentEvent.RING_NO_ANSWER, QueueEvent.REJECT, "never_rang"
+            )
+            return
         await self._release(reservation_id, AgentEvent.RING_NO_ANSWER, QueueEvent.RONA, "rona")
 
     async def _release(
@@ -464,15 +482,18 @@ class Router:
     ) -> None:
         item_id = self._reserved_item(reservation_id)
         now = self._clock.now()
+        tracked = self._tracked[item_id]
         res = await self._store.release(reservation_id, now, event=event, reason=reason)
         self._by_reservation.pop(reservation_id, None)
-        self._tracked[item_id].reservation = None
+        tracked.reservation, rung, tracked.rung = None, tracked.rung, False
         if res is None:
             raise StaleReservation(reservation_id)
+        never_rang = event is AgentEvent.RING_NO_ANSWER and not rung
+        agent_state = "ready" if never_rang else "not_ready"
         await self._log.write(
             [
                 self._row(now, res.queue, item_id, logged, res.agent_id, data=reason),
-                self._agent_row(now, res.agent_id, f"not_ready:{reason}"),
+                self._agent_row(now, res.agent_id, f"{agent_state}:{reason}"),
             ]
         )
         self.wake()
@@ -490,6 +511,7 @@ class Router:
             raise
         self._by_reservation.pop(reservation_id, None)
         tracked.reservation, tracked.connected_at, tracked.agent_id = None, now, res.agent_id
+        tracked.rung = False
         wait = now - tracked.item.arrived_at
         self._rates.waited(tracked.item.queue, wait, now, abandoned=False)
         await self._log.write(
@@ -562,12 +584,16 @@ class Router:
             self._tracked.pop(item_id, None)
             return
         now = self._clock.now()
+        # Waiting or reserved (by us, or by another process and not collected yet), in one
+        # atomic step: a reservation is released as on expiry (the agent READY).
+        gone = await self._store.discard_item(item_id, now)
         if tracked.reservation is not None:
-            rid = tracked.reservation.reservation_id
-            await self._store.release(rid, now, event=AgentEvent.EXPIRE)
-            self._by_reservation.pop(rid, None)
-        await self._store.remove_item(item_id)
+            self._by_reservation.pop(tracked.reservation.reservation_id, None)
+        if gone is not None and gone.reservation is not None:
+            self._by_reservation.pop(gone.reservation.reservation_id, None)
         del self._tracked[item_id]
+        if gone is None:
+            return  # already taken out (by the reconciling sweep, which logged it): one row
         wait = now - tracked.item.arrived_at
         self._rates.waited(tracked.item.queue, wait, now, abandoned=True)
         await self._log.write(
@@ -750,6 +776,84 @@ class Router:
         return RebuildReport(
             agents=len(plan.agent_states), busy=busy, requeued=requeued, dropped=plan.dropped
         )
+
+    # --- the reconciling sweep's reads and fixes (contact.reconcile decides) -----------------
+
+    async def live_snapshot(self) -> LiveSnapshot:
+        """Agents, held reservations and the items waiting in our queues, in one read."""
+        return await self._store.snapshot(list(self._queues))
+
+    async def drop_item(self, item_id: str, *, reason: str, log_abandon: bool) -> Discarded | None:
+        """Take an item whose caller is gone out of the live state, whichever process owns it:
+        a reservation it holds is released with the agent READY; it is not requeued. Writes
+        its ABANDON row if `log_abandon` (once: nothing is written when the item was gone
+        already, e.g. another process's sweep or its owner took it out first)."""
+        now = self._clock.now()
+        gone = await self._store.discard_item(item_id, now)
+        tracked = self._tracked.pop(item_id, None)
+        if tracked is not None and tracked.reservation is not None:
+            self._by_reservation.pop(tracked.reservation.reservation_id, None)
+        if gone is None:
+            return None
+        rows: list[QueueLogRow] = []
+        wait = now - gone.item.arrived_at
+        if log_abandon:
+            self._rates.waited(gone.item.queue, wait, now, abandoned=True)
+            rows.append(
+                self._row(now, gone.item.queue, item_id, QueueEvent.ABANDON, wait=wait, data=reason)
+            )
+        res = gone.reservation
+        if res is not None:
+            self._by_reservation.pop(res.reservation_id, None)
+            if res.channel is Channel.VOICE:
+                rows.append(self._agent_row(now, res.agent_id, f"ready:{reason}"))
+        if rows:
+            await self._log.write(rows)
+        self._agent_cache = (-math.inf, [])
+        self.wake()
+        return gone
+
+    async def free_agent(
+        self,
+        agent_id: str,
+        *,
+        state: AgentState,
+        since: float,
+        reason: str,
+        conversation: tuple[str, str, float] | None = None,
+    ) -> AgentStatus | None:
+        """Make an agent stuck in `state` READY, only if the store still has them in it since
+        `since` (else None: something newer happened). `conversation` (item, queue, connected
+        at) is the conversation of theirs the queue log has no end for: it gets its COMPLETE
+        row now."""
+        now = self._clock.now()
+        status = await self._store.reset_agent(agent_id, state=state, since=since, now=now)
+        if status is None:
+            return None
+        rows = [self._agent_row(now, agent_id, f"{status.state.value}:{reason}")]
+        if conversation is not None:
+            item_id, queue, connected_at = conversation
+            rows.append(
+                self._row(
+                    now,
+                    queue,
+                    item_id,
+                    QueueEvent.COMPLETE,
+                    agent_id,
+                    talk=max(0.0, now - connected_at),
+                    data=reason,
+                )
+            )
+        for item_id, tracked in list(self._tracked.items()):
+            if tracked.connected_at is not None and tracked.agent_id == agent_id:
+                del self._tracked[item_id]  # its end was never reported; it is logged above
+            elif tracked.reservation is not None and tracked.reservation.agent_id == agent_id:
+                self._by_reservation.pop(tracked.reservation.reservation_id, None)
+                tracked.reservation, tracked.rung = None, False
+        await self._log.write(rows)
+        self._agent_cache = (-math.inf, [])
+        self.wake()
+        return status
 
     # --- helpers ---------------------------------------------------------------------------
 

