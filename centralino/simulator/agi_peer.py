@@ -342,13 +342,13 @@ class ChannelModel:
         args = words[len(name) :]
         keys = self.keys.get(index, "")
         hangup_now = self.alive and index == self.hangup_during
-        lines, hung_up = self._run(" ".join(name), args, keys, hangup_now, index)
+        lines, hung_up = self._run(" ".join(name), args, keys, hangup_now)
         if hangup_now or hung_up:
             self.alive = False
         return Reply(tuple(_line(text) for text in lines), hangup=hangup_now or hung_up)
 
     def _run(
-        self, name: str, args: tuple[str, ...], keys: str, hangup_now: bool, index: int
+        self, name: str, args: tuple[str, ...], keys: str, hangup_now: bool
     ) -> tuple[list[str], bool]:
         if name == "STREAM FILE":
             return [self._stream_file(args[0], args[1], keys, hangup_now)], False
@@ -374,8 +374,6 @@ class ChannelModel:
                 return [f"200 result={ord(pressed)} (dtmf) endpos=0"], False
             return ["200 result=0 (timeout) endpos=0"], False
         if name == "EXEC":
-            if args[0].lower() == "dial" and self.alive:
-                return self._dial(args, hangup_now, index)
             return self._exec(args, hangup_now)
         if name == "HANGUP":
             return ["200 result=1"], True
@@ -423,6 +421,8 @@ class ChannelModel:
 
     def _exec(self, args: tuple[str, ...], hangup_now: bool) -> tuple[list[str], bool]:
         app = args[0].lower()
+        if app == "dial" and self.alive:
+            return self._dial(args, hangup_now, self.commands_seen - 1)
         if app not in _KNOWN_APPS and app != "hangup":
             return ["200 result=-2"], False
         if hangup_now:
