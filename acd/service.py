@@ -740,14 +740,19 @@ class Router:
         """Restore the live store after Redis lost it: agents from their device state, their
         last logged state and the calls bridged to them; waiting items from the queue log when
         their channel is still up (or they asked for a callback). Items come back owned by this
-        process, in their original order."""
+        process, in their original order. An agent the store already has out of LOGGED_OUT
+        was changed since Redis lost its state (logged in from the desktop meanwhile): that
+        is newer than the log, and is kept."""
         now = self._clock.now()
         plan = plan_rebuild(rows, devices=devices, channels=channels)
         for agent in self._agents.values():
             await self._store.put_agent(agent, now)
+        current = {a.agent_id: a.state for a in await self._store.agents()}
         busy = 0
         for agent_id, (state, reason) in plan.agent_states.items():
             if agent_id not in self._agents:
+                continue
+            if current.get(agent_id, AgentState.LOGGED_OUT) is not AgentState.LOGGED_OUT:
                 continue
             for event in _path_to(state):
                 await self._store.agent_event(agent_id, event, now, reason=reason)
