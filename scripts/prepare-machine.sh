@@ -16,11 +16,17 @@ have() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 
 # The interpreter `make` builds .venv from, with venv/ensurepip and the headers C extensions
-# compile against (python3-dev).
-if have python3 && python3 - <<'EOF' 2>/dev/null; then :; else missing+=(python3 python3-venv python3-dev); fi
-import ensurepip, os, sysconfig, venv
-raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
+# compile against (python3-dev). Only asked while there is no .venv: starting Python costs
+# more than all the other checks together.
+if [ ! -x "$(dirname "$0")/../.venv/bin/python" ]; then
+    if have python3 && python3 -I -S - <<'EOF' 2>/dev/null; then :; else missing+=(python3 python3-venv python3-dev); fi
+import os, sysconfig
+from importlib.util import find_spec
+include = sysconfig.get_paths()["include"]
+ok = find_spec("venv") and find_spec("ensurepip") and os.path.exists(f"{include}/Python.h")
+raise SystemExit(not ok)
 EOF
+fi
 have make || missing+=(make)
 have gcc || missing+=(gcc)
 have redis-server || missing+=(redis-server)
@@ -32,10 +38,15 @@ have chromedriver || missing+=(chromium-driver)
 # product prompts (python -m centralino.prompts, `make prompts`)
 have espeak-ng || missing+=(espeak-ng)
 have sox || missing+=(sox)
-# recorded prompts and music on hold for the real Asterisk suite: data packages, no command
-sound_pkgs=(asterisk-core-sounds-en-wav asterisk-core-sounds-it-wav asterisk-moh-opsound-wav)
-installed=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${sound_pkgs[@]}" 2>/dev/null || true)
-for pkg in "${sound_pkgs[@]}"; do
+# The real Asterisk suite (tests/real_asterisk, ../shared/asterisk): recorded prompts and music
+# on hold, and the runtime libraries the prebuilt Asterisk links against (its README). Data
+# and library packages have no command: one dpkg-query asks about them all.
+pkgs=(
+    asterisk-core-sounds-en-wav asterisk-core-sounds-it-wav asterisk-moh-opsound-wav
+    libjansson4 libedit2 libxml2 libxslt1.1 libsqlite3-0 libcurl4 libpq5 libssl3 libuuid1 libicu72
+)
+installed=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${pkgs[@]}" 2>/dev/null || true)
+for pkg in "${pkgs[@]}"; do
     grep -qx "ii  $pkg" <<<"$installed" || missing+=("$pkg")
 done
 
