@@ -1,1 +1,2 @@
-"""Standalone process-AGI scripts that Asterisk runs locally (pyst2 over stdin/stdout)."""
+"""Standalone process-AGI scripts that Asterisk runs locally (standard library only, AGI over
+stdin/stdout; pyst2 is not needed)."""
