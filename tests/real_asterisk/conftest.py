@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Generator, Iterator
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
@@ -31,6 +32,8 @@ from aiohttp import web
 
 from acd.models import AgentDefinition, AgentState
 from centralino.app import Runtime, bound_port, running
+from centralino.asterisk.agi import AgiEnvironment, AgiResponse
+from centralino.asterisk.agi_server import AgiCall, AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
 from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
@@ -40,7 +43,6 @@ from centralino.demo.world import demo_agents
 from centralino.settings import ServerSettings, Settings
 from centralino.simulator.callcenter import SimulatedDesktop
 from ivr.inbound import FlowSettings
-from tests.conftest import DEFAULT_REDIS
 from tests.helpers import eventually
 from tests.real_asterisk.driver import AmiProxy, CallDriver
 from tests.real_asterisk.harness import (
@@ -51,6 +53,7 @@ from tests.real_asterisk.harness import (
     asterisk_tree,
     free_port,
     locate_asterisk,
+    private_redis,
     render,
 )
 
@@ -63,8 +66,6 @@ _LOG_OFFSET = pytest.StashKey[int]()
 PHONE_CONTEXT = "test-phones"
 TEST_FLOW = FlowSettings(menu_timeout_ms=6000, hold_poll_ms=200, ring_timeout_s=10)
 AGENTS = 5
-# Our own database on the suite's default Redis server (see `redis_url`).
-REDIS_DB = 13
 
 
 def _why_unavailable(config: pytest.Config) -> str:
@@ -105,12 +106,16 @@ def pytest_runtest_makereport(
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_url: str) -> str:
-    """The suite's Redis, but a database of our own on the default server: other test runs on
-    this machine flush database 9 whenever they like, and a live call must not lose its state."""
-    if redis_url == DEFAULT_REDIS:
-        return redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    return redis_url
+def redis_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server of this session's own: several runs of this suite (or of the whole suite,
+    which flushes its database at will) share the machine, and a live call must not lose its
+    state to another run's FLUSHDB. Without a redis-server binary, the suite's Redis."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield redis_url
+        return
+    with private_redis(binary, tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -298,3 +303,39 @@ async def centralino(
             base_url=base_url,
             agents=agents,
         )
+
+
+ProbeScript = Callable[[AgiCall], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class AgiProbe:
+    """A bare FastAGI server on the port the dialplan calls, in place of Centralino: each call
+    runs `script` (default: answer and wait for the hangup); what it saw is kept."""
+
+    server: FastAgiServer
+    sessions: list[AgiEnvironment] = field(default_factory=list)
+    script: ProbeScript | None = None
+    replies: dict[str, list[AgiResponse]] = field(default_factory=dict)
+
+    async def __call__(self, call: AgiCall) -> None:
+        self.sessions.append(call.env)
+        if self.script is not None:
+            await self.script(call)
+            return
+        await call.channel.answer()
+        while True:
+            await call.channel.wait_for_digit(1000)  # raises ChannelHungUp when it is over
+
+
+@pytest.fixture
+async def agi_probe(asterisk: AsteriskProcess) -> AsyncIterator[AgiProbe]:
+    router = AgiRouter()
+    server = FastAgiServer(router=router, host="127.0.0.1", port=asterisk.layout.agi_port)
+    probe = AgiProbe(server=server)
+    router.add("inbound", probe)
+    await server.start()
+    try:
+        yield probe
+    finally:
+        await server.stop()

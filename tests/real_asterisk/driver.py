@@ -109,6 +109,7 @@ class CallDriver:
         patience_s: float = 60,
         says: str = "",
         context: str = "",
+        exten: str = "",
         variables: dict[str, str] | None = None,
     ) -> PlacedCall:
         """Originate one caller; returns once Asterisk queued the Originate."""
@@ -122,6 +123,7 @@ class CallDriver:
             "TEST_PATIENCE": f"{patience_s:g}",
             "TEST_SAYS": says,
             "TEST_CONTEXT": context,
+            "TEST_EXTEN": exten,
             **(variables or {}),
         }
         response = await self.ami.action(

@@ -17,6 +17,7 @@ What the overrides are (everything else is the project's own configuration, byte
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -395,6 +396,55 @@ def speak(text: str, *, language: str, out: Path) -> None:
         check=True,
     )
     raw.unlink()
+
+
+# ---- a private Redis ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def private_redis(binary: str, workdir: Path) -> Iterator[str]:
+    """redis-server on a free loopback port, without persistence, stopped on exit."""
+    port = free_port()
+    with (workdir / "redis.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "redis-server did not start: " + (workdir / "redis.log").read_text()
+                    ) from None
+            time.sleep(0.05)  # a child's port that is not open yet
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # ---- the process ------------------------------------------------------------------------------

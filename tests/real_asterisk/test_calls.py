@@ -214,3 +214,22 @@ async def test_given_a_call_in_the_audiosocket_context_then_the_callers_audio_re
     await eventually(streaming, timeout=15, interval=0.05)
     await driver.hang_up(call)
     await eventually(lambda: driver.hung_up(call.uniqueid), timeout=10)
+
+
+async def test_given_centralino_is_down_then_the_fallback_script_queues_a_vip_in_the_vip_queue(
+    asterisk: AsteriskProcess, driver: CallDriver
+) -> None:
+    """Nothing listens on the FastAGI port: AGI() fails, agi_scripts/fallback_queue.py runs as a
+    process AGI with the rules in centralino-fallback.conf (+390212345678 is vip) and the caller
+    waits in the static queue app_queue holds for them."""
+    call = await driver.place(did=DID, caller_id="+390212345678", caller_name="Mario Rossi")
+
+    joined = await driver.wait_for(
+        "QueueCallerJoin", lambda e: e.get("Uniqueid") == call.uniqueid, timeout=20
+    )
+
+    assert joined.event.get("Queue") == "fallback-vip"
+    (status,) = driver.events("VarSet", Uniqueid=call.uniqueid, Variable="AGISTATUS")[:1]
+    assert status.event.get("Value") == "FAILURE"
+    chosen = driver.events("VarSet", Uniqueid=call.uniqueid, Variable="FALLBACK_PRIORITY")
+    assert [c.event.get("Value") for c in chosen] == ["vip"]
