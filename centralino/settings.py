@@ -127,8 +127,14 @@ class StepSettings(_Section):
     target: str = ""  # the queue to overflow to
 
 
+# Asterisk's own extensions of more than one letter, which [centralino-transfer]'s queue pattern
+# would otherwise match (one-letter ones, h among them, are kept out by the two-letter minimum).
+RESERVED_QUEUE_NAMES = frozenset({"fax", "talk"})
+
+
 class QueueSettings(_Section):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    # A queue is an extension of [centralino-transfer] by its name (two characters at least).
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]+$")
     skill: str | None = None
     strategy: Literal["longest_idle", "most_skilled", "least_occupied"] = "longest_idle"
     steps: list[StepSettings] = Field(
@@ -144,6 +150,13 @@ class QueueSettings(_Section):
     on_no_agents: Literal["callback", "voicemail", "hangup"] = "callback"
     sl_target_s: float = Field(20, gt=0)
     sl_goal: float = Field(0.8, gt=0, le=1)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_QUEUE_NAMES:
+            raise ValueError(f"{name!r} is an Asterisk special extension, not a queue name")
+        return name
 
 
 class AgentSettings(_Section):

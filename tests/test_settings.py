@@ -137,3 +137,13 @@ def test_example_intents_are_the_built_in_routes() -> None:
 
     settings = load_settings(ROOT / "centralino.example.toml", environ={})
     assert settings.contact.routes() == dict(DEFAULT_ROUTES)
+
+
+@pytest.mark.parametrize("name", ["h", "s", "fax", "talk"])
+def test_a_queue_named_like_an_asterisk_special_extension_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / "q.toml"
+    path.write_text(f'[[acd.queues]]\nname = "{name}"\nskill = "support"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"acd\.queues"):
+        load_settings(path, environ={})
