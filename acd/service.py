@@ -91,6 +91,7 @@ class _Tracked:
     agent_id: str = ""
     rung: bool = False  # the held reservation was accepted: the agent's phone rang
     detached: bool = False  # callback requested: no caller on the line
+    attempts: int = 0  # callbacks placed that did not reach the customer
     exited: bool = False  # left by a configured action; dropped once the IVR has read it
 
 
@@ -604,6 +605,56 @@ class Router:
             ]
         )
         self.wake()
+
+    async def callback_unreached(self, item_id: str, *, status: str, max_attempts: int) -> bool:
+        """A connected callback whose customer was not reached (the dialplan's DIALSTATUS:
+        NOANSWER, BUSY, CONGESTION, CHANUNAVAIL, or NOTDIALED): the agent spoke to no one and
+        is READY at once (no wrap-up), and the request goes back to the front of its queue,
+        its place and routing steps kept — unless this was its `max_attempts`-th failed
+        attempt (counted by this process), then it leaves with an EXIT row. Returns whether it
+        was requeued. Raises UnknownItem unless the item is a connected callback here."""
+        tracked = self._track(item_id)
+        if tracked.connected_at is None or tracked.item.callback_number is None:
+            raise UnknownItem(item_id)
+        now = self._clock.now()
+        agent_id = tracked.agent_id
+        await self._store.finish(
+            agent_id, Channel.VOICE, now, worked_s=now - tracked.connected_at, wrap_up_s=0.0
+        )
+        tracked.attempts += 1
+        item = tracked.item
+        data = f"callback_{status.lower()}"
+        rows = [
+            self._row(now, item.queue, item_id, QueueEvent.REJECT, agent_id, data=data),
+            self._agent_row(now, agent_id, "ready"),
+        ]
+        requeue = tracked.attempts < max_attempts
+        if requeue:
+            policy = self._policy(item.queue)
+            await self._store.add_item(
+                item,
+                steps=encode_steps(policy.steps),
+                owner=self._owner,
+                entered_at=tracked.entered_at,
+                front=True,
+            )
+            tracked.connected_at, tracked.agent_id = None, ""
+        else:
+            del self._tracked[item_id]
+            rows.append(
+                self._row(
+                    now,
+                    item.queue,
+                    item_id,
+                    QueueEvent.EXIT,
+                    wait=now - item.arrived_at,
+                    data="callback_unreached",
+                )
+            )
+        await self._log.write(rows)
+        self._agent_cache = (-math.inf, [])
+        self.wake()
+        return requeue
 
     async def request_callback(self, item_id: str, number: str) -> Ticket:
         """The caller pressed the callback key: they may hang up and keep their place. When an

@@ -240,7 +240,9 @@ async def test_given_stuck_agents_and_dead_callers_when_fixes_applied_then_every
                     state=fix.state,
                     since=fix.since,
                     reason=fix.reason,
-                    conversation=conv and (conv.item_id, conv.queue, conv.connected_at),
+                    conversation=None
+                    if conv is None
+                    else (conv.item_id, conv.queue, conv.connected_at),
                 )
     states = {a.agent_id: a.state for a in await store.agents()}
     assert states == {"ann": AgentState.READY, "bob": AgentState.READY}
