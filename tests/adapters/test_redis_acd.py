@@ -744,3 +744,29 @@ async def test_given_stuck_state_when_swept_fixes_apply_then_both_stores_agree(
         )
     assert results[0] == results[1]
     assert results[0] == ("cb1", [("ann", "ready"), ("bob", "ready")], ["c1", "ch1"])
+
+
+async def test_given_index_lists_an_agent_not_ready_when_routing_then_no_reservation(
+    redis_client: aioredis.Redis,
+) -> None:
+    """An availability set that disagrees with the agent's hash (left by an older library
+    version): `route` used to reserve the agent anyway, writing a reservation for a state
+    change the table refuses. It now mends the index and reserves no one."""
+    store = RedisLiveStore(client=redis_client, prefix="stale:", strategies=[Strategy.LONGEST_IDLE])
+    await store.put_agent(AgentDefinition("ann", {"sales": 3}), 100.0)
+    await store.agent_event("ann", AgentEvent.LOGIN, 100.0)
+    for key in ("stale:av:voice:*:longest_idle", "stale:av:voice:sales:longest_idle"):
+        await redis_client.zadd(key, {"ann": 100.0})
+    await store.add_item(
+        WorkItem("c1", "sales", 100.0), steps=STEPS_0, owner="p1", entered_at=100.0
+    )
+    made = await store.route(
+        "sales", 101.0, "p1", strategy=Strategy.LONGEST_IDLE, window=10, ttl_s=15.0
+    )
+    assert made == []
+    assert [a.state for a in await store.agents()] == [AgentState.NOT_READY]
+    assert not await redis_client.exists("stale:av:voice:*:longest_idle")
+    assert [w.item_id for w in await store.waiting("sales")] == ["c1"]
+
+
+STEPS_0 = "0.0:-:0"
