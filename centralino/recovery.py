@@ -10,12 +10,15 @@ requests from the queue log. Calls whose channel is gone are dropped, as Asteris
 While AMI is configured but not connected yet (at start it connects after us), the rebuild
 waits for it, up to `ami_wait_s`: without channels every call would look dead.
 
-Reconciling sweep. Redis kept its state but a process died holding callers (SIGKILL), or an
-AMI event was lost: agents stay RESERVED or BUSY for good. Every interval, after the marker
-check, one process (the holder of a short lease, `SET NX PX` renewed while it lives) compares
-the live state with the channels up and applies what `contact.reconcile` decides through the
-router's conditional operations (safe however many processes run them). Without AMI the
-channels are unknown and nothing is decided.
+Reconciling sweep (on when the guard is given a `reconcile` policy). Redis kept its state but a
+process died holding callers (SIGKILL), or an AMI event was lost: agents stay RESERVED or BUSY
+for good. Every interval, after the marker check, one process (the holder of a short lease,
+`SET NX PX` renewed while it lives) compares the live state with the channels up and applies
+what `contact.reconcile` decides through the router's conditional operations (safe however
+many processes run them). Without AMI the
+channels are unknown and nothing is decided. The sweep trusts CoreShowChannels to list every
+call: a peer that does not (the simulator's FastAGI calls have no channel in its AMI server)
+must not run it, or its waiting callers are dropped as gone.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class LiveStateGuard:
         ami: AmiClient | None,
         owner: str,
         interval_s: float = 2.0,
-        policy: ReconcilePolicy | None = None,
+        reconcile: ReconcilePolicy | None = None,
         ami_wait_s: float = 10.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -80,7 +83,7 @@ class LiveStateGuard:
         self._ami = ami
         self._owner = owner
         self._interval_s = interval_s
-        self._policy = policy if policy is not None else ReconcilePolicy()
+        self._policy = reconcile
         self._monotonic = monotonic
         self._ami_deadline = monotonic() + ami_wait_s
         # A lapsed leader's sweeps take over within this; short, so that stuck agents are
@@ -153,8 +156,12 @@ class LiveStateGuard:
         return facts
 
     async def sweep(self) -> list[Fix] | None:
-        """One reconciling sweep if this process holds (or takes) the lease, else None; the
-        fixes applied (those that found their target still as the snapshot saw it)."""
+        """One reconciling sweep if this process holds (or takes) the lease, else None (also
+        when the guard was built without a `reconcile` policy); the fixes applied (those that
+        found their target still as the snapshot saw it)."""
+        policy = self._policy
+        if policy is None:
+            return None
         if not await self._lead():
             self._absent = NO_ABSENCES  # another process sweeps: what we saw goes stale
             return None
@@ -168,7 +175,7 @@ class LiveStateGuard:
             channels=channels,
             queue_log=(),
             now=now,
-            policy=self._policy,
+            policy=policy,
             absent=self._absent,
         )
         if plan.fixes:  # what to log depends on the queue log: read it only when needed
@@ -217,9 +224,7 @@ class LiveStateGuard:
     async def _lead(self) -> bool:
         if await self._redis.set(SWEEP_LEASE_KEY, self._owner, nx=True, px=self._lease_ms):
             return True
-        renewed = await self._redis.eval(
-            _RENEW, 1, SWEEP_LEASE_KEY, self._owner, self._lease_ms
-        )
+        renewed = await self._redis.eval(_RENEW, 1, SWEEP_LEASE_KEY, self._owner, self._lease_ms)
         return bool(renewed)
 
     async def run(self) -> None:

@@ -66,7 +66,7 @@ class Rig:
             agents={a.agent_id: a.endpoint for a in AGENTS.values()},
             ami=self.ami if ami else None,
             owner=owner,
-            policy=ReconcilePolicy(item_grace_s=5.0, agent_grace_s=30.0),
+            reconcile=ReconcilePolicy(item_grace_s=5.0, agent_grace_s=30.0),
             ami_wait_s=10.0,
             monotonic=lambda: self.mono[0],
         )
@@ -227,3 +227,16 @@ async def test_given_ami_disabled_then_nothing_channel_based_is_fixed(rig: Rig) 
         assert await guard.sweep() == []
         rig.clock.advance(60.0)
     assert (await rig.states())["bob"] is AgentState.BUSY
+
+
+async def test_given_no_reconcile_policy_then_the_guard_does_not_sweep(rig: Rig) -> None:
+    guard = LiveStateGuard(
+        redis=rig.redis,
+        router=rig.router(),
+        queue_log=rig.log,
+        clock=rig.clock,
+        agents={},
+        ami=None,
+        owner="p1",
+    )
+    assert await guard.sweep() is None
