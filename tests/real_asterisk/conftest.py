@@ -18,7 +18,7 @@ import asyncio
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -205,7 +205,16 @@ async def _serve(app: web.Application, stack: AsyncExitStack) -> str:
 
 
 @pytest.fixture
+def agent_languages() -> Mapping[str, frozenset[str]]:
+    """Languages an agent speaks, by agent id (a test module may override this fixture);
+    agents not named speak what the demo's do (Italian and English)."""
+    return {}
+
+
+@pytest.fixture
 async def centralino(
+    *,
+    agent_languages: Mapping[str, frozenset[str]],
     asterisk: AsteriskProcess,
     pg_dsn: str,
     redis_url: str,
@@ -247,7 +256,7 @@ async def centralino(
                 agent_id=d.agent_id,
                 skills=d.skills,
                 teams=d.teams,
-                languages=d.languages,
+                languages=agent_languages.get(d.agent_id, d.languages),
                 endpoint=phone_endpoint(d.agent_id),
                 wrap_up_s=0.0,
             )

@@ -6,6 +6,8 @@ call flow runs, so each fact is about Asterisk and the project's dialplan, not a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import pytest
@@ -127,3 +129,76 @@ async def test_given_the_caller_hangs_up_first_then_dial_says_minus_one_and_answ
 def _after(moment: float, seconds: float) -> None:
     """Passes once `seconds` have gone by since `moment` (an AMI Timestamp)."""
     assert time.time() >= moment + seconds
+
+
+# ---- the project's dialplan around FastAGI ---------------------------------------------
+
+
+async def test_given_a_transferred_caller_hangs_up_then_fastagi_is_not_asked_for_queue_h(
+    agi_probe: AgiProbe, driver: CallDriver
+) -> None:
+    """Asterisk runs the `h` extension of the context a channel hangs up in, by pattern too:
+    [centralino-transfer] once matched `h` with `_[a-z]!` and each hangup opened a second
+    FastAGI session `inbound?queue=h` on a dead channel (seen on b1039d7)."""
+    call = await driver.place(
+        did=DID, caller_id="+390233333333", context="centralino-transfer", exten="support"
+    )
+
+    def in_session() -> None:
+        assert agi_probe.sessions, "the transferred caller never reached FastAGI"
+
+    await eventually(in_session, timeout=10)
+    await driver.hang_up(call)
+    await eventually(lambda: driver.hung_up(call.uniqueid), timeout=10)
+
+    assert [s.query.get("queue") for s in agi_probe.sessions] == ["support"]
+
+
+async def test_given_the_fastagi_socket_dies_mid_conversation_then_the_caller_is_not_queued_again(
+    agi_probe: AgiProbe, driver: CallDriver
+) -> None:
+    """The app dies while the caller talks to an agent (Dial running inside FastAGI). Asterisk
+    notices only when Dial returns: AGI() ends with AGISTATUS=SUCCESS and no CENTRALINO_STATUS,
+    so the dialplan must tell by DIALSTATUS=ANSWER; on b1039d7 the caller went to the fallback
+    queue and was served twice."""
+    await driver.phone("agent103", ring_s=1, talk_s=3)
+    dial: list[AgiResponse] = []
+
+    async def script(call: AgiCall) -> None:
+        channel = call.channel
+        await channel.answer()
+        dialling = asyncio.ensure_future(
+            channel.command("EXEC", "Dial", "Local/agent103@test-phones,10")
+        )
+
+        def answered() -> None:
+            assert driver.where(
+                "DialEnd",
+                lambda e: (
+                    e.get("Uniqueid") == call.env.uniqueid
+                    and e.get("DialStatus") == "ANSWER"
+                    and (e.get("DestChannel") or "").startswith("Local/agent103")
+                ),
+            )
+
+        await eventually(answered, timeout=10)
+        channel.return_to_dialplan("")  # the socket closes under the running Dial
+        with contextlib.suppress(ChannelHungUp):
+            dial.append(await dialling)
+
+    agi_probe.script = script
+    placed = await driver.place(did=DID, caller_id="+390244444444", patience_s=60)
+
+    def ended_or_requeued() -> None:
+        requeued = driver.events("QueueCallerJoin", Uniqueid=placed.uniqueid)
+        assert requeued or driver.events("Hangup", Uniqueid=placed.uniqueid)
+
+    await eventually(ended_or_requeued, timeout=20)
+    agistatus = [
+        e.event.get("Value")
+        for e in driver.events("VarSet", Uniqueid=placed.uniqueid, Variable="AGISTATUS")
+    ]
+    fallback = [
+        e.event.get("Queue") for e in driver.events("QueueCallerJoin", Uniqueid=placed.uniqueid)
+    ]
+    assert fallback == [], f"AGISTATUS {agistatus}; caller queued again in {fallback}"

@@ -105,7 +105,9 @@ async def test_given_a_known_caller_when_an_agent_answers_then_pop_came_first_an
     assert agent in centralino.desktops
     assert row["queue"] == "support"
     assert row["customer_id"] is not None
-    assert row["talk_s"] is not None
+    # From the agent's answer to their hangup (the phone waits ~0.5 s after Answer, then 3 s);
+    # not Dial's ANSWEREDTIME, which counts from the IVR's answer (test_asterisk_facts.py).
+    assert row["talk_s"] == pytest.approx(3.5, abs=1)
     # The pop reached the agent's desktop and was acknowledged before the phone existed.
     pops = centralino.desktops[agent].pops
     assert pops and pops[-1]["linkedid"] == call.uniqueid
@@ -233,3 +235,40 @@ async def test_given_centralino_is_down_then_the_fallback_script_queues_a_vip_in
     assert status.event.get("Value") == "FAILURE"
     chosen = driver.events("VarSet", Uniqueid=call.uniqueid, Variable="FALLBACK_PRIORITY")
     assert [c.event.get("Value") for c in chosen] == ["vip"]
+
+
+async def test_given_the_offered_agent_does_not_answer_then_another_agent_gets_the_caller(
+    centralino: RealWorld, driver: CallDriver, pg_pool: asyncpg.Pool
+) -> None:
+    """RONA against the real Dial: the phone rings out (DIALSTATUS NOANSWER), that agent goes
+    not-ready, and the caller, back at the front of the queue, is answered by the next one."""
+    router = centralino.runtime.router
+    for agent in centralino.desktops:
+        if agent != "agent101":
+            await router.agent_not_ready(agent, "meeting")
+    await driver.db_put("phone/agent101", "answer", "no")
+    await driver.phone("agent102", ring_s=1, talk_s=2)
+    call = await driver.place(did=DID, caller_id="+393331000055", patience_s=90)
+    await driver.press_when_asked(call, SUPPORT_KEY)
+    await driver.wait_for(
+        "DialBegin",
+        lambda e: (
+            e.get("Uniqueid") == call.uniqueid
+            and (e.get("DestChannel") or "").startswith("Local/agent101@")
+        ),
+        timeout=30,
+    )
+
+    await router.agent_ready("agent102")  # comes back while agent101's phone rings out
+
+    row = await recorded(pg_pool, call, timeout=60)
+    assert row["outcome"] == "answered" and row["agent_id"] == "agent102", dict(row)
+    statuses = [
+        s.event.get("Value")
+        for s in driver.events("VarSet", Uniqueid=call.uniqueid, Variable="DIALSTATUS")
+    ]
+    assert "NOANSWER" in statuses and statuses[-1] == "ANSWER", statuses
+    events = await queue_events(pg_pool, call.uniqueid)
+    assert "rona" in events and events[-1] == "complete", events
+    states = {s.agent_id: s.state.value for s in await centralino.runtime.live.agents()}
+    assert states["agent101"] == "not_ready"
