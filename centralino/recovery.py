@@ -185,7 +185,7 @@ class LiveStateGuard:
                 channels=channels,
                 queue_log=rows,
                 now=now,
-                policy=self._policy,
+                policy=policy,
                 absent=self._absent,
             )
         self._absent = plan.absent

@@ -226,9 +226,9 @@ async def test_given_random_operations_when_run_on_redis_and_reference_then_same
         assert snaps[0] == snaps[1], f"snapshots diverged at t={now}"
         if fixes.random() < 0.04 and item_no:
             item_id = f"i{int(fixes.integers(item_no)):04d}"
-            gone = [await store.discard_item(item_id, now) for store in stores]
-            assert [_discarded(g) for g in gone] == [_discarded(gone[0])] * 2
-            discarded += gone[0] is not None
+            taken = [await store.discard_item(item_id, now) for store in stores]
+            assert [_discarded(g) for g in taken] == [_discarded(taken[0])] * 2
+            discarded += taken[0] is not None
         if fixes.random() < 0.04:
             status = list(await ref.agents())[int(fixes.integers(len(agents)))]
             since = status.since if fixes.random() < 0.8 else status.since - 1.0
