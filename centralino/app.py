@@ -61,6 +61,7 @@ from centralino.web.app import init_app
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
+from contact.reconcile import ReconcilePolicy
 from contact.rules import route_problems
 from context.clock import SystemClock as ContextClock
 from context.fanout import PreAnswerFanout
@@ -74,6 +75,7 @@ log = logging.getLogger(__name__)
 # Connections per backend host: the fan-out runs one request per backend per call, and a burst
 # of 200 calls must not queue behind a small pool (the tail of the screen-pop benchmark).
 HTTP_CONNECTIONS_PER_HOST = 256
+DEFAULT_RECONCILE = ReconcilePolicy()
 
 
 def queue_policy(q: QueueSettings) -> QueuePolicy:
@@ -245,7 +247,9 @@ async def _context(
     return context, fanout, phones
 
 
-def _ami_client(settings: Settings, endpoint: tuple[str, int, str, str] | None) -> AmiClient | None:
+def _ami_client(
+    settings: Settings, endpoint: tuple[str, int, str, str] | None, *, owner: str
+) -> AmiClient | None:
     if endpoint is None and not (settings.ami.enabled and settings.ami.secret is not None):
         return None
     host, port, user, secret = endpoint or (
@@ -261,6 +265,8 @@ def _ami_client(settings: Settings, endpoint: tuple[str, int, str, str] | None) 
         secret=secret,
         rng=np.random.default_rng(),
         ping_interval_s=settings.ami.ping_interval_s,
+        # Every process sees every event (OriginateResponse too): ActionIDs tell whose it is.
+        action_id_prefix=f"centralino-{owner}",
     )
 
 
@@ -274,6 +280,7 @@ async def _acd(
     staff: _Staff,
     owner: str,
     live_check_s: float,
+    reconcile: ReconcilePolicy | None,
 ) -> tuple[Router, RedisLiveStore]:
     # The router takes the dialer as its hook, so the dialer reaches it through a getter.
     callbacks = CallbackDialer(ami=ami, router=lambda: router) if ami is not None else None
@@ -299,10 +306,13 @@ async def _acd(
         ami=ami,
         owner=owner,
         interval_s=live_check_s,
+        reconcile=reconcile,
     )
     await guard.check()  # a fresh (or restarted) Redis: restore agents and callbacks
     await router.start()
     stack.push_async_callback(router.aclose)
+    if callbacks is not None:
+        stack.push_async_callback(callbacks.aclose)  # before the router: each releases its hold
     guard_task = asyncio.create_task(guard.run(), name="live-state-guard")
 
     async def stop_guard() -> None:
@@ -398,8 +408,13 @@ async def running(
     flow: FlowSettings | None = None,
     owner: str | None = None,
     live_check_s: float = 2.0,
+    reconcile: ReconcilePolicy | None = DEFAULT_RECONCILE,
 ) -> AsyncIterator[Runtime]:
-    """Build and start everything; on exit stop it in reverse order (graceful for calls)."""
+    """Build and start everything; on exit stop it in reverse order (graceful for calls).
+
+    `reconcile`: how the periodic sweep frees what a failure left behind (agents reserved or
+    busy, callers queued, with no channel on Asterisk); None turns it off, for a telephony peer
+    whose channel list does not show its calls."""
     server = settings.server
     staff = _staff(settings, agents, agent_names)
     async with AsyncExitStack() as stack:
@@ -414,7 +429,10 @@ async def running(
         context, fanout, phones = await _context(
             stack, settings, pool=pool, redis=redis, backends=backends
         )
-        ami = _ami_client(settings, ami_endpoint)
+        owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        ami = _ami_client(settings, ami_endpoint, owner=owner)
+        # AMI first: the start-up rebuild of the live state needs Asterisk's channels.
+        await _start_ami(stack, ami)
         router, live = await _acd(
             stack,
             settings,
@@ -422,8 +440,9 @@ async def running(
             redis=redis,
             ami=ami,
             staff=staff,
-            owner=owner or f"{socket.gethostname()}:{os.getpid()}",
+            owner=owner,
             live_check_s=live_check_s,
+            reconcile=reconcile,
         )
         answers, transfers = _telephony_watchers(ami, settings, staff, router)
         hub = DesktopHub(clock=context.clock)
@@ -460,8 +479,7 @@ async def running(
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
         # goes first, handing calls back to the dialplan while AMI (answers, transfers) and
         # the desktops still work; then the desktops are closed (an open one must not hold up
-        # the web server), the web server, and AMI last.
-        await _start_ami(stack, ami)
+        # the web server), the web server, and (after the ACD) AMI last.
         runner, http_port = await _start_web(stack, app, settings)
         stack.push_async_callback(hub.close)
         await audiosocket.start()
