@@ -580,6 +580,15 @@ class Router:
 
     async def abandon(self, item_id: str, *, reason: str = "caller_hangup") -> None:
         """The caller left while waiting (or while an agent was reserved or ringing)."""
+        await self._leave(item_id, QueueEvent.ABANDON, reason)
+
+    async def hand_back(self, item_id: str, *, reason: str = "returned") -> None:
+        """We handed the caller back to the dialplan (shutting down) while they waited: they
+        leave the queue as ABANDON would, logged as an EXIT of ours, not counted as the
+        caller's abandon."""
+        await self._leave(item_id, QueueEvent.EXIT, reason)
+
+    async def _leave(self, item_id: str, event: QueueEvent, reason: str) -> None:
         tracked = self._track(item_id)
         if tracked.exited:  # already out of the queue by a configured action
             self._tracked.pop(item_id, None)
@@ -596,13 +605,10 @@ class Router:
         if gone is None:
             return  # already taken out (by the reconciling sweep, which logged it): one row
         wait = now - tracked.item.arrived_at
-        self._rates.waited(tracked.item.queue, wait, now, abandoned=True)
+        abandoned = event is QueueEvent.ABANDON
+        self._rates.waited(tracked.item.queue, wait, now, abandoned=abandoned)
         await self._log.write(
-            [
-                self._row(
-                    now, tracked.item.queue, item_id, QueueEvent.ABANDON, wait=wait, data=reason
-                )
-            ]
+            [self._row(now, tracked.item.queue, item_id, event, wait=wait, data=reason)]
         )
         self.wake()
 

@@ -491,8 +491,9 @@ class AcdQueuedCall:
         if self.contact.ended:
             return (self.contact.outcome or Outcome.ABANDONED).value
         self.contact.apply(ContactEvent.HAND_BACK if handed_back else ContactEvent.HANGUP)
+        leave = self.router.hand_back if handed_back else self.router.abandon
         try:
-            await self.router.abandon(self.item.item_id)
+            await leave(self.item.item_id)
         except UnknownItem:
             log.info("item %s already left the queue", self.item.item_id)
         return (self.contact.outcome or Outcome.ABANDONED).value

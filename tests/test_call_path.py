@@ -353,3 +353,9 @@ async def test_given_a_caller_queued_when_the_server_stops_then_they_are_handed_
     row = await eventually(lambda: _interaction(pg_pool, result.uniqueid), timeout=5)
     assert row["outcome"] == "returned"
     assert await world.runtime.live.waiting("support") == []  # nobody waits for no one
+    log = await pg_pool.fetch(
+        "SELECT event, data FROM queue_log WHERE item_id = $1 ORDER BY id", result.uniqueid
+    )
+    # Our exit, not the caller's abandon (which the wallboard counts against the queue).
+    assert [r["event"] for r in log] == ["enter", "exit"]
+    assert log[-1]["data"] == "returned"
