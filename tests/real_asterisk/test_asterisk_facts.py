@@ -131,6 +131,23 @@ def _after(moment: float, seconds: float) -> None:
     assert time.time() >= moment + seconds
 
 
+async def test_given_an_italian_channel_then_fastagi_hears_agi_language_it_and_no_lang_query(
+    agi_probe: AgiProbe, driver: CallDriver
+) -> None:
+    """The caller's language travels as `agi_language` (the channel's CHANNEL(language));
+    [centralino-inbound] adds no `?lang=` to the AGI URL, so the query stays empty."""
+    call = await driver.place(did=DID, caller_id="+390211111113", language="it")
+
+    def in_session() -> None:
+        assert agi_probe.sessions
+
+    await eventually(in_session, timeout=10)
+    await driver.hang_up(call)
+    (env,) = agi_probe.sessions
+    assert env.language == "it"
+    assert env.script == "inbound" and dict(env.query) == {}
+
+
 # ---- the project's dialplan around FastAGI ---------------------------------------------
 
 
