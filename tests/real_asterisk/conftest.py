@@ -40,7 +40,7 @@ from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
 from centralino.demo.seed import seed_customers
 from centralino.demo.world import demo_agents
-from centralino.settings import ServerSettings, Settings
+from centralino.settings import AcdSettings, ServerSettings, Settings
 from centralino.simulator.callcenter import SimulatedDesktop
 from ivr.inbound import FlowSettings
 from tests.helpers import eventually
@@ -66,6 +66,11 @@ _LOG_OFFSET = pytest.StashKey[int]()
 PHONE_CONTEXT = "test-phones"
 TEST_FLOW = FlowSettings(menu_timeout_ms=6000, hold_poll_ms=200, ring_timeout_s=10)
 AGENTS = 5
+TRANSFER_TARGETS = {
+    "7001@centralino-transfer": "billing",
+    "7002@centralino-transfer": "support",
+    "7003@centralino-transfer": "sales",
+}
 
 
 def _why_unavailable(config: pytest.Config) -> str:
@@ -224,6 +229,8 @@ async def centralino(
     """Centralino running against the real Asterisk; every agent logged in and ready."""
     layout = asterisk.layout
     settings = Settings(
+        # The numeric aliases of [centralino-transfer] (as in centralino.example.toml).
+        acd=AcdSettings(transfer_targets=TRANSFER_TARGETS),
         server=ServerSettings(
             host="127.0.0.1",
             agi_port=layout.agi_port,

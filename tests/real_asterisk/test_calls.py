@@ -272,3 +272,59 @@ async def test_given_the_offered_agent_does_not_answer_then_another_agent_gets_t
     assert "rona" in events and events[-1] == "complete", events
     states = {s.agent_id: s.state.value for s in await centralino.runtime.live.agents()}
     assert states["agent101"] == "not_ready"
+
+
+async def test_given_the_agent_keys_a_blind_transfer_then_the_caller_is_answered_in_that_queue(
+    centralino: RealWorld, driver: CallDriver, pg_pool: asyncpg.Pool
+) -> None:
+    """The agent's phone sends `##7002` (features.conf blindxfer, Dial's `t`): Asterisk moves
+    the caller to 7002@centralino-transfer, the alias of the support queue; the same channel
+    comes back over FastAGI and the next agent answers. Two legs, two interaction rows."""
+    router = centralino.runtime.router
+    for agent in centralino.desktops:
+        if agent != "agent101":
+            await router.agent_not_ready(agent, "meeting")
+    await driver.phone("agent101", ring_s=1, talk_s=60)
+    await driver.phone("agent102", ring_s=1, talk_s=2)
+    call = await driver.place(did=DID, caller_id="+393331000044", patience_s=90)
+    await driver.press_when_asked(call, SUPPORT_KEY)
+    answered = await driver.wait_for(
+        "DialEnd",
+        lambda e: (
+            e.get("Uniqueid") == call.uniqueid
+            and e.get("DialStatus") == "ANSWER"
+            and (e.get("DestChannel") or "").startswith("Local/agent101@")
+        ),
+        timeout=40,
+    )
+    agent_phone = (answered.event.get("DestChannel") or "")[: -len(";1")] + ";2"
+    await router.agent_ready("agent102")
+
+    for digit in "##7002":  # the agent's keypad: what the phone sends reaches the bridge
+        response = await driver.ami.action("PlayDTMF", Channel=agent_phone, Digit=digit)
+        response.raise_for_error()
+
+    transfer = await driver.wait_for(
+        "BlindTransfer", lambda e: e.get("TransfereeUniqueid") == call.uniqueid, timeout=15
+    )
+    assert transfer.event.get("Result") == "Success"
+    assert (transfer.event.get("Extension"), transfer.event.get("Context")) == (
+        "7002",
+        "centralino-transfer",
+    )
+
+    async def both_legs() -> list[asyncpg.Record]:
+        rows = await pg_pool.fetch(
+            "SELECT outcome, agent_id, queue FROM interactions WHERE linkedid = $1 ORDER BY id",
+            call.uniqueid,
+        )
+        assert len(rows) == 2, [dict(r) for r in rows]
+        return rows
+
+    legs = await eventually(both_legs, timeout=45, interval=0.2)
+    assert [tuple(r) for r in legs] == [
+        ("transferred", "agent101", "support"),
+        ("answered", "agent102", "support"),
+    ]
+    events = await queue_events(pg_pool, call.uniqueid)
+    assert "transfer" in events and events[-1] == "complete", events
