@@ -63,15 +63,22 @@ TRANSFER_CONTEXT = settings.TRANSFER_CONTEXT
 INBOUND_CONTEXT = "centralino-inbound"
 INBOUND_DID = "+390200000000"
 INBOUND_AGI_PRIORITY = 5
+# Cause-txt of the Hangup causes a Dial leaves behind (ast_cause2str).
+_CAUSE_TXT = {0: "Unknown", 3: "No route to destination", 16: "Normal Clearing"}
 
 
 @dataclass(frozen=True, slots=True)
 class AgentPhone:
-    """How one simulated agent answers their phone."""
+    """How one simulated agent answers their phone. `registered=False`: the phone is not
+    registered, Dial finds no contact (CHANUNAVAIL at once, no Dial events on AMI);
+    `busy_probability`: the phone rejects the call as busy after `busy_after_s` of ringing."""
 
     answer_probability: float = 0.95
     ring_s: tuple[float, float] = (1.0, 4.0)
     talk_s: tuple[float, float] = (6.0, 30.0)
+    registered: bool = True
+    busy_probability: float = 0.0
+    busy_after_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,9 @@ class _CallState:
     # ANSWER (or by Dial when the agent answers). ANSWEREDTIME/DIALEDTIME come from these.
     created_at: float = 0.0
     answered_at: float | None = None
+    # What Dial last left in HANGUPCAUSE: a non-zero one is the caller's Hangup cause in the end
+    # (3 after an unregistered phone), otherwise the dialplan's Hangup() says 16.
+    hangupcause: int = 0
 
 
 class CallSimulator:
@@ -192,6 +202,7 @@ class CallSimulator:
                     uniqueid=uniqueid,
                     created_at=state.created_at,
                     answered_at=state.answered_at,
+                    hangupcause=state.hangupcause,
                 )
                 result.commands += await self._session(state, context, exten, 1)
                 result.sessions += 1
@@ -201,7 +212,10 @@ class CallSimulator:
         if target is None and self.ami is not None:
             # The caller's channel ends when its last FastAGI session is closed (AGI() returns,
             # the dialplan hangs up); a channel transferred elsewhere lives on out of our sight.
-            self.ami.hangup_event(self._caller_snapshot(state))
+            cause = state.hangupcause or 16
+            self.ami.hangup_event(
+                self._caller_snapshot(state), cause=cause, cause_txt=_CAUSE_TXT.get(cause, "")
+            )
         self.results.append(result)
         return result
 
@@ -348,12 +362,26 @@ class CallSimulator:
             exten="",
         )
         ami = self.ami
+        if not phone.registered:  # real_dial.txt (e-pjsip): no channel, no Dial events
+            model.dials[index] = DialOutcome("CHANUNAVAIL")
+            state.dialled, state.hangupcause = False, 3
+            state.queued_since = time.monotonic()
+            return
         if ami is not None:
             ami.channel_event("Newchannel", dest)
             ami.dial_event("DialBegin", caller, dest, dial_string=agent)
             dest.state = 5
             ami.channel_event("Newstate", dest)
             ami.dial_event("DialState", caller, dest, status="RINGING")
+        if phone.busy_probability > 0 and self.rng.random() < phone.busy_probability:
+            await self._sleep(phone.busy_after_s)  # real_dial.txt (d-busy)
+            if ami is not None:
+                ami.dial_event("DialEnd", caller, dest, status="BUSY")
+                ami.hangup_event(dest, cause=0, cause_txt="Unknown")
+            model.dials[index] = DialOutcome("BUSY")
+            state.dialled, state.hangupcause = False, 0
+            state.queued_since = time.monotonic()
+            return
         ring = float(self.rng.uniform(*phone.ring_s))
         answers = bool(self.rng.random() < phone.answer_probability) and ring < timeout_s
         if not answers:
@@ -362,7 +390,7 @@ class CallSimulator:
                 ami.dial_event("DialEnd", caller, dest, status="NOANSWER")
                 ami.hangup_event(dest, cause=0, cause_txt="Unknown")
             model.dials[index] = DialOutcome("NOANSWER")
-            state.dialled = False
+            state.dialled, state.hangupcause = False, 0
             state.queued_since = time.monotonic()  # back in the queue: patience restarts
             return
         await self._sleep(ring)
@@ -383,7 +411,7 @@ class CallSimulator:
             for channel in (dest, caller):
                 bridge.num_channels += 1
                 ami.bridge_event("BridgeEnter", bridge, channel)
-        state.answered = True
+        state.answered, state.hangupcause = True, 16
         talk = float(self.rng.uniform(*phone.talk_s))
         target = state.caller.transfer_to
         if target is not None and state.transferred_to is None:

@@ -205,7 +205,14 @@ def test_given_answer_without_times_then_outcome_refused() -> None:
 
 TIME_SCALE = 0.05
 RING_S, TALK_S = 2.0, 3.0
-VARIABLES = ("DIALSTATUS", "ANSWEREDTIME", "ANSWEREDTIME_MS", "DIALEDTIME", "DIALEDTIME_MS")
+VARIABLES = (
+    "DIALSTATUS",
+    "ANSWEREDTIME",
+    "ANSWEREDTIME_MS",
+    "DIALEDTIME",
+    "DIALEDTIME_MS",
+    "HANGUPCAUSE",
+)
 # Compared with the fixture: the caller's and the agent's channel (Dial's own leg), not the
 # Local ;2 halves, VarSet, AGIExec* or what the dialplan's own Hangup() adds (SoftHangupRequest).
 _KINDS = frozenset(
@@ -283,13 +290,19 @@ async def fastagi() -> AsyncIterator[tuple[ScriptedServer, int]]:
         await server.wait_closed()
 
 
+PHONES = {
+    "a": AgentPhone(answer_probability=1.0, ring_s=(RING_S, RING_S), talk_s=(TALK_S, TALK_S)),
+    "c": AgentPhone(answer_probability=0.0),
+    "d-busy": AgentPhone(busy_probability=1.0),
+    "e-pjsip": AgentPhone(registered=False),
+}
+PHONES["b"] = PHONES["a"]
+
+
 async def _simulate(
-    script: ScriptedServer, port: int, *, answers: bool, caller_hangs_up: bool = False
+    script: ScriptedServer, port: int, *, phone: AgentPhone, caller_hangs_up: bool = False
 ) -> tuple[RecordingAmi, str]:
     ami = RecordingAmi()
-    phone = AgentPhone(
-        answer_probability=1.0 if answers else 0.0, ring_s=(RING_S, RING_S), talk_s=(TALK_S,) * 2
-    )
     simulator = CallSimulator(
         agi_host="127.0.0.1",
         agi_port=port,
@@ -298,7 +311,7 @@ async def _simulate(
         ami=ami,
         time_scale=TIME_SCALE,
     )
-    if not answers:
+    if phone.answer_probability == 0.0:
         script.timeout_s = 2
     caller = Caller(number="+390212345678", name="Mario Rossi", hangs_up_first=caller_hangs_up)
     started = time.monotonic()
@@ -308,7 +321,7 @@ async def _simulate(
 
 
 def _real_sequence(real: DialCase) -> list[tuple[str, str, str]]:
-    agent = _agent_leg(real)
+    agent = _agent_leg(real) if real.name not in ("e-local", "e-pjsip") else "(none)"
     since = real.sent(b"EXEC Dial").t
     roles = {real.caller: "caller", agent: "agent"}
     out = []
@@ -346,16 +359,13 @@ def _sim_sequence(ami: RecordingAmi, caller_channel: str) -> list[tuple[str, str
     return out
 
 
-@pytest.mark.parametrize(
-    ("case", "answers", "caller_hangs_up"),
-    [("a", True, False), ("b", True, True), ("c", False, False)],
-)
+@pytest.mark.parametrize("case", list(PHONES))
 async def test_given_simulated_dial_then_fastagi_and_ami_match_the_real_case(
-    fastagi: tuple[ScriptedServer, int], case: str, answers: bool, caller_hangs_up: bool
+    fastagi: tuple[ScriptedServer, int], case: str
 ) -> None:
     script, port = fastagi
     real = CASES[case]
-    ami, uniqueid = await _simulate(script, port, answers=answers, caller_hangs_up=caller_hangs_up)
+    ami, uniqueid = await _simulate(script, port, phone=PHONES[case], caller_hangs_up=case == "b")
 
     real_dial = dict(real.exchanges())[real.sent(b"EXEC Dial").data]
     assert script.dial_reply == real_dial
@@ -368,10 +378,13 @@ async def test_given_simulated_dial_then_fastagi_and_ami_match_the_real_case(
         for event, role, detail in _real_sequence(real)
     ]
     assert _sim_sequence(ami, caller_channel) == expected
-    hangup_at = next(
-        t for t, h in ami.events if h["Event"] == "Hangup" and h["Channel"] == caller_channel
+    for name in ("HANGUPCAUSE",):
+        assert script.replies[name] == real.variable(name)
+    hangup_at, hangup = next(
+        (t, h) for t, h in ami.events if h["Event"] == "Hangup" and h["Channel"] == caller_channel
     )
     assert hangup_at >= script.closed_at  # the caller's Hangup only once the session closed
+    assert hangup["Cause"] == real.first("Hangup", Channel=real.caller).headers["Cause"]
 
 
 @pytest.mark.parametrize("caller_hangs_up", [False, True])
@@ -379,7 +392,7 @@ async def test_given_simulated_answered_dial_then_times_are_caller_up_time_and_a
     fastagi: tuple[ScriptedServer, int], caller_hangs_up: bool
 ) -> None:
     script, port = fastagi
-    ami, _ = await _simulate(script, port, answers=True, caller_hangs_up=caller_hangs_up)
+    ami, _ = await _simulate(script, port, phone=PHONES["a"], caller_hangs_up=caller_hangs_up)
     started = ami.events[0][0]
     up_ms = _ms(script.replies["ANSWEREDTIME_MS"])
     age_ms = _ms(script.replies["DIALEDTIME_MS"])
@@ -396,7 +409,7 @@ async def test_given_simulated_no_answer_then_time_variables_empty(
     fastagi: tuple[ScriptedServer, int],
 ) -> None:
     script, port = fastagi
-    await _simulate(script, port, answers=False)
+    await _simulate(script, port, phone=PHONES["c"])
     real = CASES["c"]
-    for name in VARIABLES[1:]:
+    for name in VARIABLES[1:5]:
         assert script.replies[name] == real.variable(name) == b"200 result=1 ()\n"
