@@ -194,6 +194,7 @@ class RealWorld:
     proxy: AmiProxy
     base_url: str
     agents: list[AgentDefinition]
+    stop: Callable[[], Awaitable[None]]  # stops the app now (the fixture's exit then does nothing)
 
 
 def phone_endpoint(agent_id: str) -> str:
@@ -318,6 +319,7 @@ async def centralino(
             proxy=proxy,
             base_url=base_url,
             agents=agents,
+            stop=stack.aclose,
         )
 
 

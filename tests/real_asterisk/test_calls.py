@@ -328,3 +328,53 @@ async def test_given_the_agent_keys_a_blind_transfer_then_the_caller_is_answered
     ]
     events = await queue_events(pg_pool, call.uniqueid)
     assert "transfer" in events and events[-1] == "complete", events
+
+
+async def not_ready_all(world: RealWorld) -> None:
+    for agent in world.desktops:
+        await world.runtime.router.agent_not_ready(agent, "meeting")
+
+
+async def on_hold(driver: CallDriver, call: PlacedCall) -> None:
+    """The caller hears the music on hold Centralino started."""
+    await driver.wait_for(
+        "MusicOnHoldStart", lambda e: e.get("Uniqueid") == call.uniqueid, timeout=40
+    )
+
+
+async def test_given_the_caller_hangs_up_while_holding_then_the_call_is_an_abandon(
+    centralino: RealWorld, driver: CallDriver, pg_pool: asyncpg.Pool
+) -> None:
+    await not_ready_all(centralino)
+    call = await driver.place(did=DID, caller_id="+393331000033", patience_s=90)
+    await driver.press_when_asked(call, SUPPORT_KEY)
+    await on_hold(driver, call)
+
+    await driver.hang_up(call)
+
+    row = await recorded(pg_pool, call, timeout=15)
+    assert row["outcome"] == "abandoned" and row["agent_id"] is None, dict(row)
+    assert await queue_events(pg_pool, call.uniqueid) == ["enter", "abandon"]
+    assert centralino.runtime.agi.calls_active == 0
+
+
+async def test_given_centralino_stops_while_a_caller_holds_then_a_static_queue_takes_them(
+    centralino: RealWorld, driver: CallDriver, pg_pool: asyncpg.Pool
+) -> None:
+    """A graceful stop hands the queued caller back (CENTRALINO_STATUS=SHUTDOWN): the dialplan
+    runs fallback_queue.py and app_queue holds the caller; the interaction says `returned`."""
+    await not_ready_all(centralino)
+    call = await driver.place(did=DID, caller_id="+393331000022", patience_s=90)
+    await driver.press_when_asked(call, SUPPORT_KEY)
+    await on_hold(driver, call)
+
+    await centralino.stop()
+
+    joined = await driver.wait_for(
+        "QueueCallerJoin", lambda e: e.get("Uniqueid") == call.uniqueid, timeout=20
+    )
+    assert joined.event.get("Queue") == "fallback-standard"
+    statuses = driver.events("VarSet", Uniqueid=call.uniqueid, Variable="CENTRALINO_STATUS")
+    assert statuses[-1].event.get("Value") == "SHUTDOWN"
+    row = await recorded(pg_pool, call, timeout=10)
+    assert row["outcome"] == "returned", dict(row)
