@@ -255,10 +255,12 @@ class DialOutcome:
         if self.status == "CANCEL" and not self.caller_leaves:
             raise ValueError("CANCEL is the caller hanging up while the agent's phone rings")
 
-    @property
-    def result(self) -> int:
-        """EXEC Dial's `200 result=`: app_dial returns -1 after a bridge (no `g` option) and when
-        the caller cancels; 0 when nobody answered."""
+    def result(self, options: str = "") -> int:
+        """EXEC Dial's `200 result=` for Dial's `options`: app_dial returns -1 after a bridge and
+        when the caller cancels, 0 when nobody answered; with `g` the agent's hangup returns 0
+        (the caller's channel goes on). `t`, what Centralino dials with, changes nothing."""
+        if self.status == "ANSWER" and "g" in options and not self.caller_leaves:
+            return 0
         return -1 if self.status in ("ANSWER", "CANCEL") else 0
 
     def variables(self) -> dict[str, str]:
@@ -444,7 +446,9 @@ class ChannelModel:
         if outcome.status == "ANSWER" and not outcome.number:
             variables["DIALEDPEERNUMBER"] = _dialled_resource(args[1] if len(args) > 1 else "")
         self.variables.update(variables)
-        return [f"200 result={outcome.result}"], outcome.caller_leaves
+        data = args[1].split(",") if len(args) > 1 else []
+        options = data[2] if len(data) > 2 else ""
+        return [f"200 result={outcome.result(options)}"], outcome.caller_leaves
 
     def _variable(self, name: str) -> str | None:
         if name == "CALLERID(num)":

@@ -18,7 +18,7 @@ from centralino.simulator.callcenter import AgentPhone, Caller, CallSimulator
 from tests.simulator.real_dial import DialCase, load_cases
 
 CASES = load_cases()
-ANSWERED = ("a", "a-ivr6", "b")
+ANSWERED = ("a", "a-ivr6", "a-t", "a-g", "b")
 NOT_ANSWERED = ("c", "d-busy", "d-congestion", "e-local", "e-pjsip", "f")
 DEAD_511 = b"511 Command Not Permitted on a dead channel or intercept routine\n"
 
@@ -39,6 +39,8 @@ def _agent_leg(case: DialCase) -> str:
     [
         ("a", b"200 result=-1\n", "ANSWER", False),
         ("a-ivr6", b"200 result=-1\n", "ANSWER", False),
+        ("a-t", b"200 result=-1\n", "ANSWER", False),
+        ("a-g", b"200 result=0\n", "ANSWER", False),
         ("b", b"200 result=-1\n", "ANSWER", True),
         ("c", b"200 result=0\n", "NOANSWER", False),
         ("d-busy", b"200 result=0\n", "BUSY", False),
