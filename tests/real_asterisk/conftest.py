@@ -2,12 +2,14 @@
 
 - `asterisk` (session): found (CENTRALINO_ASTERISK_HOME, else ../shared/asterisk/*.tar.xz),
   extracted once, configured from asterisk_conf/ with test overrides (harness.py), started,
-  stopped at the end. Where there is none, every `asterisk` test is skipped from one place, so
-  pytest's summary folds them into a single line saying why.
+  stopped at the end. Where there is none, every `asterisk` test is skipped and pytest's
+  summary shows one line saying why.
+- `redis_url` (session): a redis-server of this session's own (concurrent runs flush theirs).
 - `driver`: the project's AmiClient logged in as the test user, placing calls (driver.py).
 - `centralino`: the app (`centralino.app.running`) against that Asterisk, with real PostgreSQL
   and Redis, the demo ERP/CRM over HTTP, agents whose phones are `Local/<id>@test-phones`, and
   desktops that acknowledge every screen-pop; its AMI link runs through a proxy the test owns.
+- `agi_probe`: a bare FastAGI server in Centralino's place, for facts about Asterisk itself.
 
 A failing test's report carries what Asterisk logged while it ran.
 """
