@@ -19,7 +19,7 @@ from centralino.asterisk.audiosocket_server import AudioSocketSession
 from centralino.logs import bind_call
 from centralino.web.desktop_ws import DesktopHub
 from contact.inbound import InboundCallServices
-from contact.rules import IntentRoute
+from contact.rules import IntentRoute, call_language
 from context.fanout import PreAnswerFanout
 from context.models import Outcome
 from context.service import ContextService
@@ -52,6 +52,7 @@ class InboundHandler:
         routes: Mapping[str, IntentRoute],
     ) -> None:
         self.routes = routes
+        self.spoken = frozenset(lang for a in agents.values() for lang in a.languages)
         self.dial_watch = dial_watch
         self.transfer_watch = transfer_watch
         self.fanout = fanout
@@ -90,7 +91,7 @@ class InboundHandler:
                 InboundCall(
                     uniqueid=env.uniqueid,
                     caller_id=services.caller_id,
-                    language=query.get("lang") or None,
+                    language=call_language(query.get("lang"), env.language, spoken=self.spoken),
                     queue=query.get("queue") or None,
                 ),
                 call.channel,

@@ -309,9 +309,14 @@ class InboundCallServices:
         resolution = snapshot.resolution
         customer = resolution.customer if resolution is not None else None
         wait_s = None
-        if self.record.enqueued_at is not None:
-            until = self.record.connected_at or self.router_clock()
-            wait_s = max(0.0, until - self.record.enqueued_at)
+        enqueued_at = self.record.enqueued_at
+        if enqueued_at is not None:
+            # Until the agent answered; when nobody reported that moment, until their phone
+            # rang (the last moment known to be waiting); a caller never connected, until now.
+            record = self.record
+            rang = record.ring_started if self.contact.connected else None
+            until = record.connected_at or rang or self.router_clock()
+            wait_s = max(0.0, until - enqueued_at)
         summary = "; ".join(self.record.steps[-6:])
         open_tickets = snapshot.open_tickets or ()
         step = ticket_step(
@@ -421,12 +426,15 @@ class AcdQueuedCall:
         if answers is not None:
 
             async def on_answer() -> None:
-                await self._connect(offer)
+                await self._connect(offer, reported=True)
 
             self._unwatch = answers.watch(self.services.uniqueid, on_answer)
         return True
 
-    async def _connect(self, offer: AgentOffer) -> None:
+    async def _connect(self, offer: AgentOffer, *, reported: bool) -> None:
+        """The agent answered. `reported`: telephony told us as it happened (AMI's DialEnd),
+        so now is the moment talk time counts from; else we learn it only when Dial returned,
+        the conversation already over, and its length stays unknown."""
         async with self._lock:
             if self.contact.state is not ContactState.RINGING:
                 return  # answered already, or the caller left meanwhile
@@ -438,9 +446,10 @@ class AcdQueuedCall:
                 # on the lock and finds the conversation connected.
                 self._unwatch_transfer = transfers.watch(self.services.uniqueid, self._transferred)
             record = self.services.record
-            record.connected_at = self.services.router_clock()
-            if record.ring_started is not None:
-                record.ring_s = max(0.0, record.connected_at - record.ring_started)
+            if reported:
+                record.connected_at = self.services.router_clock()
+                if record.ring_started is not None:
+                    record.ring_s = max(0.0, record.connected_at - record.ring_started)
             await self.router.connected(offer.reservation_id)
 
     async def answered(self, offer: AgentOffer) -> None:
@@ -451,7 +460,7 @@ class AcdQueuedCall:
         if self.contact.state is not ContactState.RINGING:
             return
         try:
-            await self._connect(offer)
+            await self._connect(offer, reported=False)
         except StaleReservation:
             log.warning(
                 "agent %s answered but no AMI DialEnd confirmed it in time; "
@@ -539,10 +548,10 @@ class AcdQueuedCall:
 
     def _talk_s(self) -> float | None:
         connected_at = self.services.record.connected_at
-        if connected_at is None or self.services.answers is None:
-            # Nobody reported the answer's moment: Dial's own variables measure the caller's
-            # channel (IVR and queue included), not the conversation; say nothing rather than
-            # something wrong.
+        if connected_at is None:
+            # Nobody reported the answer's moment (no AMI, or its link was down): Dial's own
+            # variables measure the caller's channel (IVR and queue included), not the
+            # conversation; say nothing rather than something wrong.
             return None
         return max(0.0, self.services.router_clock() - connected_at)
 

@@ -6,6 +6,9 @@
 - A call that reached an agent, or left a callback request, from a known customer attaches to
   their open ticket or opens one; other outcomes open nothing.
 - The ACD's refusal actions become what the caller hears about.
+- A call's language is the one asked for (the AGI query's `lang`) or else the channel's own
+  (Asterisk's `agi_language`, set by the trunk or the number dialled); it is a requirement for
+  the agent only where the agents declare languages at all (otherwise nobody could match it).
 """
 
 from __future__ import annotations
@@ -70,6 +73,16 @@ def route_problems(
                 f"{route.min_level} or more, so its callers could never be answered"
             )
     return problems
+
+
+def call_language(
+    requested: str | None, channel: str | None, *, spoken: Iterable[str]
+) -> str | None:
+    """The language the caller needs their agent to speak, or None when routing ignores it."""
+    if not any(True for _ in spoken):
+        return None
+    language = (requested or channel or "").strip().lower()
+    return language or None
 
 
 class TicketStep(enum.Enum):

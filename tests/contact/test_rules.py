@@ -84,3 +84,13 @@ def test_refusals_say_what_the_caller_is_offered() -> None:
     assert refusal(QueueAction(ActionKind.CALLBACK), "no_agents").action == "callback"
     hangup = refusal(QueueAction(ActionKind.HANGUP, announcement="queue-full"), "x")
     assert (hangup.action, hangup.reason) == ("hangup", "queue-full")
+
+
+def test_the_call_language_is_the_query_s_then_the_channel_s_where_agents_declare_any() -> None:
+    from contact.rules import call_language
+
+    assert call_language(None, "it", spoken={"it", "en"}) == "it"  # agi_language
+    assert call_language("en", "it", spoken={"it", "en"}) == "en"  # ?lang= wins
+    assert call_language(None, "IT ", spoken={"en"}) == "it"  # a requirement nobody meets
+    assert call_language(None, "it", spoken=set()) is None  # no language routing here
+    assert call_language(None, "", spoken={"en"}) is None
