@@ -93,10 +93,14 @@ class ScriptedChannel:
     async def exec(self, application: str, *args: str) -> int:
         self._cmd(f"EXEC {application} {','.join(args)}")
         if application == "Dial":
+            # As Asterisk 22 does (tests/simulator/fixtures/real_dial.txt): -1 when the agent
+            # hangs up after answering, 0 otherwise; ANSWEREDTIME/DIALEDTIME are the caller
+            # channel's up time and age (IVR included), empty when nobody answered.
             status = self.dial_status.pop(0)
             self.variables["DIALSTATUS"] = status
             self.variables["ANSWEREDTIME"] = "42" if status == "ANSWER" else ""
-            self.variables["DIALEDTIME"] = "45" if status == "ANSWER" else "20"
+            self.variables["DIALEDTIME"] = "45" if status == "ANSWER" else ""
+            return -1 if status == "ANSWER" else 0
         return 0
 
     async def get_variable(self, name: str) -> str | None:
