@@ -18,7 +18,6 @@ What the overrides are (everything else is the project's own configuration, byte
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import shutil
@@ -96,30 +95,6 @@ exten => _[+0-9].,1,Set(AUDIOSOCKET_UUID=${TEST_AUDIOSOCKET_UUID})
  same => n,Goto(centralino-audiosocket,s,1)
 """
 
-# The product's prompts (ivr/inbound.py) and what the fallback generator says for each.
-PROMPT_TEXT: Mapping[str, Mapping[str, str]] = {
-    "welcome": {"en": "Welcome to Centralino.", "it": "Benvenuti in Centralino."},
-    "menu": {
-        "en": "For billing press 1, delivery 2, support 3, sales 4.",
-        "it": "Per l'amministrazione premi 1, spedizioni 2, assistenza 3, vendite 4.",
-    },
-    "invoice-overdue": {"en": "You have an overdue invoice of", "it": "Hai una fattura scaduta di"},
-    "euro": {"en": "euro", "it": "euro"},
-    "press-1-for-agent": {
-        "en": "Press 1 to speak to an agent.",
-        "it": "Premi 1 per parlare con un operatore.",
-    },
-    "callback-confirmed": {
-        "en": "We will call you back.",
-        "it": "Ti richiameremo.",
-    },
-    "press-star-for-callback": {
-        "en": "Press star to be called back.",
-        "it": "Premi asterisco per essere richiamato.",
-    },
-    "no-agents": {"en": "No agent can take your call.", "it": "Nessun operatore disponibile."},
-}
-
 
 class AsteriskUnavailable(Exception):
     """No Asterisk to test against here; the message is the one-line reason."""
@@ -157,7 +132,10 @@ def asterisk_tree(source: Path, workdir: Path) -> Path:
     if (source / "sbin" / "asterisk").is_file():
         return source
     with tarfile.open(source) as archive:
-        archive.extractall(workdir, filter="tar")
+        if hasattr(tarfile, "tar_filter"):
+            archive.extractall(workdir, filter="tar")
+        else:  # Python < 3.11.4 (Debian 12's 3.11.2) has no filters; the tarball is ours
+            archive.extractall(workdir)
     trees = [p.parent.parent for p in workdir.glob("*/sbin/asterisk")]
     if len(trees) != 1:
         raise AsteriskUnavailable(f"{source.name}: expected one */sbin/asterisk, found {trees}")
@@ -371,31 +349,13 @@ def _data_dir(tree: Path, data: Path, *, python: str) -> None:
 
 
 def product_prompts(sounds: Path, *, python: str) -> None:
-    """sounds/<lang>/centralino/*.wav: the product's generator if it exists, else ours."""
-    if importlib.util.find_spec("centralino.prompts") is not None:
-        subprocess.run(
-            [python, "-m", "centralino.prompts", "--out", str(sounds)],
-            check=True,
-            cwd=REPO_ROOT,
-            capture_output=True,
-        )
-        return
-    for language in DEBIAN_SOUNDS:
-        out = sounds / language / "centralino"
-        out.mkdir(parents=True, exist_ok=True)
-        for name, texts in PROMPT_TEXT.items():
-            speak(texts[language], language=language, out=out / f"{name}.wav")
-
-
-def speak(text: str, *, language: str, out: Path) -> None:
-    """Text to an 8 kHz mono 16-bit WAV (espeak-ng, resampled by sox)."""
-    raw = out.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", language, "-w", str(raw), text], check=True)
+    """sounds/<lang>/centralino/*.wav, rendered by the product's own generator."""
     subprocess.run(
-        ["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)],
+        [python, "-m", "centralino.prompts", "--out", str(sounds)],
         check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
     )
-    raw.unlink()
 
 
 # ---- a private Redis ---------------------------------------------------------------------------
