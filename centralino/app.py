@@ -361,6 +361,34 @@ def _protocol_servers(
     return agi, audiosocket
 
 
+def _web_app(
+    settings: Settings,
+    *,
+    metrics: Metrics,
+    readiness: Readiness,
+    hub: DesktopHub,
+    router: Router,
+    live: RedisLiveStore,
+    pool: asyncpg.Pool,
+    context: ContextService,
+    phones: PhoneNormaliser,
+    ami: AmiClient | None,
+) -> web.Application:
+    app = init_app(readiness=readiness, metrics_registry=metrics)
+    app.router.add_get("/ws/agent/{agent_id}", hub.handle)
+    add_pages(
+        app,
+        wallboard=AcdWallboardFeed(
+            source=router, queues=[q.name for q in settings.acd.queues], now=context.clock.now
+        ),
+        agents=AcdAgentControl(desk=router, directory=live),
+        calls=PgCallsFeed(pool=pool),
+        linker=ContextIdentityLinker(context=context, phones=phones),
+        about=_about(settings, ami),
+    )
+    return app
+
+
 def _about(settings: Settings, ami: AmiClient | None) -> dict[str, str]:
     server = settings.server
     return {
@@ -463,17 +491,17 @@ async def running(
         )
         agi, audiosocket = _protocol_servers(settings, inbound)
         metrics, readiness = Metrics(), Readiness()
-        app = init_app(readiness=readiness, metrics_registry=metrics)
-        app.router.add_get("/ws/agent/{agent_id}", hub.handle)
-        add_pages(
-            app,
-            wallboard=AcdWallboardFeed(
-                source=router, queues=[q.name for q in settings.acd.queues], now=context.clock.now
-            ),
-            agents=AcdAgentControl(desk=router, directory=live),
-            calls=PgCallsFeed(pool=pool),
-            linker=ContextIdentityLinker(context=context, phones=phones),
-            about=_about(settings, ami),
+        app = _web_app(
+            settings,
+            metrics=metrics,
+            readiness=readiness,
+            hub=hub,
+            router=router,
+            live=live,
+            pool=pool,
+            context=context,
+            phones=phones,
+            ami=ami,
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
