@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import asyncpg
@@ -73,7 +73,7 @@ class Apps:
     started: list[AppHandle] = field(default_factory=list)
 
     async def start(self, *, ready: list[str], present: tuple[str, ...] = ()) -> AppHandle:
-        config = self._with(ready, list(present))
+        config = replace(self.config, ready=ready, present=list(present))
         log = self.workdir / f"app-{len(self.started)}.log"
         handle = await asyncio.to_thread(_spawn, config, log)
         self.started.append(handle)
@@ -83,22 +83,6 @@ class Apps:
         stdout.close()  # one line is all it says
         assert line.strip() == b"READY", f"the app did not start:\n{handle.log_text()[-3000:]}"
         return handle
-
-    def _with(self, ready: list[str], present: list[str]) -> AppConfig:
-        c = self.config
-        return AppConfig(
-            agi_port=c.agi_port,
-            audiosocket_port=c.audiosocket_port,
-            ami_port=c.ami_port,
-            ami_user=c.ami_user,
-            ami_secret=c.ami_secret,
-            database_url=c.database_url,
-            redis_url=c.redis_url,
-            agents=c.agents,
-            ready=ready,
-            present=present,
-            agent_grace_s=c.agent_grace_s,
-        )
 
     def stop_all(self) -> None:
         for handle in self.started:
