@@ -326,6 +326,32 @@ def load_settings(
         merged.update(values)
         data[section] = merged
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise SettingsError(_format(exc)) from None
+    problems = _cross_key_problems(settings, env)
+    if problems:
+        raise SettingsError("invalid settings:\n" + "\n".join(f"  {p}" for p in problems))
+    return settings
+
+
+def _cross_key_problems(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What no single field can check: keys that must agree, and the environment a key names.
+
+    The environment is the one the settings were read from, so a test (or `check-config` on a
+    machine other than the server's) judges the same mapping the server would."""
+    problems = []
+    db = settings.database
+    if db.pool_min > db.pool_max:
+        problems.append(
+            f"database.pool_min: expected at most database.pool_max ({db.pool_max}), "
+            f"got {db.pool_min}"
+        )
+    for i, backend in enumerate(settings.context.backends):
+        if backend.auth_env and not environ.get(backend.auth_env):
+            problems.append(
+                f"context.backends[{i}].auth_env: expected the name of a set environment "
+                f"variable holding the {backend.auth_header} header of backend "
+                f"{backend.name!r}; {backend.auth_env} is not set"
+            )
+    return problems

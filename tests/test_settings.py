@@ -147,3 +147,64 @@ def test_a_queue_named_like_an_asterisk_special_extension_is_refused(
     path.write_text(f'[[acd.queues]]\nname = "{name}"\nskill = "support"\n', encoding="utf-8")
     with pytest.raises(SettingsError, match=r"acd\.queues"):
         load_settings(path, environ={})
+
+
+def test_given_pool_min_above_pool_max_then_the_error_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "pool.toml"
+    path.write_text("[database]\npool_min = 10\npool_max = 5\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, environ={})
+    text = str(info.value)
+    assert "database.pool_min" in text and "at most database.pool_max (5)" in text
+
+
+def test_given_an_environment_override_that_crosses_the_pool_bounds_then_refused() -> None:
+    with pytest.raises(SettingsError, match=r"database\.pool_min"):
+        load_settings(environ={"CENTRALINO_DATABASE_POOL_MAX": "1"})  # pool_min defaults to 2
+
+
+_BACKENDS = """
+[[context.backends]]
+name = "erp"
+base_url = "http://erp.example"
+[[context.backends.requests]]
+url_template = "/customers?phone={phone}"
+[[context.backends.requests.extracts]]
+kind = "customer"
+
+[[context.backends]]
+name = "crm"
+base_url = "http://crm.example"
+auth_env = "CRM_TOKEN"
+[[context.backends.requests]]
+url_template = "/contacts?phone={phone}"
+[[context.backends.requests.extracts]]
+kind = "contact"
+"""
+
+
+def test_given_a_backend_auth_env_that_is_unset_then_the_error_names_the_key(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "backends.toml"
+    path.write_text(_BACKENDS, encoding="utf-8")
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, environ={"ERP_TOKEN": "unrelated"})
+    text = str(info.value)
+    assert "context.backends[1].auth_env" in text and "CRM_TOKEN is not set" in text
+    assert "context.backends[0]" not in text
+
+    settings = load_settings(path, environ={"CRM_TOKEN": "Bearer t"})  # the same mapping
+    assert settings.context.backends[1].auth_env == "CRM_TOKEN"
+
+
+def test_check_config_fails_naming_an_unset_auth_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "backends.toml"
+    path.write_text(_BACKENDS, encoding="utf-8")
+    monkeypatch.delenv("CRM_TOKEN", raising=False)
+    assert main(["--config", str(path), "check-config"]) == 2
+    assert "context.backends[1].auth_env" in capsys.readouterr().err
+    monkeypatch.setenv("CRM_TOKEN", "Bearer t")
+    assert main(["--config", str(path), "check-config"]) == 0
