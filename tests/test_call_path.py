@@ -19,6 +19,7 @@ import pytest
 from centralino.demo.world import DemoWorld, demo_world
 from centralino.settings import DemoSettings, ServerSettings, Settings
 from centralino.simulator.callcenter import AgentPhone, Caller
+from context.circuit import BreakerState
 from ivr.inbound import FlowSettings
 from tests.helpers import eventually
 
@@ -187,6 +188,26 @@ async def test_health_readiness_and_metrics_over_http(world: DemoWorld) -> None:
     assert "centralino_agi_calls_total 1.0" in text
     assert "centralino_calls_answered_total 1.0" in text
     assert recent and recent[0]["outcome"] == "answered"
+
+
+async def test_given_a_backend_circuit_open_then_readiness_is_degraded_not_unready(
+    world: DemoWorld,
+) -> None:
+    breaker = world.runtime.fanout.breakers["crm"]
+    for _ in range(breaker.failure_threshold):
+        breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{world.base_url}/readyz") as response,
+    ):
+        body = await response.json()
+    assert response.status == 200, body
+    assert body["status"] == "degraded"
+    assert body["degraded"] == ["backend:crm"] and body["unready"] == []
+    assert body["checks"]["backend:crm"]["ok"] is False
+    assert body["checks"]["postgres"]["ok"] is True
 
 
 def _assert(condition: bool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from centralino.metrics import Metrics
-from centralino.web.health import Readiness
+from centralino.web.health import Readiness, http_status
 
 READINESS = web.AppKey("readiness", Readiness)
 METRICS = web.AppKey("metrics", Metrics)
@@ -24,10 +24,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     report = await request.app[READINESS].report()
-    ok = all(bool(item["ok"]) for item in report.values())
-    return web.json_response(
-        {"status": "ready" if ok else "not ready", "checks": report}, status=200 if ok else 503
-    )
+    return web.json_response(report, status=http_status(report))
 
 
 async def metrics(request: web.Request) -> web.Response:
