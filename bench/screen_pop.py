@@ -372,7 +372,7 @@ async def bench_main() -> dict[str, object]:
     rng = np.random.default_rng(SEED)
     phones = [p.phone for p in data.people if len(data.by_phone(p.phone)) == 1]
 
-    hub = DesktopHub(clock=clock)
+    hub = DesktopHub(clock=clock, agents=frozenset(f"a{i}" for i in range(AGENTS)))
     hub_app = web.Application()
     hub_app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     hub_runner = web.AppRunner(hub_app, access_log=None)

@@ -473,7 +473,7 @@ async def running(
             reconcile=reconcile,
         )
         answers, transfers = _telephony_watchers(ami, settings, staff, router)
-        hub = DesktopHub(clock=context.clock)
+        hub = DesktopHub(clock=context.clock, agents=staff.by_id.keys())
         outcomes: dict[str, int] = {}
         inbound = InboundHandler(
             fanout=fanout,

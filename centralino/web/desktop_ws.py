@@ -1,6 +1,7 @@
 """The agent-desktop WebSocket hub: screen-pops pushed to agents and acknowledged.
 
-Mount `hub.handle` at `/ws/agent/{agent_id}`. Wire protocol (JSON text frames):
+Mount `hub.handle` at `/ws/agent/{agent_id}`; an id that is not one of the hub's `agents` is
+refused with 404 before the upgrade, and nothing is kept for it. Wire protocol (JSON text frames):
 - server -> desktop: `{"type": "screen_pop", "pop_id": ID, "payload": ScreenPop}` (must be
   acknowledged) and `{"type": "pop_update", "linkedid": ID, "payload": ...}` (late results,
   no acknowledgement).
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,8 +59,13 @@ class PopDelivery:
 
 
 class DesktopHub:
-    def __init__(self, *, clock: Clock, heartbeat_s: float = HEARTBEAT_S) -> None:
+    def __init__(
+        self, *, clock: Clock, agents: Collection[str], heartbeat_s: float = HEARTBEAT_S
+    ) -> None:
+        """`agents`: the configured agent ids, the only ones whose desktops may connect (a
+        live view such as a dict's keys is read at each connection)."""
         self._clock = clock
+        self._agents = agents
         self._heartbeat_s = heartbeat_s
         self._sockets: dict[str, set[web.WebSocketResponse]] = {}
         self._connected: dict[str, asyncio.Event] = {}
@@ -75,6 +81,11 @@ class DesktopHub:
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         agent_id = request.match_info["agent_id"]
+        if agent_id not in self._agents:
+            # Refused before the upgrade and before any per-agent state: a typo or a scan
+            # must not leave sockets, events or pops behind for an id nobody routes to.
+            log.warning("desktop for unknown agent %.64r refused (%s)", agent_id, request.remote)
+            raise web.HTTPNotFound(text="unknown agent")
         # No permessage-deflate: a pop is a few KiB on the office LAN, and compressing it cost
         # ~100 µs of CPU per push on the path between reservation and ring.
         ws = web.WebSocketResponse(

@@ -72,7 +72,7 @@ class Served:
 @pytest_asyncio.fixture(loop_scope="module")
 async def served() -> AsyncIterator[Served]:
     site = build_site(interval_s=0.05)
-    hub = DesktopHub(clock=SystemClock())
+    hub = DesktopHub(clock=SystemClock(), agents=site.agents.views.keys())
     site.app.router.add_get("/ws/agent/{agent_id}", hub.handle)
 
     async def close_desktops(app: web.Application) -> None:

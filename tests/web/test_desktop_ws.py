@@ -15,12 +15,14 @@ from tests.demo.serve import serve
 from tests.helpers import eventually
 
 XSS = "<script>alert(1)</script>"
+# The configured agents; the tests connect as these (and as an unknown id).
+AGENTS = frozenset({"a1", "a2", "a3", "a4", "a7", "a9"})
 POP = {"linkedid": "L1", "facts": [{"source": "crm", "data": {"text": XSS}}]}
 
 
 @pytest.fixture
 async def hub_url() -> AsyncIterator[tuple[DesktopHub, str]]:
-    hub = DesktopHub(clock=SystemClock())
+    hub = DesktopHub(clock=SystemClock(), agents=AGENTS)
     app = web.Application()
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     async with serve(app) as url:
@@ -204,3 +206,19 @@ async def test_pops_travel_uncompressed_even_when_the_browser_offers_deflate(
         session.ws_connect(f"{url}/ws/agent/a1", compress=15) as ws,
     ):
         assert ws.compress == 0  # the server declined permessage-deflate
+
+
+async def test_given_an_unknown_agent_id_then_refused_before_upgrade_and_nothing_kept(
+    hub_url: tuple[DesktopHub, str],
+) -> None:
+    hub, url = hub_url
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await session.ws_connect(f"{url}/ws/agent/intruder")
+        assert info.value.status == 404
+        async with session.ws_connect(f"{url}/ws/agent/a1") as ws:  # a known id still connects
+            assert await hub.wait_connected("a1", timeout_s=2.0)
+            await ws.close()
+    assert not hub.is_connected("intruder")
+    for state in (hub._sockets, hub._connected, hub._current):
+        assert "intruder" not in state
