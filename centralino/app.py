@@ -488,6 +488,7 @@ async def running(
             dial_watch=answers,
             transfer_watch=transfers,
             routes=settings.contact.routes(),
+            queues=[q.name for q in settings.acd.queues],
         )
         agi, audiosocket = _protocol_servers(settings, inbound)
         metrics, readiness = Metrics(), Readiness()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from acd.models import AgentDefinition
 from acd.service import Router
@@ -30,6 +30,9 @@ from ivr.intent import IntentModel
 log = logging.getLogger(__name__)
 
 STATUS_DONE = "DONE"
+# The session refused the call without routing it (as the FastAGI server says for an unknown
+# script): anything but DONE sends the dialplan to its fallback queue.
+STATUS_NOROUTE = "NOROUTE"
 
 
 class InboundHandler:
@@ -50,8 +53,10 @@ class InboundHandler:
         dial_watch: DialWatch | None,
         transfer_watch: TransferWatch | None = None,
         routes: Mapping[str, IntentRoute],
+        queues: Collection[str],
     ) -> None:
         self.routes = routes
+        self.queues = queues
         self.spoken = frozenset(lang for a in agents.values() for lang in a.languages)
         self.dial_watch = dial_watch
         self.transfer_watch = transfer_watch
@@ -71,6 +76,19 @@ class InboundHandler:
         # the call's linkedid: the fan-out starts now, before the first command is even sent.
         linkedid = env.uniqueid
         with bind_call(uniqueid=env.uniqueid, linkedid=linkedid):
+            query = call.query
+            queue = query.get("queue") or None
+            if queue is not None and queue not in self.queues:
+                # Before the fan-out, the answer and the ACD: nothing is started or recorded
+                # for a call we cannot place, and the dialplan's fallback answers it.
+                log.warning(
+                    "refused: the AGI request names queue %.64r, which is not configured; "
+                    "the dialplan's fallback takes the call",
+                    queue,
+                )
+                with contextlib.suppress(ChannelHungUp, CallHandedBack):
+                    await call.channel.set_variable("CENTRALINO_STATUS", STATUS_NOROUTE)
+                return
             handle = self.fanout.start(linkedid=linkedid, caller_id=env.callerid)
             services = InboundCallServices(
                 uniqueid=env.uniqueid,
@@ -86,13 +104,12 @@ class InboundHandler:
                 answers=self.dial_watch,
                 transfers=self.transfer_watch,
             )
-            query = call.query
             outcome = await run_inbound(
                 InboundCall(
                     uniqueid=env.uniqueid,
                     caller_id=services.caller_id,
                     language=call_language(query.get("lang"), env.language, spoken=self.spoken),
-                    queue=query.get("queue") or None,
+                    queue=queue,
                 ),
                 call.channel,
                 services,

@@ -7,6 +7,7 @@ Time is compressed (time_scale) but every protocol message is the one a real cal
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -208,6 +209,42 @@ async def test_given_a_backend_circuit_open_then_readiness_is_degraded_not_unrea
     assert body["degraded"] == ["backend:crm"] and body["unready"] == []
     assert body["checks"]["backend:crm"]["ok"] is False
     assert body["checks"]["postgres"]["ok"] is True
+
+
+async def test_given_an_unknown_queue_in_the_agi_request_then_refused_before_the_flow(
+    world: DemoWorld, pg_pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`inbound?queue=<name>` comes from the dialplan's transfer context: a name we do not know
+    is refused at once, so the dialplan's fallback answers the caller and the ACD never saw it."""
+    from centralino.simulator.agi_peer import AgiPeer, environment_bytes
+
+    uniqueid = "1795365745.77"
+    peer = AgiPeer(
+        host="127.0.0.1",
+        port=world.runtime.agi.port,
+        environment=environment_bytes(
+            uniqueid=uniqueid,
+            channel="Local/7999@centralino-transfer-00000001;2",
+            network_script="inbound?queue=nosuchqueue",
+            callerid=known_caller(world).number,
+        ),
+    )
+    with caplog.at_level(logging.WARNING, logger="centralino.inbound_script"):
+        await asyncio.wait_for(peer.run(), 10)
+
+    assert peer.closed_by == "server"
+    # Not answered, nothing played: the only word is the status the dialplan's fallback reads.
+    assert peer.commands == ["SET VARIABLE CENTRALINO_STATUS NOROUTE"]
+    assert peer.model.variables["CENTRALINO_STATUS"] == "NOROUTE"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("nosuchqueue" in w for w in warnings), warnings
+    # Nothing recorded: no queue log row, nothing live, no interaction.
+    assert (
+        await pg_pool.fetchval("SELECT count(*) FROM queue_log WHERE item_id = $1", uniqueid) == 0
+    )
+    live = await world.runtime.router.live_snapshot()
+    assert uniqueid not in repr(live)
+    assert not world.runtime.outcomes or not any(world.runtime.outcomes.values())
 
 
 def _assert(condition: bool) -> None:
