@@ -7,7 +7,8 @@ The connection state machine (rules first, as in h11's `_state.py`):
     -----------------+---------------------------------+------------------------+---------------
     ENVIRONMENT      | `agi_<name>: <value>`           | (collected)            | ENVIRONMENT
     ENVIRONMENT      | empty line                      | AgiEnvironment         | IDLE
-    ENVIRONMENT      | EOF                             | RemoteProtocolError    | ERROR
+    ENVIRONMENT      | EOF before any byte (a probe)   | ConnectionClosed       | CLOSED
+    ENVIRONMENT      | EOF after some bytes            | RemoteProtocolError    | ERROR
     IDLE             | `HANGUP`                        | AgiHangup              | IDLE
     IDLE             | any reply (no command asked)    | RemoteProtocolError    | ERROR
     IDLE             | EOF                             | ConnectionClosed       | CLOSED
@@ -24,6 +25,9 @@ The connection state machine (rules first, as in h11's `_state.py`):
 
 `send_command()` is legal only in IDLE (AGI runs one command at a time) and moves to
 AWAITING_REPLY; anything else is our misuse and raises `LocalProtocolError`.
+
+A connection closed before sending a single byte is a TCP health check (a load balancer's or
+monitoring's connect-and-close), not Asterisk misbehaving: it ends with `ConnectionClosed`.
 """
 
 from __future__ import annotations
@@ -359,6 +363,10 @@ class AgiServerConnection:
 
     def _environment(self) -> AgiEvent | NeedData:
         buf = self._buf
+        if self._pending_eof and not buf:
+            # Connected and closed without a byte: a TCP health check, not a protocol error.
+            self._state = _State.CLOSED
+            return _CONNECTION_CLOSED
         if buf[:1] == b"\n":
             raise RemoteProtocolError("empty environment")
         # `_pos` remembers how far we already looked, so an environment trickling in one byte at

@@ -6,7 +6,8 @@ Protocol rather than a StreamReader/StreamWriter pair keeps a held call to one s
 the codec, the parsed environment and the handler's task (about 6 KiB against panoramisk's 11;
 see bench/fastagi.py). The server accepts every pending connection per readiness event (uvloop's
 own server accepts one per loop turn, which queues new calls for hundreds of ms under load),
-and one sweep per `timeout_resolution_s` enforces the idle and reply deadlines.
+and one sweep per `timeout_resolution_s` enforces the idle and reply deadlines. A connect-and-close
+without a byte is a health check, logged at debug level.
 
 Failure paths hand the call back to the dialplan by setting `CENTRALINO_STATUS` (NOROUTE, ERROR,
 SHUTDOWN) before closing the socket; the dialplan's fallback branch reads it (and `AGISTATUS`).
@@ -232,6 +233,9 @@ class AgiSession(asyncio.Protocol):
             elif isinstance(event, AgiEnvironment):
                 self._start_call(event)
             elif isinstance(event, ConnectionClosed):
+                if self._env is None:
+                    # Connected and closed without a byte: a TCP health check, not a fault.
+                    log.debug("FastAGI connection from %s closed before any data", self._peer)
                 self._close()
                 return
 

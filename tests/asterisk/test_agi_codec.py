@@ -284,6 +284,20 @@ def test_given_hangup_while_command_pending_then_reply_still_expected() -> None:
     )
 
 
+def test_given_connect_and_close_without_a_byte_then_clean_close_not_an_error() -> None:
+    """A TCP health check (a load balancer's connect-and-close) is not a protocol error."""
+    conn = AgiServerConnection()
+    assert feed(conn, b"") == [ConnectionClosed()]
+    assert conn.closed and not conn.can_send
+    assert conn.next_event() == ConnectionClosed()
+    # one byte is enough to make it a (broken) FastAGI peer
+    conn = AgiServerConnection()
+    conn.receive_data(b"a")
+    conn.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="before the environment ended"):
+        conn.next_event()
+
+
 @pytest.mark.parametrize(
     "line",
     [b"hello\n", b"20 result=0\n", b"200result=0\n", b"200 foo=1\n", b"301-x\n", b"\xff\xfe\n"],

@@ -465,6 +465,18 @@ async def test_given_no_environment_then_idle_timeout_closes(
     assert any("no complete FastAGI environment" in r.getMessage() for r in caplog.records)
 
 
+async def test_given_connect_and_close_without_data_then_no_protocol_error_nor_warning(
+    server: FastAgiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TCP health check (load balancer, monitoring) connects and closes at once."""
+    with caplog.at_level(logging.DEBUG, logger="centralino.asterisk.agi_server"):
+        assert await raw_exchange(server, b"", close=True) == b""
+        await eventually(lambda: _assert_equal(len(server._connections), 0))
+    assert server.protocol_errors_total == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("closed before any data" in r.getMessage() for r in caplog.records)
+
+
 async def test_given_asterisk_never_replies_then_flow_sees_hangup_after_idle_timeout(
     server: FastAgiServer, router: AgiRouter
 ) -> None:
