@@ -6,8 +6,12 @@ Protocol rather than a StreamReader/StreamWriter pair keeps a held call to one s
 the codec, the parsed environment and the handler's task (about 6 KiB against panoramisk's 11;
 see bench/fastagi.py). The server accepts every pending connection per readiness event (uvloop's
 own server accepts one per loop turn, which queues new calls for hundreds of ms under load),
-and one sweep per `timeout_resolution_s` enforces the idle and reply deadlines. A connect-and-close
-without a byte is a health check, logged at debug level.
+and one sweep per `timeout_resolution_s` enforces the environment, idle and reply deadlines.
+
+Limits: at most `max_connections` connections at once (beyond it a new one is closed at once,
+so Asterisk's AGI() fails and the dialplan's fallback answers), and the whole environment within
+`environment_timeout_s` of the connect. A connect-and-close without a byte is a health check,
+logged at debug level.
 
 Failure paths hand the call back to the dialplan by setting `CENTRALINO_STATUS` (NOROUTE, ERROR,
 SHUTDOWN) before closing the socket; the dialplan's fallback branch reads it (and `AGISTATUS`).
@@ -45,6 +49,8 @@ from ivr.errors import CallHandedBack, ChannelCommandError, ChannelHungUp
 from ivr.ports import DigitInput
 
 __all__ = [
+    "ENVIRONMENT_TIMEOUT_S",
+    "MAX_CONNECTIONS",
     "STATUS_VARIABLE",
     "AgiCall",
     "AgiDeadChannel",
@@ -60,6 +66,18 @@ log = logging.getLogger(__name__)
 STATUS_VARIABLE: Final = "CENTRALINO_STATUS"
 STATUS_VARIABLE_COMMAND: Final = "SET VARIABLE"
 
+# Connections held at once. A large Asterisk box carries one to two thousand channels at once,
+# and every channel inside AGI() holds one connection; twice that is still a few tens of MiB
+# here (about 6 KiB a held call, bench/fastagi.py) and well under a raised descriptor limit.
+# More than that is not a busy box but a fault (a dialplan loop, a flood, a leak): refusing
+# new connections keeps the calls already running alive instead of running out of descriptors.
+MAX_CONNECTIONS: Final = 4096
+# Asterisk writes the whole environment (about 600 bytes) right after connecting: every line of
+# every recorded call arrived in the same millisecond as the connect. 5 s leaves room for a
+# loaded box and a couple of TCP retransmissions (the first comes after 1 s) while a peer that
+# connects and dawdles (a scanner, a half-open socket) does not hold a slot for the 30 s
+# `idle_timeout_s` meant for replies.
+ENVIRONMENT_TIMEOUT_S: Final = 5.0
 # How long stop() waits for cancelled calls to unwind before returning.
 _CANCEL_WAIT_S: Final = 2.0
 # Applications whose -1 result is their normal end (the called party hung up), not a failure.
@@ -188,7 +206,7 @@ class AgiSession(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         self._peer = _format_peer(transport.get_extra_info("peername"))
         self._server._connections.add(self)
-        self._deadline = self._loop.time() + self._server.idle_timeout_s
+        self._deadline = self._loop.time() + self._server.environment_timeout_s
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
@@ -266,7 +284,11 @@ class AgiSession(asyncio.Protocol):
             return  # the command's awaiter was cancelled: nobody waits for this reply
         with bind_call(peer=self._peer, uniqueid=self._env.uniqueid if self._env else ""):
             if self._env is None:
-                log.warning("no complete FastAGI environment from %s in time, closing", self._peer)
+                log.warning(
+                    "no complete FastAGI environment from %s within %.1fs, closing",
+                    self._peer,
+                    self._server.environment_timeout_s,
+                )
             else:
                 log.warning("no reply from Asterisk at %s in time, closing", self._peer)
         if waiter is not None and not waiter.done():
@@ -531,8 +553,13 @@ class AgiSession(asyncio.Protocol):
 class FastAgiServer:
     """Accepts FastAGI connections and runs each call's handler in its own task.
 
-    Counters (`calls_total`, `calls_active`, `protocol_errors_total`, `commands_total`) are plain
-    attributes for the composition root to export.
+    Counters (`calls_total`, `calls_active`, `protocol_errors_total`, `commands_total`,
+    `connections_refused_total`) are plain attributes for the composition root to export.
+
+    `max_connections` caps the connections held at once (see MAX_CONNECTIONS); a connection
+    beyond it is closed as soon as it is accepted. `environment_timeout_s` bounds the time from
+    connect to the end of the environment (see ENVIRONMENT_TIMEOUT_S); `idle_timeout_s` bounds
+    a reply to a short command, `media_timeout_s` one to a prompt or an application.
     """
 
     def __init__(
@@ -547,7 +574,11 @@ class FastAgiServer:
         max_line_bytes: int = MAX_LINE_BYTES,
         backlog: int = 1024,
         timeout_resolution_s: float = 1.0,
+        max_connections: int = MAX_CONNECTIONS,
+        environment_timeout_s: float = ENVIRONMENT_TIMEOUT_S,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self.router = router
         self.host = host
         self._requested_port = port
@@ -558,6 +589,12 @@ class FastAgiServer:
         self._backlog = backlog
         # How often the deadline sweep runs: timeouts fire up to this much late.
         self.timeout_resolution_s = timeout_resolution_s
+        self.max_connections = max_connections
+        self.environment_timeout_s = environment_timeout_s
+        self.connections_refused_total = 0
+        # Refused since the last accepted connection: one warning per episode at the cap, not
+        # one per connection (a flood would otherwise flood the log too).
+        self._refused_in_a_row = 0
         self.calls_total = 0
         self.calls_active = 0
         self.protocol_errors_total = 0
@@ -622,11 +659,34 @@ class FastAgiServer:
                 loop.remove_reader(sock.fileno())
                 loop.call_later(_ACCEPT_PAUSE_S, self._resume_accepting)
                 return
+            if len(self._connections) + len(self._attaching) >= self.max_connections:
+                self._refuse(conn)
+                continue
+            if self._refused_in_a_row:
+                log.info(
+                    "FastAGI below its cap of %d connections again; %d refused meanwhile",
+                    self.max_connections,
+                    self._refused_in_a_row,
+                )
+                self._refused_in_a_row = 0
             # No setblocking()/TCP_NODELAY here: the loop's transport sets both, and every
             # syscall counts at a thousand calls a second.
             task = loop.create_task(self._attach(conn))
             self._attaching.add(task)
             task.add_done_callback(self._attaching.discard)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """At the cap: close at once. Asterisk's AGI() sees the connection fail, sets AGISTATUS
+        to FAILURE and the dialplan's fallback answers the call."""
+        conn.close()
+        self.connections_refused_total += 1
+        self._refused_in_a_row += 1
+        if self._refused_in_a_row == 1:
+            log.warning(
+                "FastAGI at its cap of %d connections (max_connections): closing new ones "
+                "until a call ends; Asterisk falls back to the dialplan",
+                self.max_connections,
+            )
 
     def _resume_accepting(self) -> None:
         if self._listener is not None and self._loop is not None and not self._stopping:

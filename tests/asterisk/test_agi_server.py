@@ -10,6 +10,8 @@ import pytest
 
 from centralino.asterisk.agi import LocalProtocolError
 from centralino.asterisk.agi_server import (
+    ENVIRONMENT_TIMEOUT_S,
+    MAX_CONNECTIONS,
     AgiCall,
     AgiDeadChannel,
     AgiRouter,
@@ -456,13 +458,23 @@ async def test_given_disconnect_mid_command_then_call_ends_as_hangup(
     await eventually(lambda: _assert_equal(server.protocol_errors_total, 1))
 
 
-async def test_given_no_environment_then_idle_timeout_closes(
+async def test_given_environment_not_finished_in_time_then_closed_before_the_idle_timeout(
     server: FastAgiServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server.idle_timeout_s = 0.2
+    server.idle_timeout_s = 30.0  # the reply timeout no longer bounds the environment
+    server.environment_timeout_s = 0.2
     with caplog.at_level(logging.WARNING, logger="centralino.asterisk.agi_server"):
         assert await raw_exchange(server, b"agi_network: yes\n") == b""
     assert any("no complete FastAGI environment" in r.getMessage() for r in caplog.records)
+
+
+def test_given_defaults_then_environment_deadline_is_short_and_its_own() -> None:
+    server = FastAgiServer(router=AgiRouter())
+    assert server.environment_timeout_s == ENVIRONMENT_TIMEOUT_S == 5.0
+    assert server.environment_timeout_s < server.idle_timeout_s
+    assert server.max_connections == MAX_CONNECTIONS
+    with pytest.raises(ValueError, match="max_connections"):
+        FastAgiServer(router=AgiRouter(), max_connections=0)
 
 
 async def test_given_connect_and_close_without_data_then_no_protocol_error_nor_warning(
@@ -475,6 +487,44 @@ async def test_given_connect_and_close_without_data_then_no_protocol_error_nor_w
     assert server.protocol_errors_total == 0
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert any("closed before any data" in r.getMessage() for r in caplog.records)
+
+
+async def _refused(server: FastAgiServer) -> bytes:
+    """Connect to a server at its cap: the connection is closed (maybe reset) at once."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(ENV)
+        async with asyncio.timeout(5):
+            try:
+                return await reader.read()
+            except ConnectionResetError:
+                return b""
+    finally:
+        writer.close()
+
+
+async def test_given_max_connections_reached_then_new_ones_closed_until_below(
+    router: AgiRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    router.add("inbound", lambda call: call.channel.answer())
+    async with FastAgiServer(router=router, port=0, max_connections=2) as server:
+        held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await eventually(lambda: _assert_equal(len(server._connections), 2))
+        with caplog.at_level(logging.INFO, logger="centralino.asterisk.agi_server"):
+            assert await _refused(server) == b""
+            assert await _refused(server) == b""
+            assert server.connections_refused_total == 2
+            warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            assert len(warnings) == 1 and "cap of 2 connections" in warnings[0], warnings
+            # a held connection goes: below the cap, new calls are served again
+            held[0][1].close()
+            await eventually(lambda: _assert_equal(len(server._connections), 1))
+            after = peer(server)
+            await asyncio.wait_for(after.run(), 5)
+        assert after.commands == ["ANSWER"]
+        assert any("2 refused meanwhile" in r.getMessage() for r in caplog.records)
+        assert server.protocol_errors_total == 0
+        held[1][1].close()
 
 
 async def test_given_asterisk_never_replies_then_flow_sees_hangup_after_idle_timeout(
