@@ -12,7 +12,7 @@ The connection state machine (rules first, as in h11's `_state.py`):
     IDLE             | `HANGUP`                        | AgiHangup              | IDLE
     IDLE             | any reply (no command asked)    | RemoteProtocolError    | ERROR
     IDLE             | EOF                             | ConnectionClosed       | CLOSED
-    AWAITING_REPLY   | `HANGUP`                        | AgiHangup              | AWAITING_REPLY
+    AWAITING_REPLY   | `HANGUP` (the reply may follow) | AgiHangup              | AWAITING_REPLY
     AWAITING_REPLY   | `1xx ...` (provisional)         | (ignored)              | AWAITING_REPLY
     AWAITING_REPLY   | `520-...`                       | (usage block starts)   | USAGE
     AWAITING_REPLY   | `NNN ...`                       | AgiResponse            | IDLE
@@ -28,6 +28,13 @@ AWAITING_REPLY; anything else is our misuse and raises `LocalProtocolError`.
 
 A connection closed before sending a single byte is a TCP health check (a load balancer's or
 monitoring's connect-and-close), not Asterisk misbehaving: it ends with `ConnectionClosed`.
+
+`HANGUP` while a command is outstanding: res_agi writes it between commands, so it crossed our
+command on the wire. Asterisk then either still answers that command (`511`, or `200` for the
+commands allowed on a dead channel, as in the recorded transcripts after a hangup) or, with
+AGIEXITONHANGUP=yes, sends `HANGUP` again and closes without answering. The codec stays in
+AWAITING_REPLY so that a late reply is consumed as the reply it is (never "a reply with no
+command outstanding"), and EOF there is a clean close; the shell need not wait for it.
 """
 
 from __future__ import annotations

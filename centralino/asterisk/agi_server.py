@@ -11,7 +11,7 @@ and one sweep per `timeout_resolution_s` enforces the environment, idle and repl
 Limits: at most `max_connections` connections at once (beyond it a new one is closed at once,
 so Asterisk's AGI() fails and the dialplan's fallback answers), and the whole environment within
 `environment_timeout_s` of the connect. A connect-and-close without a byte is a health check,
-logged at debug level.
+logged at debug level. A `HANGUP` line while a command is outstanding ends the call at once.
 
 Failure paths hand the call back to the dialplan by setting `CENTRALINO_STATUS` (NOROUTE, ERROR,
 SHUTDOWN) before closing the socket; the dialplan's fallback branch reads it (and `AGISTATUS`).
@@ -214,7 +214,7 @@ class AgiSession(asyncio.Protocol):
         reply = self._codec.receive_reply(data)
         if reply is not None:
             if type(reply) is AgiHangup:
-                self._hung_up = True
+                self._hangup_received()
             else:
                 self._resolve(cast(AgiResponse, reply))
             return
@@ -247,7 +247,7 @@ class AgiSession(asyncio.Protocol):
             if isinstance(event, AgiResponse):
                 self._resolve(event)
             elif isinstance(event, AgiHangup):
-                self._hung_up = True
+                self._hangup_received()
             elif isinstance(event, AgiEnvironment):
                 self._start_call(event)
             elif isinstance(event, ConnectionClosed):
@@ -256,6 +256,17 @@ class AgiSession(asyncio.Protocol):
                     log.debug("FastAGI connection from %s closed before any data", self._peer)
                 self._close()
                 return
+
+    def _hangup_received(self) -> None:
+        """The `HANGUP` line. With a command outstanding it crossed that command on the wire:
+        the reply may come late or never (AGIEXITONHANGUP=yes), so the flow sees the hangup now
+        instead of after the command's timeout; a late reply is consumed by the codec and
+        dropped by `_resolve`."""
+        self._hung_up = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            self._deadline = 0.0
+            waiter.set_exception(ChannelHungUp(f"caller hung up during {self._command}"))
 
     def _start_call(self, env: AgiEnvironment) -> None:
         self._deadline = 0.0

@@ -284,6 +284,47 @@ def test_given_hangup_while_command_pending_then_reply_still_expected() -> None:
     )
 
 
+def _crossed_hangup(transcript: Transcript) -> tuple[bytes, bytes]:
+    """From a recorded hangup: the HANGUP line and the reply Asterisk gave to the command the
+    server sent next. Sent a moment earlier, that command crosses the HANGUP on the wire."""
+    lines = transcript.from_asterisk
+    at = lines.index(b"HANGUP\n")
+    return lines[at], lines[at + 1]
+
+
+@pytest.mark.parametrize("scenario", ["hangup_stream", "hangup_idle", "hangup_getdata"])
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_given_hangup_crossing_a_command_then_its_late_reply_is_consumed_not_an_error(
+    scenario: str, bytewise: bool
+) -> None:
+    hangup, reply = _crossed_hangup(load_transcript("fastagi-hangup.txt", scenario))
+    conn = started()
+    conn.send_command("CHANNEL STATUS")
+    events = feed(conn, hangup + reply, bytewise=bytewise)
+    assert events[0] == AgiHangup()
+    assert [type(e) for e in events] == [AgiHangup, AgiResponse]
+    assert isinstance(events[1], AgiResponse) and str(events[1].code) == reply[:3].decode()
+    assert conn.can_send and not conn.closed
+
+
+def test_given_hangup_crossing_a_command_then_the_fast_path_agrees() -> None:
+    conn = started()
+    conn.send_command("STREAM FILE", "agent", Quoted(""))
+    assert conn.receive_reply(b"HANGUP\n") == AgiHangup()
+    assert conn.awaiting_reply  # the reply may still come
+    assert conn.receive_reply(b"200 result=-1\n") == AgiResponse(200, "-1")
+    assert conn.can_send
+
+
+def test_given_hangup_crossing_a_command_and_no_reply_ever_then_eof_is_a_clean_close() -> None:
+    """AGIEXITONHANGUP=yes (scenario E): HANGUP twice, then Asterisk closes unanswered."""
+    conn = started()
+    conn.send_command("GET VARIABLE", "CALLERID(num)")
+    assert feed(conn, b"HANGUP\nHANGUP\n") == [AgiHangup(), AgiHangup()]
+    assert feed(conn, b"") == [ConnectionClosed()]
+    assert conn.closed
+
+
 def test_given_connect_and_close_without_a_byte_then_clean_close_not_an_error() -> None:
     """A TCP health check (a load balancer's connect-and-close) is not a protocol error."""
     conn = AgiServerConnection()

@@ -275,6 +275,53 @@ async def test_given_hangup_during_get_data_then_channel_hung_up(
     assert p.commands == ["GET DATA beep 10000 4", "CHANNEL STATUS"]
 
 
+@pytest.mark.parametrize(
+    "after_hangup",
+    [
+        b"",  # the reply never comes and the socket stays open
+        b"200 result=-1 endpos=24160\n",  # it does come, right after
+        b"511 Command Not Permitted on a dead channel or intercept routine\n",
+    ],
+    ids=["no reply", "late 200", "late 511"],
+)
+async def test_given_hangup_line_while_a_command_is_outstanding_then_flow_ends_at_once(
+    server: FastAgiServer,
+    router: AgiRouter,
+    caplog: pytest.LogCaptureFixture,
+    after_hangup: bytes,
+) -> None:
+    """HANGUP crossed STREAM FILE on the wire. Before, the flow waited for the reply up to the
+    media timeout (hours); now it sees ChannelHungUp at once and a late reply is no error. The
+    simulator peer only sends HANGUP after a reply, so raw bytes play Asterisk here."""
+    rec = Recorder()
+
+    async def flow(call: AgiCall) -> None:
+        await call.channel.answer()
+        await call.channel.stream_file("agent")
+        rec.steps.append("after stream")  # must not happen
+
+    router.add("inbound", recording(rec, flow))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        with caplog.at_level(logging.WARNING, logger="centralino.asterisk.agi_server"):
+            writer.write(ENV)
+            async with asyncio.timeout(5):
+                assert await reader.readline() == b"ANSWER\n"
+                writer.write(b"200 result=0\n")
+                assert await reader.readline() == b'STREAM FILE agent ""\n'
+                writer.write(b"HANGUP\n" + after_hangup)
+                await rec.done.wait()
+                assert await reader.read() == b""  # the server closed, nothing more sent
+    finally:
+        writer.close()
+    assert isinstance(rec.ended_with, ChannelHungUp)
+    assert "STREAM FILE" in str(rec.ended_with)
+    assert rec.steps == []
+    assert server.protocol_errors_total == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    await eventually(lambda: _assert_equal(server.calls_active, 0))
+
+
 async def test_given_caller_hangs_up_while_flow_is_idle_then_next_command_is_never_sent(
     server: FastAgiServer, router: AgiRouter
 ) -> None:
