@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Locator, Page
 
+from centralino.web.app import READINESS
 from centralino.web.desktop_ws import DesktopHub
 from context.clock import SystemClock
 from context.models import (
@@ -401,3 +402,26 @@ async def test_index_links_everything_and_lists_recent_calls(
         assert await text_of(page, "#health-pill") == "Ready"
         await w.screenshot("index")
         assert w.errors == []
+
+
+async def test_index_says_degraded_when_only_an_optional_source_is_down(
+    browser: Browser, served: Served
+) -> None:
+    """A CRM whose circuit is open: calls are still taken (200), but the page must not say
+    everything is fine."""
+    readiness = served.site.app[READINESS]
+
+    async def crm() -> str:
+        raise ConnectionError("crm: circuit open (backend keeps failing)")
+
+    readiness.add("backend:crm", crm, required=False)
+    try:
+        async with open_page(browser) as w:
+            await w.page.goto(served.url("/"))
+            await w.page.wait_for_selector("body[data-loaded=true]", timeout=5000)
+            assert await text_of(w.page, "#health-pill") == "Degraded"
+            await w.screenshot("index-degraded")
+            assert "down" in await text_of(w.page, "#checks")
+            assert w.errors == []
+    finally:
+        del readiness.probes["backend:crm"]

@@ -39,8 +39,10 @@ async function renderHealth() {
   } catch {
     body = null;
   }
-  pill.className = `pill ${ok ? "ok" : "bad"}`;
-  pill.textContent = ok ? "Ready" : "Not ready";
+  // 200 "degraded": calls are taken, but an optional source (a backend's circuit) is down.
+  const degraded = ok && body !== null && body.status === "degraded";
+  pill.className = `pill ${degraded ? "info" : ok ? "ok" : "bad"}`;
+  pill.textContent = degraded ? "Degraded" : ok ? "Ready" : "Not ready";
   const checks = body && body.checks ? body.checks : {};
   for (const [name, check] of Object.entries(checks)) {
     list.append(
