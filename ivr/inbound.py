@@ -118,7 +118,7 @@ async def run_inbound(
             )
             queued = None  # it ended in the flow's sight: the ACD already knows how
     except CallHandedBack:
-        log.info("call handed back to the dialplan (%s)", outcome)
+        log.info("call handed back to the dialplan (shutting down)")
         handed_back = True
     except ChannelHungUp:
         log.info("caller hung up (%s)", outcome)
