@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from context.errors import NotFound, UnknownPhase
-from context.identity import PhoneNormaliser, normalise, phone_twin
+from context.identity import PhoneNormaliser, normalise, normalise_identity, phone_twin
 from context.models import (
     CallerProblem,
     Customer,
@@ -54,7 +54,7 @@ class ContextService:
                 problem=phone,
                 raw=raw,
             )
-        return await self.resolve(phone, raw=raw)
+        return await self._resolve(phone, raw)
 
     async def resolve_raw(self, kind: IdentityKind, raw: str) -> Resolution:
         """An email, chat or WhatsApp id (or phone) as a channel delivered it."""
@@ -66,9 +66,16 @@ class ContextService:
                 problem=CallerProblem.INVALID,
                 raw=raw,
             )
-        return await self.resolve(identity, raw=raw)
+        return await self._resolve(identity, raw)
 
     async def resolve(self, identity: Identity, *, raw: str = "") -> Resolution:
+        """Customers known by `identity` (or its phone/WhatsApp twin). The identity is
+        normalised first, so a value built by hand finds what was stored normalised; a
+        malformed one raises `InvalidIdentity`."""
+        return await self._resolve(self._normalised(identity), raw)
+
+    async def _resolve(self, identity: Identity, raw: str) -> Resolution:
+        """`resolve` for an identity normalised already (by the caller-id or channel path)."""
         found: dict[int, Customer] = {
             c.id: c for c in await self.customers.find_by_identity(identity)
         }
@@ -85,9 +92,14 @@ class ContextService:
         return Resolution(ResolutionStatus.FOUND, identity, customers, links, raw=raw)
 
     async def link_identity(self, customer_id: int, identity: Identity) -> None:
-        """Attach an identity (e.g. the "unknown number" an agent just identified)."""
+        """Attach an identity (e.g. the "unknown number" an agent just identified), normalised
+        per kind; a malformed one raises `InvalidIdentity` (a ValueError) before any lookup."""
+        identity = self._normalised(identity)
         await self.customers.get(customer_id)
         await self.customers.add_identity(customer_id, identity)
+
+    def _normalised(self, identity: Identity) -> Identity:
+        return normalise_identity(identity.kind, identity.value, self.phones)
 
     async def merge(self, *, keep_id: int, absorb_id: int) -> Customer:
         return await self.customers.merge(keep_id=keep_id, absorb_id=absorb_id)

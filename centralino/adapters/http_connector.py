@@ -31,6 +31,7 @@ from centralino.adapters.http_client import (
     HttpError,
 )
 from context.errors import BackendBadResponse, BackendUnavailable, ConfigurationError
+from context.identity import phone_twin
 from context.models import ConnectorQuery, Fact, IdentityKind, JsonValue
 from context.ports import Clock
 
@@ -142,8 +143,9 @@ class HttpConnector:
         values: dict[str, str] = {}
         if query.identity is not None:
             values[str(query.identity.kind)] = query.identity.value
-            if query.identity.kind is IdentityKind.WHATSAPP:
-                values.setdefault("phone", query.identity.value)
+            twin = phone_twin(query.identity)  # a WhatsApp id (wa_id digits) is a phone number
+            if query.identity.kind is IdentityKind.WHATSAPP and twin is not None:
+                values.setdefault("phone", twin.value)
         for system, external_id in query.links.items():
             values[f"link:{system}"] = external_id
         if self._config.needs_link and self._config.needs_link in query.links:
