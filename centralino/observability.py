@@ -62,6 +62,11 @@ def register_metrics(rt: Runtime) -> None:
         lambda: agi.protocol_errors_total,
     )
     m.counter("centralino_agi_commands", "AGI commands sent", lambda: agi.commands_total)
+    m.counter(
+        "centralino_agi_connections_refused",
+        "FastAGI connections closed at once: the connection cap was reached",
+        lambda: agi.connections_refused_total,
+    )
     aus = rt.audiosocket
     m.counter("centralino_audiosocket_calls", "AudioSocket calls", lambda: aus.calls_total)
     m.counter(

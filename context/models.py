@@ -21,7 +21,7 @@ class IdentityKind(enum.StrEnum):
     PHONE = "phone"  # E.164, e.g. +390212345678
     EMAIL = "email"  # lower-cased address
     CHAT = "chat"  # web-chat visitor id, as the chat provider gives it
-    WHATSAPP = "whatsapp"  # the WhatsApp id is a phone number: stored as E.164
+    WHATSAPP = "whatsapp"  # the Cloud API's wa_id: digits, no "+" (context/identity.py)
 
 
 class ChannelKind(enum.StrEnum):

@@ -187,6 +187,7 @@ async def test_health_readiness_and_metrics_over_http(world: DemoWorld) -> None:
         async with http.get(f"{world.base_url}/api/calls/recent") as r:
             recent = await r.json()
     assert "centralino_agi_calls_total 1.0" in text
+    assert "centralino_agi_connections_refused_total 0.0" in text
     assert "centralino_calls_answered_total 1.0" in text
     assert recent and recent[0]["outcome"] == "answered"
 

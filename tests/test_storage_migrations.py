@@ -47,3 +47,34 @@ async def test_changed_migration_is_refused(pg_pool: asyncpg.Pool) -> None:
     async with pg_pool.acquire() as conn:
         with pytest.raises(MigrationError, match="changed after"):
             await apply_migrations(conn, [tampered])
+
+
+async def test_identities_written_before_normalisation_are_brought_in_line(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    """0004: WhatsApp ids lose their '+', emails are lower-cased; a row whose normalised twin
+    already exists is dropped, never duplicated."""
+    (migration,) = [m for m in bundled_migrations() if m.name == "identities_normalised"]
+    async with pg_pool.acquire() as conn:
+        one = await conn.fetchval("INSERT INTO customers (display_name) VALUES ('A') RETURNING id")
+        two = await conn.fetchval("INSERT INTO customers (display_name) VALUES ('B') RETURNING id")
+        await conn.executemany(
+            "INSERT INTO customer_identities (customer_id, kind, value) VALUES ($1, $2, $3)",
+            [
+                (one, "whatsapp", "+393331234567"),
+                (one, "email", " Mario.Rossi@Example.IT"),
+                (two, "whatsapp", "393339999999"),
+                (two, "whatsapp", "+393339999999"),  # its normalised twin is there already
+                (two, "phone", "+390212345678"),  # phones keep their E.164 '+'
+            ],
+        )
+        await conn.execute(migration.sql)
+        rows = await conn.fetch(
+            "SELECT customer_id, kind, value FROM customer_identities ORDER BY customer_id, value"
+        )
+    assert [(r["customer_id"], r["kind"], r["value"]) for r in rows] == [
+        (one, "whatsapp", "393331234567"),
+        (one, "email", "mario.rossi@example.it"),
+        (two, "phone", "+390212345678"),
+        (two, "whatsapp", "393339999999"),
+    ]
