@@ -23,7 +23,6 @@ from acd.errors import StaleReservation, UnknownItem
 from acd.models import (
     ActionKind,
     AgentDefinition,
-    Offer,
     QueueAction,
     SkillRequirement,
     Ticket,
@@ -368,7 +367,6 @@ class AcdQueuedCall:
 
     services: InboundCallServices
     item: WorkItem
-    _offers: dict[str, Offer] = field(default_factory=dict)
     _unwatch: Callable[[], None] | None = None
     agent_id: str | None = None  # who answered (set when connected)
     transfer: CallTransfer | None = None
@@ -382,10 +380,6 @@ class AcdQueuedCall:
     @property
     def contact(self) -> Contact:
         return self.services.contact
-
-    @property
-    def connected(self) -> bool:
-        return self.contact.connected
 
     async def status(self) -> QueueStatus:
         ticket = await self.router.ticket(self.item.item_id)
@@ -408,7 +402,6 @@ class AcdQueuedCall:
             # the callback it confirms) is the contact's.
             return refusal(outcome, "max_wait")
         res = outcome.reservation
-        self._offers[res.reservation_id] = outcome
         self.contact.apply(ContactEvent.OFFER)
         return AgentOffer(res.reservation_id, res.agent_id, outcome.endpoint)
 
