@@ -399,9 +399,18 @@ class Router:
             request=self._request_of[item.queue],
             window=self._window,
         )
+        # Tracked before the next await: a routing pass meanwhile must find its waiter.
         self._tracked[item.item_id] = _Tracked(item=item, entered_at=now)
+        try:
+            await self._log.write(rows)
+        except BaseException:
+            # The queue log is where an entry lasts (PostgreSQL down, or we were cancelled): the
+            # caller goes back to the dialplan without it, so the live state must not keep a
+            # phantom caller, nor an agent reserved for one. Undo, then say it failed.
+            self._tracked.pop(item.item_id, None)
+            await asyncio.shield(self._store.discard_item(item.item_id, now))
+            raise
         self._rates.arrival(item.queue, now)
-        await self._log.write(rows)
         # Reservations for other processes' items (older ones of this queue) reach them through
         # their inbox.
         await self._deliver_all([r for r in got if r.owner == self._owner], now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,6 +19,7 @@ from acd.models import (
     Offer,
     QueueAction,
     QueueEvent,
+    QueueLogRow,
     QueuePolicy,
     RoutingStep,
     SkillRequirement,
@@ -527,3 +529,33 @@ async def test_given_item_dropped_by_the_sweep_when_its_owner_abandons_then_one_
     with pytest.raises(UnknownItem):  # the sweep ran here: the item is no longer tracked
         await rig.router.abandon("c1")
     assert rig.events("c1").count(QueueEvent.ABANDON) == 1
+
+
+class _LogDown(MemoryQueueLog):
+    """The queue log's PostgreSQL is down: every write fails."""
+
+    async def write(self, rows: Sequence[QueueLogRow]) -> None:
+        raise ConnectionError("PostgreSQL unavailable")
+
+
+async def test_given_the_queue_log_fails_on_entry_then_the_enqueue_is_undone(rig: Rig) -> None:
+    """The defect seen with PostgreSQL stopped: the item (and the agent reserved for it in the
+    same step) stayed in the live state while the caller went back to the dialplan, so agents
+    stayed reserved for a phantom. A failed step undoes what it committed."""
+    await rig.ready("joe")
+    router = Router(  # the same live state; only the queue log fails
+        store=rig.store,
+        queue_log=_LogDown(),
+        clock=rig.clock,
+        queues={"billing": BILLING, "general": GENERAL},
+        agents=AGENTS,
+        owner="p1",
+    )
+
+    with pytest.raises(ConnectionError):
+        await router.enqueue(billing_call("c1", rig.clock))
+
+    assert await rig.store.waiting("billing") == []
+    assert rig.state("joe") is AgentState.READY
+    with pytest.raises(UnknownItem):
+        await router.ticket("c1")
