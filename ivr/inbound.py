@@ -122,13 +122,22 @@ async def run_inbound(
         handed_back = True
     except ChannelHungUp:
         log.info("caller hung up (%s)", outcome)
+    except Exception:
+        # Our own failure (a store down, a bug): the session hands the call back to the
+        # dialplan (ERROR) and its fallback answers. The record must not blame the caller.
+        handed_back = True
+        raise
     finally:
+        if handed_back and outcome in (Outcome.HANGUP_IN_IVR, Outcome.ABANDONED):
+            outcome = Outcome.RETURNED
         if queued is not None:
             # The channel left while queued, ringing or talking (a hangup or a transfer), or
             # we are handing it back: the queued call knows which, and that is how it ended.
-            outcome = Outcome(await asyncio.shield(queued.channel_left(handed_back=handed_back)))
-        elif handed_back and outcome in (Outcome.HANGUP_IN_IVR, Outcome.ABANDONED):
-            outcome = Outcome.RETURNED
+            try:
+                left = await asyncio.shield(queued.channel_left(handed_back=handed_back))
+                outcome = Outcome(left)
+            except Exception:  # the ACD's store is down: the call is still recorded
+                log.exception("could not tell the ACD how the call left (%s)", outcome)
         await asyncio.shield(services.finish(outcome, agent_id=agent))
     return outcome
 

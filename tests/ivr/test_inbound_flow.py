@@ -397,3 +397,29 @@ async def test_given_transferred_caller_and_target_queue_refuses_then_caller_hea
     assert await run(channel, services) == "refused"
     assert channel.log == ["ANSWER", "STREAM centralino/no-agents", "HANGUP"]
     assert services.requests == []
+
+
+class _StoreDown(RecordingQueue):
+    """The ACD's store fails while the caller holds (Redis down)."""
+
+    async def status(self) -> QueueStatus:
+        raise ConnectionError("Redis unavailable")
+
+    async def channel_left(self, *, handed_back: bool = False) -> str:
+        self.events.append(f"left handed_back={handed_back}")
+        raise ConnectionError("Redis unavailable")
+
+
+async def test_given_our_store_fails_mid_call_then_the_call_is_recorded_as_returned() -> None:
+    """Seen with Redis killed: callers were recorded as hangup_in_ivr (blaming them) or not at
+    all (the queue's bookkeeping raised before the record was written). Our failure hands
+    the call back (the session says ERROR) and the record says so."""
+    events: list[str] = []
+    queue = _StoreDown(offers=[], events=events)
+    services = RecordingServices(knowledge(), queue, events)
+    channel = ScriptedChannel(menu_keys=["1"])
+
+    with pytest.raises(ConnectionError):
+        await run(channel, services)
+
+    assert events[-2:] == ["left handed_back=True", "finish returned None"]
