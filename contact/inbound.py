@@ -326,12 +326,17 @@ class InboundCallServices:
             ticket_id = open_tickets[0].id
         elif customer is not None and step is TicketStep.OPEN:
             topic = (self.record.intent or "call").capitalize()
-            ticket = await self.context.open_ticket(
-                customer_id=customer.id,
-                title=f"{topic} call from {customer.display_name}",
-                actor=agent_id or "ivr",
-            )
-            ticket_id = ticket.id
+            try:
+                ticket = await self.context.open_ticket(
+                    customer_id=customer.id,
+                    title=f"{topic} call from {customer.display_name}",
+                    actor=agent_id or "ivr",
+                )
+                ticket_id = ticket.id
+            except Exception:  # the ticket store is down: the call's record matters more
+                log.exception(
+                    "could not open a ticket for %s; recording the call without", self.item_id
+                )
         await self.context.record_interaction(
             Interaction(
                 id=None,

@@ -418,3 +418,36 @@ async def test_given_a_caller_queued_when_the_server_stops_then_they_are_handed_
     # Our exit, not the caller's abandon (which the wallboard counts against the queue).
     assert [r["event"] for r in log] == ["enter", "exit"]
     assert log[-1]["data"] == "returned"
+
+
+class _TicketsDown:
+    """The ticket store's database fails (a fault injected in front of the real store)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.attempts = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def create(self, *args: object, **kwargs: object) -> object:
+        self.attempts += 1
+        raise ConnectionError("tickets unavailable")
+
+
+async def test_given_the_ticket_store_fails_then_the_answered_call_is_still_recorded(
+    world: DemoWorld, pg_pool: asyncpg.Pool
+) -> None:
+    context = world.runtime.context
+    real = context.tickets
+    down = _TicketsDown(real)
+    context.tickets = down  # type: ignore[assignment]
+    try:
+        result = await asyncio.wait_for(world.simulator.call(known_caller(world)), 30)
+    finally:
+        context.tickets = real
+    assert result.answered
+    row = await eventually(lambda: _interaction(pg_pool, result.uniqueid), timeout=5)
+    assert row["outcome"] == "answered" and row["customer_id"] is not None
+    assert down.attempts == 1  # a ticket was due (a known caller, answered) and failed
+    assert row["ticket_id"] is None  # no ticket could be opened; the call is on record anyway
