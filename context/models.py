@@ -159,6 +159,8 @@ class Interaction:
     ring_at: datetime | None = None
     ticket_id: int | None = None
     original_customer_id: int | None = None  # who it belonged to before a merge
+    # Idempotency key: a retried write of the same record (same key) is stored once.
+    record_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

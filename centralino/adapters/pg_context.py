@@ -172,7 +172,7 @@ class PgCustomerStore:
 _INTERACTION_COLS = (
     "id, customer_id, original_customer_id, channel, direction, identity_kind, identity_value,"
     " linkedid, agent_id, queue, intent, outcome, summary, transcript, wait_s, talk_s,"
-    " started_at, ended_at, pop_pushed_at, pop_acked_at, ring_at, ticket_id"
+    " started_at, ended_at, pop_pushed_at, pop_acked_at, ring_at, ticket_id, record_key"
 )
 
 
@@ -204,6 +204,7 @@ def _interaction(row: asyncpg.Record) -> Interaction:
         ring_at=row["ring_at"],
         ticket_id=row["ticket_id"],
         original_customer_id=row["original_customer_id"],
+        record_key=row["record_key"],
     )
 
 
@@ -212,14 +213,15 @@ class PgTimelineStore:
         self._pool = pool
 
     async def append(self, interaction: Interaction) -> Interaction:
+        """Insert; with a `record_key` already stored (a retry), return the stored row instead."""
         i = interaction
         row = await self._pool.fetchrow(
             "INSERT INTO interactions (customer_id, original_customer_id, channel, direction,"
             " identity_kind, identity_value, linkedid, agent_id, queue, intent, outcome,"
             " summary, transcript, wait_s, talk_s, started_at, ended_at, pop_pushed_at,"
-            " pop_acked_at, ring_at, ticket_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-            " $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
-            f" RETURNING {_INTERACTION_COLS}",
+            " pop_acked_at, ring_at, ticket_id, record_key) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+            " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+            f" ON CONFLICT (record_key) DO NOTHING RETURNING {_INTERACTION_COLS}",
             i.customer_id,
             i.original_customer_id,
             str(i.channel),
@@ -241,7 +243,13 @@ class PgTimelineStore:
             i.pop_acked_at,
             i.ring_at,
             i.ticket_id,
+            i.record_key,
         )
+        if row is None:  # the key was stored by an earlier attempt of this same record
+            row = await self._pool.fetchrow(
+                f"SELECT {_INTERACTION_COLS} FROM interactions WHERE record_key = $1",
+                i.record_key,
+            )
         assert row is not None
         return _interaction(row)
 
