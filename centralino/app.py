@@ -42,6 +42,7 @@ from centralino.adapters.http_connector import (
 from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
+from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
 from centralino.ami_watch import DeviceWatch, DialWatch, TransferWatch
@@ -225,9 +226,15 @@ async def _context(
     )
     clock = ContextClock()
     phones = PhoneNormaliser(default_region=settings.context.default_region)
+    # Entered after the pool, so it stops (its writer task with it) before the pool closes.
+    timeline = await stack.enter_async_context(
+        SpooledTimelineStore(
+            inner=PgTimelineStore(pool=pool), spool_dir=settings.database.spool_dir
+        )
+    )
     context = ContextService(
         customers=PgCustomerStore(pool=pool),
-        timeline=PgTimelineStore(pool=pool),
+        timeline=timeline,
         tickets=PgTicketStore(pool=pool),
         clock=clock,
         phones=phones,

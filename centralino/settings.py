@@ -60,6 +60,8 @@ class DatabaseSettings(_Section):
     url: SecretStr | None = None
     pool_min: int = Field(2, ge=1)
     pool_max: int = Field(20, ge=1)
+    # Interaction records wait here (one file per process) while PostgreSQL is unreachable.
+    spool_dir: Path = Path(".centralino-spool")
 
 
 class RedisSettings(_Section):

@@ -208,3 +208,11 @@ def test_check_config_fails_naming_an_unset_auth_env(
     assert "context.backends[1].auth_env" in capsys.readouterr().err
     monkeypatch.setenv("CRM_TOKEN", "Bearer t")
     assert main(["--config", str(path), "check-config"]) == 0
+
+
+def test_the_record_spool_directory_defaults_to_the_working_directory(tmp_path: Path) -> None:
+    example = load_settings(ROOT / "centralino.example.toml", environ={})
+    assert example.database.spool_dir == Path(".centralino-spool")
+    path = tmp_path / "spool.toml"
+    path.write_text('[database]\nspool_dir = "/var/spool/centralino"\n')
+    assert load_settings(path, environ={}).database.spool_dir == Path("/var/spool/centralino")
