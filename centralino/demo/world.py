@@ -39,6 +39,7 @@ from centralino.simulator.callcenter import (
     CallSimulator,
     SimulatedDesktop,
     demo_callers,
+    open_desktops,
 )
 from centralino.storage.embedded import embedded_postgres, embedded_redis
 from ivr.inbound import FlowSettings
@@ -193,18 +194,13 @@ async def demo_world(
         host = settings.server.host
         base_url = f"http://{host}:{runtime.http_port}"
         session = await stack.enter_async_context(aiohttp.ClientSession())
-        desktops = {
-            d.agent_id: SimulatedDesktop(
-                base_url=base_url, agent_id=d.agent_id, session=session, ack_delay_s=ack_delay_s
-            )
-            for d in definitions
-        }
-        for desktop in desktops.values():
-            desktop.start()
-            stack.push_async_callback(desktop.aclose)
-        for desktop in desktops.values():
-            async with asyncio.timeout(10):
-                await desktop.connected.wait()
+        desktops = await open_desktops(
+            stack,
+            base_url=base_url,
+            agent_ids=[d.agent_id for d in definitions],
+            session=session,
+            ack_delay_s=ack_delay_s,
+        )
         if ready_agents:
             # Redis may remember agents from the previous demo run: log in only who is out.
             states = {s.agent_id: s.state for s in await runtime.live.agents()}

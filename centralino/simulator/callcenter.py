@@ -612,3 +612,28 @@ def demo_callers(
         star_for_callback=bool(rng.random() < 0.05),
         transfer_to=transfer_to,
     )
+
+
+async def open_desktops(
+    stack: contextlib.AsyncExitStack,
+    *,
+    base_url: str,
+    agent_ids: Sequence[str],
+    session: aiohttp.ClientSession,
+    ack_delay_s: float,
+    connect_timeout_s: float = 10.0,
+) -> dict[str, SimulatedDesktop]:
+    """One simulated desktop per agent, connected (closed by `stack` on exit)."""
+    desktops = {
+        agent_id: SimulatedDesktop(
+            base_url=base_url, agent_id=agent_id, session=session, ack_delay_s=ack_delay_s
+        )
+        for agent_id in agent_ids
+    }
+    for desktop in desktops.values():
+        desktop.start()
+        stack.push_async_callback(desktop.aclose)
+    for desktop in desktops.values():
+        async with asyncio.timeout(connect_timeout_s):
+            await desktop.connected.wait()
+    return desktops

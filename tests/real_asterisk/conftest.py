@@ -16,7 +16,6 @@ A failing test's report carries what Asterisk logged while it ran.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
@@ -43,7 +42,7 @@ from centralino.demo.erp import erp_backend_config, make_erp_app
 from centralino.demo.seed import seed_customers
 from centralino.demo.world import demo_agents
 from centralino.settings import AcdSettings, ServerSettings, Settings
-from centralino.simulator.callcenter import SimulatedDesktop
+from centralino.simulator.callcenter import SimulatedDesktop, open_desktops
 from ivr.inbound import FlowSettings
 from tests.helpers import eventually
 from tests.real_asterisk.driver import AmiProxy, CallDriver
@@ -291,18 +290,13 @@ async def centralino(
         await seed_customers(runtime.context, dataset)
         base_url = f"http://127.0.0.1:{runtime.http_port}"
         session = await stack.enter_async_context(aiohttp.ClientSession())
-        desktops = {
-            a.agent_id: SimulatedDesktop(
-                base_url=base_url, agent_id=a.agent_id, session=session, ack_delay_s=0.05
-            )
-            for a in agents
-        }
-        for desktop in desktops.values():
-            desktop.start()
-            stack.push_async_callback(desktop.aclose)
-        for desktop in desktops.values():
-            async with asyncio.timeout(10):
-                await desktop.connected.wait()
+        desktops = await open_desktops(
+            stack,
+            base_url=base_url,
+            agent_ids=[a.agent_id for a in agents],
+            session=session,
+            ack_delay_s=0.05,
+        )
         for a in agents:
             state = (await runtime.router.agent_login(a.agent_id)).state
             if state is AgentState.NOT_READY:
