@@ -480,7 +480,7 @@ async def running(
             reconcile=reconcile,
         )
         answers, transfers = _telephony_watchers(ami, settings, staff, router)
-        hub = DesktopHub(clock=context.clock, agents=staff.by_id.keys())
+        hub = DesktopHub(clock=context.clock, agents=staff.by_id.keys(), redis=redis)
         outcomes: dict[str, int] = {}
         inbound = InboundHandler(
             fanout=fanout,
@@ -517,6 +517,7 @@ async def running(
         # the desktops still work; then the desktops are closed (an open one must not hold up
         # the web server), the web server, and (after the ACD) AMI last.
         runner, http_port = await _start_web(stack, app, settings)
+        await hub.start()  # pops from the other processes; desktops held meanwhile are included
         stack.push_async_callback(hub.close)
         await audiosocket.start()
         stack.push_async_callback(audiosocket.stop)
