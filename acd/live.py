@@ -96,6 +96,8 @@ class LiveState:
         self._owners: dict[str, float] = {}
         self._inbox: dict[str, list[str]] = {}
         self._ids = itertools.count(1)
+        # Pending re-queues of transferred calls (opaque records, see Router.transferred).
+        self.transfers: dict[str, str] = {}
 
     # --- agents ---
 
@@ -548,6 +550,13 @@ class MemoryLiveStore:
 
     async def waiting(self, queue: str) -> list[WaitingItem]:
         return self.state.waiting(queue)
+
+    async def park_transfer(self, item_id: str, record: str, *, ttl_s: float) -> None:
+        # No clock here: the Router checks the record's age itself, as it does from Redis.
+        self.state.transfers[item_id] = record
+
+    async def take_transfer(self, item_id: str) -> str | None:
+        return self.state.transfers.pop(item_id, None)
 
     async def position(self, item_id: str) -> int:
         return self.state.position(item_id)

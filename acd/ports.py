@@ -173,6 +173,15 @@ class LiveStore(Protocol):
         """Items waiting in `queue`, in queue order."""
         ...
 
+    async def park_transfer(self, item_id: str, record: str, *, ttl_s: float) -> None:
+        """Keep a transferred call's pending re-queue (opaque `record`) for `ttl_s`, for
+        whichever process the caller's next FastAGI session lands on."""
+        ...
+
+    async def take_transfer(self, item_id: str) -> str | None:
+        """The pending re-queue of `item_id`, removed as it is read (one taker); None if none."""
+        ...
+
     async def position(self, item_id: str) -> int:
         """1-based position of a waiting item in its queue; 0 if it is not waiting."""
         ...

@@ -32,6 +32,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from acd.errors import StaleReservation, UnknownAgent, UnknownItem, UnknownQueue
 from acd.estimates import RateTracker, Serving, count_serving, expected_wait_at
@@ -96,15 +97,6 @@ class _Tracked:
 
 
 @dataclass(frozen=True, slots=True)
-class _PendingTransfer:
-    """A call transferred to one of our queues, not queued yet: nobody holds its caller until
-    the dialplan hands the channel back to us, and an agent reserved meanwhile could not be rung."""
-
-    item: WorkItem
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
 class DeviceFact:
     """From AMI DeviceStateList: is the agent's phone registered/usable."""
 
@@ -164,7 +156,6 @@ class Router:
         self._on_detached = on_detached_offer
         self._tracked: dict[str, _Tracked] = {}
         self._by_reservation: dict[str, str] = {}
-        self._transfers: dict[str, _PendingTransfer] = {}
         self._wake = asyncio.Event()
         self._agent_cache: tuple[float, list[AgentStatus]] = (-math.inf, [])
         self._tasks: set[asyncio.Task[None]] = set()
@@ -713,24 +704,28 @@ class Router:
             raise UnknownItem(item_id)
         target_policy = self._policy(to_queue) if to_queue is not None else None
         now = self._clock.now()
-        for stale in [k for k, p in self._transfers.items() if now - p.at > TRANSFER_REJOIN_S]:
-            del self._transfers[stale]
         if target_policy is not None:
             moved = replace(tracked.item, queue=target_policy.name, preferred_agents=())
             if target_policy.skill is not None:
                 moved = replace(moved, skills=(SkillRequirement(target_policy.skill, 1),))
-            self._transfers[item_id] = _PendingTransfer(item=moved, at=now)
+            # In the live store, not here: the caller's next session may land on any process.
+            await self._store.park_transfer(
+                item_id, pending_transfer_record(moved, at=now), ttl_s=TRANSFER_REJOIN_S
+            )
         await self._end_conversation(item_id, QueueEvent.TRANSFER, data=target)
 
     async def rejoin(self, item_id: str) -> Ticket | None:
         """The caller of a call transferred to one of our queues is held by us again: queue it
         there now (ENTER in the target queue, waiting from now on). Returns its ticket (position
         0 with the queue's action when it cannot be queued, as `enqueue`), or None when no
-        transfer of this item is pending in this process (then it is a call like any other)."""
-        pending = self._transfers.pop(item_id, None)
-        if pending is None or self._clock.now() - pending.at > TRANSFER_REJOIN_S:
+        transfer of this item is pending, in any process (then it is a call like any other)."""
+        record = await self._store.take_transfer(item_id)
+        if record is None:
             return None
-        return await self.enqueue(replace(pending.item, arrived_at=self._clock.now()))
+        item, at = pending_transfer_from(item_id, record)
+        if self._clock.now() - at > TRANSFER_REJOIN_S:
+            return None
+        return await self.enqueue(replace(item, arrived_at=self._clock.now()))
 
     async def transfer(self, item_id: str, *, to_queue: str) -> Ticket:
         """Move a connected item to another queue at once, its customer still held by the same
@@ -1065,11 +1060,25 @@ def item_data(item: WorkItem) -> str:
 
 
 def item_from_enter(row: QueueLogRow) -> WorkItem:
-    data = json.loads(row.data) if row.data else {}
+    return _item_from(row.item_id, row.queue, json.loads(row.data) if row.data else {}, row.ts)
+
+
+def pending_transfer_record(item: WorkItem, *, at: float) -> str:
+    """A transferred call's pending re-queue, as the live store keeps it for any process."""
+    return json.dumps({"at": at, "queue": item.queue, "item": item_data(item)})
+
+
+def pending_transfer_from(item_id: str, record: str) -> tuple[WorkItem, float]:
+    data = json.loads(record)
+    at = float(data["at"])
+    return _item_from(item_id, str(data["queue"]), json.loads(data["item"]), at), at
+
+
+def _item_from(item_id: str, queue: str, data: dict[str, Any], default_ts: float) -> WorkItem:
     return WorkItem(
-        item_id=row.item_id,
-        queue=row.queue,
-        arrived_at=float(data.get("arrived_at", row.ts)),
+        item_id=item_id,
+        queue=queue,
+        arrived_at=float(data.get("arrived_at", default_ts)),
         channel=Channel(data.get("channel", "voice")),
         skills=tuple(
             SkillRequirement(s, int(lv), bool(rx)) for s, lv, rx in data.get("skills", [])

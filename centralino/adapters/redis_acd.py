@@ -1346,6 +1346,15 @@ class RedisLiveStore:
     async def heartbeat(self, owner: str, now: float, *, ttl_s: float) -> None:
         await self._client.set(f"{self._prefix}own:{owner}", "1", px=max(1, int(ttl_s * 1000)))
 
+    async def park_transfer(self, item_id: str, record: str, *, ttl_s: float) -> None:
+        key = f"{self._prefix}xfer:{item_id}"
+        await self._client.set(key, record, px=max(1, int(ttl_s * 1000)))
+
+    async def take_transfer(self, item_id: str) -> str | None:
+        # GETDEL (Redis 6.2): one process takes it, however many ask at once.
+        raw = await self._client.getdel(f"{self._prefix}xfer:{item_id}")
+        return None if raw is None else _s(raw)
+
     async def waiting(self, queue: str) -> list[WaitingItem]:
         raw = await self._run("waiting", queue)
         return [

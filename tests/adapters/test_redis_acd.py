@@ -770,3 +770,53 @@ async def test_given_index_lists_an_agent_not_ready_when_routing_then_no_reserva
 
 
 STEPS_0 = "0.0:-:0"
+
+
+async def test_given_a_transfer_on_one_process_then_the_callers_next_session_on_another_rejoins(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A transferred caller's new FastAGI session may land on any process: the pending
+    re-queue lives in Redis, taken once. Before, it lived in the transferring process only,
+    and the other process took the caller for a new call."""
+    clock = ManualClock()
+    agents = {
+        "amy": AgentDefinition("amy", {"billing": 4}, endpoint="PJSIP/amy"),
+        "bob": AgentDefinition("bob", {"sales": 3}, endpoint="PJSIP/bob"),
+    }
+    queues = {
+        "billing": QueuePolicy("billing", skill="billing"),
+        "sales": QueuePolicy("sales", skill="sales"),
+    }
+    first, second = (
+        Router(
+            store=RedisLiveStore(client=redis_client, prefix="xf:"),
+            queue_log=MemoryQueueLog(),
+            clock=clock,
+            queues=queues,
+            agents=agents,
+            owner=owner,
+        )
+        for owner in ("p1", "p2")
+    )
+    for router in (first, second):
+        await router.start()
+    try:
+        await first.agent_login("amy")
+        await first.agent_ready("amy")
+        await first.agent_login("bob")
+        await first.enqueue(WorkItem("c1", "billing", clock.now(), caller_id="+390211"))
+        offer = await first.wait_for_offer("c1", timeout=5.0)
+        assert isinstance(offer, Offer)
+        await first.accept(offer.reservation.reservation_id)
+        await first.connected(offer.reservation.reservation_id)
+        await first.transferred("c1", target="sales@centralino-transfer", to_queue="sales")
+
+        ticket = await second.rejoin("c1")
+
+        assert ticket is not None and (ticket.queue, ticket.position) == ("sales", 1)
+        (waiting,) = await RedisLiveStore(client=redis_client, prefix="xf:").waiting("sales")
+        assert (waiting.item_id, waiting.owner) == ("c1", "p2")
+        assert await first.rejoin("c1") is None  # taken once
+    finally:
+        for router in (first, second):
+            await router.aclose()
