@@ -93,7 +93,8 @@ class DemoWorld:
     base_url: str
 
 
-async def _serve(app: web.Application, stack: AsyncExitStack) -> str:
+async def serve_app(app: web.Application, stack: AsyncExitStack) -> str:
+    """Serve `app` on a free loopback port until `stack` closes; its base URL."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
@@ -143,8 +144,8 @@ async def demo_world(
             jitter_ms=demo.crm_latency_ms * 0.3,
             dataset=dataset,
         )
-        erp_url = await _serve(erp, stack)
-        crm_url = await _serve(crm, stack)
+        erp_url = await serve_app(erp, stack)
+        crm_url = await serve_app(crm, stack)
         backends: list[HttpBackendConfig] = [
             erp_backend_config(erp_url, timeout_s=0.35),
             crm_backend_config(crm_url, timeout_s=0.35),

@@ -29,10 +29,9 @@ import aiohttp
 import asyncpg
 import numpy as np
 import pytest
-from aiohttp import web
 
 from acd.models import AgentDefinition, AgentState
-from centralino.app import Runtime, bound_port, running
+from centralino.app import Runtime, running
 from centralino.asterisk.agi import AgiEnvironment, AgiResponse
 from centralino.asterisk.agi_server import AgiCall, AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
@@ -40,7 +39,7 @@ from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
 from centralino.demo.seed import seed_customers
-from centralino.demo.world import demo_agents
+from centralino.demo.world import demo_agents, serve_app
 from centralino.settings import AcdSettings, ServerSettings, Settings
 from centralino.simulator.callcenter import SimulatedDesktop, open_desktops
 from ivr.inbound import FlowSettings
@@ -202,15 +201,6 @@ def phone_endpoint(agent_id: str) -> str:
     return f"Local/{agent_id}@{PHONE_CONTEXT}"
 
 
-async def _serve(app: web.Application, stack: AsyncExitStack) -> str:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return f"http://127.0.0.1:{bound_port(site)}"
-
-
 @pytest.fixture
 def agent_languages() -> Mapping[str, frozenset[str]]:
     """Languages an agent speaks, by agent id (a test module may override this fixture);
@@ -244,13 +234,13 @@ async def centralino(
     rng = np.random.default_rng(7)
     dataset = generate(rng, today=datetime.now(UTC).date())
     async with AsyncExitStack() as stack:
-        erp_url = await _serve(
+        erp_url = await serve_app(
             make_erp_app(
                 latency_ms=20, failure_rate=0.0, rng=np.random.default_rng(8), dataset=dataset
             ),
             stack,
         )
-        crm_url = await _serve(
+        crm_url = await serve_app(
             make_crm_app(
                 latency_ms=30, failure_rate=0.0, rng=np.random.default_rng(9), dataset=dataset
             ),
