@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from context.errors import IllegalMove, MergeError, NotFound
+from context.fanout import PreAnswerFanout
 from context.models import (
     ConnectorQuery,
     Customer,
@@ -20,7 +21,8 @@ from context.models import (
     PhaseActivity,
     Ticket,
 )
-from context.ports import ContextUpdate, TicketMove
+from context.ports import Clock, Connector, ContextUpdate, TicketMove
+from context.service import ContextService
 
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
@@ -201,3 +203,21 @@ class ScriptedConnector:
     async def fetch(self, query: ConnectorQuery) -> list[Fact]:
         self.calls.append(query)
         return await self.script(query)
+
+
+def memory_fanout(
+    clock: Clock, connectors: Sequence[Connector], *, deadline_s: float = 0.05
+) -> PreAnswerFanout:
+    """A pre-answer fan-out over in-memory stores (for tests of what consumes its pops)."""
+    return PreAnswerFanout(
+        service=ContextService(
+            customers=MemoryCustomers(),
+            timeline=MemoryTimeline(),
+            tickets=MemoryTickets(),
+            clock=clock,
+        ),
+        connectors=connectors,
+        call_context=MemoryCallContext(),
+        clock=clock,
+        deadline_s=deadline_s,
+    )

@@ -124,16 +124,8 @@ async def test_an_oversized_desktop_message_is_refused(hub_url: tuple[DesktopHub
 async def test_late_results_update_the_pop_live_on_the_desktop(
     hub_url: tuple[DesktopHub, str],
 ) -> None:
-    from context.fanout import PreAnswerFanout
     from context.models import ConnectorQuery, Fact
-    from context.service import ContextService
-    from tests.context.fakes import (
-        MemoryCallContext,
-        MemoryCustomers,
-        MemoryTickets,
-        MemoryTimeline,
-        ScriptedConnector,
-    )
+    from tests.context.fakes import ScriptedConnector, memory_fanout
 
     hub, url = hub_url
     clock = SystemClock()
@@ -143,18 +135,7 @@ async def test_late_results_update_the_pop_live_on_the_desktop(
         await release.wait()
         return [Fact("crm", "note", {"text": XSS}, clock.now())]
 
-    fanout = PreAnswerFanout(
-        service=ContextService(
-            customers=MemoryCustomers(),
-            timeline=MemoryTimeline(),
-            tickets=MemoryTickets(),
-            clock=clock,
-        ),
-        connectors=[ScriptedConnector("crm", late)],
-        call_context=MemoryCallContext(),
-        clock=clock,
-        deadline_s=0.05,
-    )
+    fanout = memory_fanout(clock, [ScriptedConnector("crm", late)])
     got: list[dict[str, object]] = []
     async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/ws/agent/a9") as ws:
         desktop = asyncio.create_task(_acking_desktop(ws, got))

@@ -91,16 +91,8 @@ def _true(condition: Callable[[], bool]) -> Callable[[], None]:
 async def test_given_a_desktop_on_a_when_b_pushes_then_acked_once_and_updates_follow(
     two: tuple[Process, Process], redis_client: aioredis.Redis
 ) -> None:
-    from context.fanout import PreAnswerFanout
     from context.models import ConnectorQuery, Fact
-    from context.service import ContextService
-    from tests.context.fakes import (
-        MemoryCallContext,
-        MemoryCustomers,
-        MemoryTickets,
-        MemoryTimeline,
-        ScriptedConnector,
-    )
+    from tests.context.fakes import ScriptedConnector, memory_fanout
 
     a, b = two
     clock = SystemClock()
@@ -110,18 +102,7 @@ async def test_given_a_desktop_on_a_when_b_pushes_then_acked_once_and_updates_fo
         await release.wait()
         return [Fact("crm", "note", {"text": "late"}, clock.now())]
 
-    fanout = PreAnswerFanout(
-        service=ContextService(
-            customers=MemoryCustomers(),
-            timeline=MemoryTimeline(),
-            tickets=MemoryTickets(),
-            clock=clock,
-        ),
-        connectors=[ScriptedConnector("crm", late)],
-        call_context=MemoryCallContext(),
-        clock=clock,
-        deadline_s=0.05,
-    )
+    fanout = memory_fanout(clock, [ScriptedConnector("crm", late)])
     got: Frames = []
     async with aiohttp.ClientSession() as session, session.ws_connect(f"{a.url}/ws/agent/a7") as ws:
         desktop = asyncio.create_task(_desktop(ws, got))
