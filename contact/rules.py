@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from acd.models import ActionKind, AgentDefinition, QueueAction
@@ -76,10 +76,10 @@ def route_problems(
 
 
 def call_language(
-    requested: str | None, channel: str | None, *, spoken: Iterable[str]
+    requested: str | None, channel: str | None, *, spoken: Collection[str]
 ) -> str | None:
     """The language the caller needs their agent to speak, or None when routing ignores it."""
-    if not any(True for _ in spoken):
+    if not spoken:
         return None
     language = (requested or channel or "").strip().lower()
     return language or None
