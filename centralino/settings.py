@@ -48,6 +48,16 @@ class ServerSettings(_Section):
     grace_s: float = Field(10.0, gt=0)
     # A FastAGI connection silent for this long is closed (Asterisk always answers in ms).
     idle_timeout_s: float = Field(300.0, gt=0)
+    # The base URL providers reach us at (behind a proxy it is not ours): Twilio signs the URL
+    # it requested, so its webhook checks signatures against this plus the request's path.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected the http:// or https:// base URL providers reach us at")
+        return value.rstrip("/") if value else value
 
 
 def _no_password_in_file(url: str | None) -> str | None:
@@ -77,6 +87,17 @@ class AmiSettings(_Section):
     username: str = "centralino"
     secret: SecretStr | None = None
     ping_interval_s: float = Field(2.0, gt=0)
+
+
+class WhatsAppSettings(_Section):
+    """WhatsApp Cloud API webhook secrets (environment only); unset = that webhook answers 503."""
+
+    app_secret: SecretStr | None = None  # signs X-Hub-Signature-256
+    verify_token: SecretStr | None = None  # the verification handshake's hub.verify_token
+
+
+class TwilioSettings(_Section):
+    auth_token: SecretStr | None = None  # signs X-Twilio-Signature (environment only)
 
 
 class LoggingSettings(_Section):
@@ -253,6 +274,8 @@ class Settings(_Section):
     acd: AcdSettings = AcdSettings()
     contact: ContactSettings = ContactSettings()
     demo: DemoSettings = DemoSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
+    twilio: TwilioSettings = TwilioSettings()
 
     @model_validator(mode="after")
     def _intents_servable(self) -> Settings:
@@ -274,6 +297,8 @@ class Settings(_Section):
 
 
 _ENV_ONLY = {("ami", "secret")}
+# The channels' webhook secrets (centralino/web/webhooks.py).
+_ENV_ONLY |= {("whatsapp", "app_secret"), ("whatsapp", "verify_token"), ("twilio", "auth_token")}
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

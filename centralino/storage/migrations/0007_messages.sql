@@ -1,0 +1,125 @@
+-- Messages on the written channels (WhatsApp, SMS; email and chat later), beside calls on the
+-- customer's timeline: each message has its interaction row (channel, direction, time, text),
+-- and this table keeps what the provider said about it. (channel, provider_message_id) is
+-- unique: a provider's retry of a webhook is recognised and never stored twice.
+CREATE TABLE IF NOT EXISTS messages (
+    id                      bigserial PRIMARY KEY,
+    channel                 text NOT NULL CHECK (channel IN ('whatsapp', 'sms', 'email', 'chat')),
+    direction               text NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+    provider_message_id     text NOT NULL,
+    sender                  text NOT NULL,
+    recipient               text NOT NULL,
+    body                    text NOT NULL DEFAULT '',
+    provider_time           timestamptz,
+    received_at             timestamptz NOT NULL DEFAULT now(),
+    raw                     jsonb NOT NULL,
+    interaction_id          bigint REFERENCES interactions (id),
+    -- How the sender resolved: found, not_found (a customer was created), ambiguous (the
+    -- candidates are listed, none is guessed), no_identity (e.g. an alphanumeric SMS sender).
+    resolution              text CHECK (resolution IN ('found', 'not_found', 'ambiguous', 'no_identity')),
+    candidate_customer_ids  bigint[] NOT NULL DEFAULT '{}',
+    -- Outbound only: the furthest state the provider's callbacks reported (context/messages.py).
+    delivery_state          text CHECK (delivery_state IN ('queued', 'sent', 'failed', 'delivered', 'read')),
+    delivery_updated_at     timestamptz,
+    delivery_error          text NOT NULL DEFAULT '',
+    CONSTRAINT messages_provider_id UNIQUE (channel, provider_message_id)
+);
+CREATE INDEX IF NOT EXISTS messages_interaction ON messages (interaction_id);
+
+-- Every status callback, once each (providers repeat them): a status for a message not yet
+-- recorded (the callback overtook our own write) is applied when the message is recorded.
+CREATE TABLE IF NOT EXISTS message_status_events (
+    id                   bigserial PRIMARY KEY,
+    channel              text NOT NULL,
+    provider_message_id  text NOT NULL,
+    state                text NOT NULL CHECK (state IN ('queued', 'sent', 'failed', 'delivered', 'read')),
+    provider_time        timestamptz,
+    received_at          timestamptz NOT NULL DEFAULT now(),
+    error                text NOT NULL DEFAULT '',
+    raw                  jsonb NOT NULL,
+    CONSTRAINT message_status_events_once UNIQUE (channel, provider_message_id, state)
+);
+
+-- Stores one inbound message in one round trip (the webhook's answer waits for it): the
+-- message, unless already stored; its sender resolved to a customer exactly as
+-- ContextService.resolve does (the identity or its phone/WhatsApp twin, merged-away customers
+-- skipped; one → found, none → a new customer, several → ambiguous, never guessed); and its
+-- interaction on the timeline. Two messages from one new sender create one customer: the
+-- advisory lock on the sender's key (the same for an identity and its twin) serialises them.
+CREATE OR REPLACE FUNCTION centralino_store_inbound_message(
+    p_channel text,
+    p_provider_id text,
+    p_sender text,
+    p_recipient text,
+    p_body text,
+    p_provider_time timestamptz,
+    p_raw jsonb,
+    p_identity_kind text,
+    p_identity_value text,
+    p_lookup_kinds text[],
+    p_lookup_values text[],
+    p_lock_key text,
+    p_display_name text
+) RETURNS TABLE (
+    o_message_id bigint,
+    o_duplicate boolean,
+    o_resolution text,
+    o_customer_id bigint,
+    o_candidates bigint[]
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+    v_found bigint[] := '{}';
+    v_customer bigint;
+    v_resolution text;
+    v_interaction bigint;
+    v_time timestamptz := coalesce(p_provider_time, now());
+BEGIN
+    INSERT INTO messages (channel, direction, provider_message_id, sender, recipient, body,
+                          provider_time, raw)
+    VALUES (p_channel, 'inbound', p_provider_id, p_sender, p_recipient, p_body,
+            p_provider_time, p_raw)
+    ON CONFLICT ON CONSTRAINT messages_provider_id DO NOTHING
+    RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        RETURN QUERY
+            SELECT m.id, true, m.resolution, i.customer_id, m.candidate_customer_ids
+            FROM messages m LEFT JOIN interactions i ON i.id = m.interaction_id
+            WHERE m.channel = p_channel AND m.provider_message_id = p_provider_id;
+        RETURN;
+    END IF;
+    IF p_lock_key = '' THEN
+        v_resolution := 'no_identity';
+    ELSE
+        PERFORM pg_advisory_xact_lock(hashtextextended('centralino.identity:' || p_lock_key, 0));
+        SELECT coalesce(array_agg(DISTINCT c.id ORDER BY c.id), '{}') INTO v_found
+        FROM unnest(p_lookup_kinds, p_lookup_values) AS k (kind, value)
+        JOIN customer_identities ci ON ci.kind = k.kind AND ci.value = k.value
+        JOIN customers c ON c.id = ci.customer_id
+        WHERE c.merged_into IS NULL;
+        IF cardinality(v_found) = 0 THEN
+            INSERT INTO customers (display_name) VALUES (p_display_name) RETURNING id INTO v_customer;
+            INSERT INTO customer_identities (customer_id, kind, value)
+            VALUES (v_customer, p_identity_kind, p_identity_value);
+            v_resolution := 'not_found';
+        ELSIF cardinality(v_found) = 1 THEN
+            v_customer := v_found[1];
+            v_resolution := 'found';
+        ELSE
+            v_resolution := 'ambiguous';
+        END IF;
+    END IF;
+    INSERT INTO interactions (customer_id, channel, direction, identity_kind, identity_value,
+                              summary, started_at, ended_at, record_key)
+    VALUES (v_customer, p_channel, 'inbound', nullif(p_identity_kind, ''),
+            nullif(p_identity_value, ''), p_body, v_time, v_time,
+            'message:' || p_channel || ':' || p_provider_id)
+    RETURNING id INTO v_interaction;
+    UPDATE messages SET interaction_id = v_interaction, resolution = v_resolution,
+                        candidate_customer_ids = CASE WHEN v_resolution = 'ambiguous'
+                                                      THEN v_found ELSE '{}' END
+    WHERE id = v_id;
+    RETURN QUERY SELECT v_id, false, v_resolution, v_customer,
+                        CASE WHEN v_resolution = 'ambiguous' THEN v_found ELSE '{}'::bigint[] END;
+END
+$$;
