@@ -44,8 +44,12 @@ CREATE TABLE IF NOT EXISTS message_status_events (
 -- message, unless already stored; its sender resolved to a customer exactly as
 -- ContextService.resolve does (the identity or its phone/WhatsApp twin, merged-away customers
 -- skipped; one → found, none → a new customer, several → ambiguous, never guessed); and its
--- interaction on the timeline. Two messages from one new sender create one customer: the
--- advisory lock on the sender's key (the same for an identity and its twin) serialises them.
+-- interaction on the timeline. Two deliveries of one message (a provider's retry racing the
+-- original) are serialised by an advisory lock on the message's id, so the second sees the
+-- first committed and writes nothing; the unique constraint stays as the last word. Two
+-- messages from one new sender create one customer: the advisory lock on the sender's key (the
+-- same for an identity and its twin) serialises them. The interaction is written first and
+-- the message once, whole (an UPDATE of the message row would rewrite it and its indexes).
 CREATE OR REPLACE FUNCTION centralino_store_inbound_message(
     p_channel text,
     p_provider_id text,
@@ -68,24 +72,20 @@ CREATE OR REPLACE FUNCTION centralino_store_inbound_message(
     o_candidates bigint[]
 ) LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
     v_found bigint[] := '{}';
     v_customer bigint;
     v_resolution text;
     v_interaction bigint;
+    v_id bigint;
     v_time timestamptz := coalesce(p_provider_time, now());
 BEGIN
-    INSERT INTO messages (channel, direction, provider_message_id, sender, recipient, body,
-                          provider_time, raw)
-    VALUES (p_channel, 'inbound', p_provider_id, p_sender, p_recipient, p_body,
-            p_provider_time, p_raw)
-    ON CONFLICT ON CONSTRAINT messages_provider_id DO NOTHING
-    RETURNING id INTO v_id;
-    IF v_id IS NULL THEN
-        RETURN QUERY
-            SELECT m.id, true, m.resolution, i.customer_id, m.candidate_customer_ids
-            FROM messages m LEFT JOIN interactions i ON i.id = m.interaction_id
-            WHERE m.channel = p_channel AND m.provider_message_id = p_provider_id;
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended('centralino.message:' || p_channel || ':' || p_provider_id, 0));
+    RETURN QUERY
+        SELECT m.id, true, m.resolution, i.customer_id, m.candidate_customer_ids
+        FROM messages m LEFT JOIN interactions i ON i.id = m.interaction_id
+        WHERE m.channel = p_channel AND m.provider_message_id = p_provider_id;
+    IF FOUND THEN
         RETURN;
     END IF;
     IF p_lock_key = '' THEN
@@ -109,17 +109,20 @@ BEGIN
             v_resolution := 'ambiguous';
         END IF;
     END IF;
+    IF v_resolution <> 'ambiguous' THEN
+        v_found := '{}';
+    END IF;
     INSERT INTO interactions (customer_id, channel, direction, identity_kind, identity_value,
                               summary, started_at, ended_at, record_key)
     VALUES (v_customer, p_channel, 'inbound', nullif(p_identity_kind, ''),
             nullif(p_identity_value, ''), p_body, v_time, v_time,
             'message:' || p_channel || ':' || p_provider_id)
     RETURNING id INTO v_interaction;
-    UPDATE messages SET interaction_id = v_interaction, resolution = v_resolution,
-                        candidate_customer_ids = CASE WHEN v_resolution = 'ambiguous'
-                                                      THEN v_found ELSE '{}' END
-    WHERE id = v_id;
-    RETURN QUERY SELECT v_id, false, v_resolution, v_customer,
-                        CASE WHEN v_resolution = 'ambiguous' THEN v_found ELSE '{}'::bigint[] END;
+    INSERT INTO messages (channel, direction, provider_message_id, sender, recipient, body,
+                          provider_time, raw, interaction_id, resolution, candidate_customer_ids)
+    VALUES (p_channel, 'inbound', p_provider_id, p_sender, p_recipient, p_body,
+            p_provider_time, p_raw, v_interaction, v_resolution, v_found)
+    RETURNING id INTO v_id;
+    RETURN QUERY SELECT v_id, false, v_resolution, v_customer, v_found;
 END
 $$;
