@@ -367,7 +367,8 @@ def main() -> None:
     )
     print(
         f"  CPU: {SERVERS} webhook server process(es) {server_cpu_s:.1f} s"
-        f" ({server_cpu_s / accepted_n * 1e6:.0f} µs a message), senders {result['cpu_s']:.1f} s; load average {os.getloadavg()[0]:.1f}"
+        f" ({server_cpu_s / accepted_n * 1e6:.0f} µs a message), senders"
+        f" {result['cpu_s']:.1f} s; load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"  stored {counts['stored']}; {counts['customers']} customers; duplicates: messages"
