@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -23,13 +24,15 @@ from datetime import UTC, date, datetime
 import aiohttp
 import numpy as np
 from aiohttp import web
+from pydantic import SecretStr
 
 from acd.models import AgentDefinition, AgentState
 from centralino.adapters.http_connector import HttpBackendConfig
-from centralino.app import Runtime, bound_port, running
+from centralino.app import Runtime, bound_port, running, webhook_secrets
 from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
+from centralino.demo.providers import DemoMessagingProvider, demo_channel_settings
 from centralino.demo.seed import seed_customers
 from centralino.gc_tuning import startup_objects_frozen
 from centralino.settings import Settings
@@ -91,6 +94,7 @@ class DemoWorld:
     erp: web.Application
     crm: web.Application
     base_url: str
+    messaging: DemoMessagingProvider  # plays Meta and Twilio: signed webhooks into the demo
 
 
 async def serve_app(app: web.Application, stack: AsyncExitStack) -> str:
@@ -117,6 +121,7 @@ async def demo_world(
 ) -> AsyncIterator[DemoWorld]:
     demo = settings.demo
     rng = np.random.default_rng(demo.seed)
+    settings = demo_channel_settings(settings)  # the webhooks' secrets and public URL
     async with AsyncExitStack() as stack:
         if database_url is None:
             if settings.database.url is not None:
@@ -222,6 +227,9 @@ async def demo_world(
             erp=erp,
             crm=crm,
             base_url=base_url,
+            messaging=DemoMessagingProvider(
+                session=session, base_url=base_url, secrets=webhook_secrets(runtime.settings)
+            ),
         )
 
 
@@ -235,10 +243,14 @@ async def run_demo(
     rate = (
         calls_per_minute if calls_per_minute is not None else settings.demo.calls_per_minute
     ) / 60
+    # Demo only: the timeline API's placeholder access check reads this (a fresh one per run).
+    os.environ.setdefault("CENTRALINO_API_TOKEN", secrets.token_urlsafe(18))
     async with demo_world(settings) as world:
         with startup_objects_frozen():
             numbers = [p.phone for p in world.dataset.people]
             print(_banner(world), flush=True)
+            print(_channels_banner(world), flush=True)
+            print(await send_demo_messages(world), flush=True)
             rng = np.random.default_rng(settings.demo.seed + 3)
             loop = asyncio.get_running_loop()
             started = loop.time()
@@ -267,6 +279,58 @@ def _banner(world: DemoWorld) -> str:
         f"    FastAGI         {world.runtime.settings.server.host}:{world.runtime.agi.port}\n"
         "  Simulated callers dial in through FastAGI; the simulated agents' desktops acknowledge\n"
         "  every screen-pop; the demo ERP and CRM answer over HTTP with real latency.\n"
+    )
+
+
+def _channels_banner(world: DemoWorld) -> str:
+    settings = world.runtime.settings
+
+    def shown(value: SecretStr | None) -> str:
+        return value.get_secret_value() if value is not None else "(unset)"
+
+    url = world.base_url
+    token = os.environ.get("CENTRALINO_API_TOKEN", "")
+    return (
+        "  Messaging webhooks (secrets from the environment, random ones when unset):\n"
+        f"    WhatsApp        {url}/webhooks/whatsapp\n"
+        f"      CENTRALINO_WHATSAPP_APP_SECRET={shown(settings.whatsapp.app_secret)}\n"
+        f"      CENTRALINO_WHATSAPP_VERIFY_TOKEN={shown(settings.whatsapp.verify_token)}\n"
+        f"    Twilio SMS      {url}/webhooks/twilio/sms\n"
+        f"      CENTRALINO_TWILIO_AUTH_TOKEN={shown(settings.twilio.auth_token)}\n"
+        f"      CENTRALINO_SERVER_PUBLIC_URL={settings.server.public_url}\n"
+        f"    timeline API    {url}/api/timeline?phone=<E.164>  CENTRALINO_API_TOKEN={token}\n"
+    )
+
+
+# What the demo's customers write when it starts (WhatsApp and SMS alike).
+DEMO_TEXTS = (
+    "Buongiorno, ho ricevuto la fattura ma l'importo non torna.",
+    "Hello, when will my order ship?",
+    "Grazie, tutto risolto!",
+)
+# A number no demo customer has: its SMS creates a new customer.
+DEMO_STRANGER = "+393471234567"
+
+
+async def send_demo_messages(world: DemoWorld) -> str:
+    """A few WhatsApp and SMS messages from the demo's customers (and one stranger) through
+    the demo providers, signed like the real ones; says where to see them."""
+    people = [p for p in world.dataset.people if p.phone != world.dataset.shared_office_phone]
+    sent: list[str] = []
+    for person, text in zip(people[:3], DEMO_TEXTS, strict=False):
+        await world.messaging.whatsapp(person.phone.removeprefix("+"), text, name=person.name)
+        sent.append(f"WhatsApp from {person.name}")
+    for person in people[3:5]:
+        await world.messaging.sms(person.phone, "Please call me back about my invoice.")
+        sent.append(f"SMS from {person.name}")
+    await world.messaging.sms(DEMO_STRANGER, "Hi, I'd like a quote.")
+    sent.append(f"SMS from {DEMO_STRANGER} (a new customer)")
+    phone = people[0].phone.removeprefix("+")
+    token = os.environ.get("CENTRALINO_API_TOKEN", "")
+    return (
+        "  Demo messages sent through the demo providers: " + "; ".join(sent) + "\n"
+        f"    curl -H 'Authorization: Bearer {token}' "
+        f"'{world.base_url}/api/timeline?phone=%2B{phone}'\n"
     )
 
 
