@@ -95,7 +95,8 @@ def add_timeline_api(
     app.router.add_get("/api/timeline", timeline_handler)
 
 
-def _bad(why: str) -> web.Response:
+def _bad(request: web.Request, why: str) -> web.Response:
+    log.warning("%s?%s refused (400): %s", request.path, request.query_string[:200], why)
     return web.json_response({"error": why}, status=400)
 
 
@@ -115,14 +116,14 @@ async def timeline_handler(request: web.Request) -> web.Response:
     await request.app[AUTHORIZE](request)
     identity = _identity(request)
     if isinstance(identity, str):
-        return _bad(identity)
+        return _bad(request, identity)
     raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_TIMELINE_ITEMS:
-        return _bad(f"limit must be an integer from 1 to {MAX_TIMELINE_ITEMS}")
+        return _bad(request, f"limit must be an integer from 1 to {MAX_TIMELINE_ITEMS}")
     try:
         found = await request.app[TIMELINE].timeline(identity, limit=int(raw_limit))
     except InvalidIdentity as exc:
-        return _bad(str(exc))
+        return _bad(request, str(exc))
     if found.status is ResolutionStatus.AMBIGUOUS:
         candidates = [{"id": c.id, "display_name": c.display_name} for c in found.customers]
         return web.json_response(

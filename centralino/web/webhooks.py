@@ -83,13 +83,24 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     """The raw body (signatures cover the exact bytes), refused with 413 beyond `limit`."""
     length = request.content_length
     if length is not None and length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+        raise _too_large(request, limit, length)
     body = bytearray()
     while chunk := await request.content.readany():
         body += chunk
         if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+            raise _too_large(request, limit, len(body))
     return bytes(body)
+
+
+def _too_large(request: web.Request, limit: int, size: int) -> web.HTTPRequestEntityTooLarge:
+    log.warning(
+        "webhook %s from %s refused (413): body of %d bytes or more, the limit is %d",
+        request.path,
+        request.remote,
+        size,
+        limit,
+    )
+    return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
 
 
 async def _store(request: web.Request, batch: MessageBatch) -> web.Response | None:
@@ -158,6 +169,9 @@ async def twilio_sms_webhook(request: web.Request) -> web.Response:
         return _not_configured(request, "CENTRALINO_TWILIO_AUTH_TOKEN")
     if not hooks.secrets.public_url:
         return _not_configured(request, "server.public_url (CENTRALINO_SERVER_PUBLIC_URL)")
+    signature = request.headers.get(twilio_sms.SIGNATURE_HEADER)
+    if not signature:
+        return _refused(request, 403, BadSignature(f"no {twilio_sms.SIGNATURE_HEADER} header"))
     body = await _read_body(request, hooks.twilio_max_bytes)
     try:
         params = twilio_sms.parse_form(body)
@@ -167,9 +181,7 @@ async def twilio_sms_webhook(request: web.Request) -> web.Response:
     # The raw path: Twilio signs the URL as it requested it, percent-encoding included.
     url = hooks.secrets.public_url.rstrip("/") + request.raw_path
     try:
-        twilio_sms.check_signature(
-            url, params, request.headers.get(twilio_sms.SIGNATURE_HEADER), token
-        )
+        twilio_sms.check_signature(url, params, signature, token)
     except BadSignature as exc:
         return _refused(request, 403, exc)
     try:

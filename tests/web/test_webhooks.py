@@ -289,13 +289,18 @@ async def test_sms_with_a_bad_signature_is_forbidden_and_not_stored(
     assert await count(pg_pool) == 0
 
 
-async def test_sms_malformed_form_and_oversized_body(client: Client, pg_pool: asyncpg.Pool) -> None:
-    async with client.post("/webhooks/twilio/sms", data=b"Body=%zz&&") as resp:
+async def test_sms_malformed_form_and_oversized_body(
+    client: Client, pg_pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A form that does not parse cannot have been signed: 400 before any signature check.
+    headers = {twilio_sms.SIGNATURE_HEADER: "c2lnbmVk"}
+    async with client.post("/webhooks/twilio/sms", data=b"Body=%zz&&", headers=headers) as resp:
         assert resp.status == 400
     async with client.post(
-        "/webhooks/twilio/sms", data=b"a" * (twilio_sms.MAX_BODY_BYTES + 1)
+        "/webhooks/twilio/sms", data=b"a" * (twilio_sms.MAX_BODY_BYTES + 1), headers=headers
     ) as resp:
         assert resp.status == 413
+    assert "refused (413)" in caplog.text
     signed_but_incomplete = [("MessageSid", "SM0005"), ("To", "+390299999999")]
     assert (await post_sms(client, signed_but_incomplete))[0] == 400
     assert await count(pg_pool) == 0
@@ -444,9 +449,12 @@ async def test_timeline_newest_first_on_every_channel(
         {"phone": "+999123456789"},  # E.164-shaped, no such country
     ],
 )
-async def test_timeline_bad_queries_are_400(client: Client, query: dict[str, str]) -> None:
+async def test_timeline_bad_queries_are_400(
+    client: Client, query: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
     status, data = await get_timeline(client, query)
     assert status == 400 and data["error"]
+    assert "refused (400)" in caplog.text
 
 
 async def test_timeline_of_an_unknown_customer_is_404(client: Client) -> None:
