@@ -21,7 +21,6 @@ import asyncpg
 import numpy as np
 import redis.asyncio as aioredis
 from aiohttp import web
-from pydantic import SecretStr
 
 from acd.models import (
     ActionKind,
@@ -42,7 +41,6 @@ from centralino.adapters.http_connector import (
 )
 from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
-from centralino.adapters.pg_messages import PgMessageStore
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
@@ -54,6 +52,7 @@ from centralino.asterisk.audiosocket_server import AudioSocketServer
 from centralino.callbacks import CallbackDialer
 from centralino.gc_tuning import startup_objects_frozen
 from centralino.inbound_script import InboundHandler, audiosocket_call
+from centralino.messaging import add_messaging
 from centralino.metrics import Metrics
 from centralino.observability import register_checks, register_metrics
 from centralino.recovery import LiveStateGuard
@@ -64,14 +63,11 @@ from centralino.web.app import init_app
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
-from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer, add_timeline_api
-from centralino.web.webhooks import WebhookSecrets, add_webhooks
 from contact.reconcile import ReconcilePolicy
 from contact.rules import route_problems
 from context.clock import SystemClock as ContextClock
 from context.fanout import PreAnswerFanout
 from context.identity import PhoneNormaliser
-from context.inbox import MessageInbox, TimelineReader
 from context.service import ContextService
 from ivr.inbound import FlowSettings
 from ivr.intent import IntentModel
@@ -398,42 +394,8 @@ def _web_app(
         linker=ContextIdentityLinker(context=context, phones=phones),
         about=_about(settings, ami),
     )
-    _add_channels(app, settings, pool=pool, context=context, phones=phones)
+    add_messaging(app, settings, pool=pool, context=context, phones=phones)
     return app
-
-
-def webhook_secrets(settings: Settings) -> WebhookSecrets:
-    def secret(value: SecretStr | None) -> str | None:
-        return value.get_secret_value() if value is not None else None
-
-    return WebhookSecrets(
-        whatsapp_app_secret=secret(settings.whatsapp.app_secret),
-        whatsapp_verify_token=secret(settings.whatsapp.verify_token),
-        twilio_auth_token=secret(settings.twilio.auth_token),
-        public_url=settings.server.public_url,
-    )
-
-
-def _add_channels(
-    app: web.Application,
-    settings: Settings,
-    *,
-    pool: asyncpg.Pool,
-    context: ContextService,
-    phones: PhoneNormaliser,
-) -> None:
-    """The written channels' webhooks and the timeline API."""
-    messages = PgMessageStore(pool=pool)
-    add_webhooks(
-        app, inbox=MessageInbox(store=messages, phones=phones), secrets=webhook_secrets(settings)
-    )
-    # PLACEHOLDER access check until logins and API tokens exist: deny-all unless a bearer
-    # token equal to CENTRALINO_API_TOKEN is given. The access work replaces `authorize`.
-    add_timeline_api(
-        app,
-        timeline=TimelineReader(context=context, store=messages),
-        authorize=PlaceholderBearerTokenAuthorizer(token=os.environ.get("CENTRALINO_API_TOKEN")),
-    )
 
 
 def _about(settings: Settings, ami: AmiClient | None) -> dict[str, str]:

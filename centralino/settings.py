@@ -94,10 +94,19 @@ class WhatsAppSettings(_Section):
 
     app_secret: SecretStr | None = None  # signs X-Hub-Signature-256
     verify_token: SecretStr | None = None  # the verification handshake's hub.verify_token
+    # Replies (POST /api/messages) go out through the Cloud API when these are set.
+    access_token: SecretStr | None = None  # environment only
+    phone_number_id: str | None = None
+    display_number: str = ""  # our number as customers see it, for the timeline
+    api_url: str = "https://graph.facebook.com/v21.0"
 
 
 class TwilioSettings(_Section):
     auth_token: SecretStr | None = None  # signs X-Twilio-Signature (environment only)
+    # Replies by SMS go out through Twilio's API when these are set (with auth_token).
+    account_sid: str | None = None
+    from_number: str | None = None  # E.164
+    api_url: str = "https://api.twilio.com"
 
 
 class LoggingSettings(_Section):
@@ -299,6 +308,7 @@ class Settings(_Section):
 _ENV_ONLY = {("ami", "secret")}
 # The channels' webhook secrets (centralino/web/webhooks.py).
 _ENV_ONLY |= {("whatsapp", "app_secret"), ("whatsapp", "verify_token"), ("twilio", "auth_token")}
+_ENV_ONLY |= {("whatsapp", "access_token")}
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -26,6 +26,7 @@ from context.messages import (
     states_before,
 )
 from context.models import ChannelKind, Direction, ResolutionStatus
+from context.outbound import ReplyRecord, ReplyRequest, ReplyState
 
 # A webhook must answer (or fail, so the provider retries) in seconds: a pool exhausted or a
 # database gone for longer than this is a 503, not a request left hanging.
@@ -126,47 +127,54 @@ class PgMessageStore:
         )
 
     async def record_outbound(self, message: OutboundMessage) -> int:
-        m = message
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
-            existing = await conn.fetchval(
-                "SELECT id FROM messages WHERE channel = $1 AND provider_message_id = $2",
-                str(m.channel),
-                m.provider_message_id,
-            )
-            if existing is not None:
-                return int(existing)
-            interaction_id = await conn.fetchval(
-                "INSERT INTO interactions (customer_id, channel, direction, summary, started_at,"
-                " ended_at, record_key) VALUES ($1, $2, 'outbound', $3, $4, $4, $5) RETURNING id",
-                m.customer_id,
-                str(m.channel),
-                m.text,
-                m.sent_at,
-                f"message:{m.channel}:{m.provider_message_id}",
-            )
-            seen = await conn.fetch(
-                "SELECT state FROM message_status_events"
-                " WHERE channel = $1 AND provider_message_id = $2",
-                str(m.channel),
-                m.provider_message_id,
-            )
-            state = fold_states([DeliveryState(r["state"]) for r in seen])
-            message_id = await conn.fetchval(
-                "INSERT INTO messages (channel, direction, provider_message_id, sender, recipient,"
-                " body, provider_time, raw, interaction_id, delivery_state, delivery_updated_at)"
-                " VALUES ($1, 'outbound', $2, $3, $4, $5, $6, $7::jsonb, $8, $9, now())"
-                " RETURNING id",
-                str(m.channel),
-                m.provider_message_id,
-                m.sender,
-                m.recipient,
-                m.text,
-                m.sent_at,
-                _json(m.raw),
-                interaction_id,
-                str(state or DeliveryState.QUEUED),
-            )
-            return int(message_id)
+            return await self.record_outbound_in(conn, message)
+
+    @staticmethod
+    async def record_outbound_in(
+        conn: PoolConnectionProxy[asyncpg.Record], message: OutboundMessage
+    ) -> int:
+        """`record_outbound` inside the caller's transaction."""
+        m = message
+        existing = await conn.fetchval(
+            "SELECT id FROM messages WHERE channel = $1 AND provider_message_id = $2",
+            str(m.channel),
+            m.provider_message_id,
+        )
+        if existing is not None:
+            return int(existing)
+        interaction_id = await conn.fetchval(
+            "INSERT INTO interactions (customer_id, channel, direction, summary, started_at,"
+            " ended_at, record_key) VALUES ($1, $2, 'outbound', $3, $4, $4, $5) RETURNING id",
+            m.customer_id,
+            str(m.channel),
+            m.text,
+            m.sent_at,
+            f"message:{m.channel}:{m.provider_message_id}",
+        )
+        seen = await conn.fetch(
+            "SELECT state FROM message_status_events"
+            " WHERE channel = $1 AND provider_message_id = $2",
+            str(m.channel),
+            m.provider_message_id,
+        )
+        state = fold_states([DeliveryState(r["state"]) for r in seen])
+        message_id = await conn.fetchval(
+            "INSERT INTO messages (channel, direction, provider_message_id, sender, recipient,"
+            " body, provider_time, raw, interaction_id, delivery_state, delivery_updated_at)"
+            " VALUES ($1, 'outbound', $2, $3, $4, $5, $6, $7::jsonb, $8, $9, now())"
+            " RETURNING id",
+            str(m.channel),
+            m.provider_message_id,
+            m.sender,
+            m.recipient,
+            m.text,
+            m.sent_at,
+            _json(m.raw),
+            interaction_id,
+            str(state or DeliveryState.QUEUED),
+        )
+        return int(message_id)
 
     async def delivery_state(
         self, channel: ChannelKind, provider_message_id: str
@@ -202,3 +210,78 @@ class PgMessageStore:
             )
             for r in rows
         ]
+
+
+def _reply_record(row: asyncpg.Record) -> ReplyRecord:
+    return ReplyRecord(
+        request=ReplyRequest(
+            idempotency_key=row["idempotency_key"],
+            channel=ChannelKind(row["channel"]),
+            recipient=row["recipient"],
+            text=row["body"],
+            customer_id=row["customer_id"],
+        ),
+        state=ReplyState(row["state"]),
+        attempts=row["attempts"],
+        provider_message_id=row["provider_message_id"],
+        last_error=row["last_error"],
+    )
+
+
+class PgOutboxStore:
+    """`context.outbound.OutboxStore`: replies by idempotency key (storage/migrations/0007)."""
+
+    def __init__(self, *, pool: asyncpg.Pool, messages: PgMessageStore) -> None:
+        self._pool = pool
+        self._messages = messages
+
+    async def claim(self, request: ReplyRequest, *, stale_after_s: float) -> ReplyRecord | None:
+        r = request
+        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                "INSERT INTO outbound_requests (idempotency_key, channel, customer_id, recipient,"
+                " body, state) VALUES ($1, $2, $3, $4, $5, 'sending')"
+                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING true",
+                r.idempotency_key,
+                str(r.channel),
+                r.customer_id,
+                r.recipient,
+                r.text,
+            )
+            if inserted:
+                return None
+            # A claim left by a process that died mid-send is taken over.
+            taken = await conn.fetchval(
+                "UPDATE outbound_requests SET updated_at = now()"
+                " WHERE idempotency_key = $1 AND state = 'sending'"
+                " AND updated_at < now() - make_interval(secs => $2) RETURNING true",
+                r.idempotency_key,
+                stale_after_s,
+            )
+            if taken:
+                return None
+            row = await conn.fetchrow(
+                "SELECT * FROM outbound_requests WHERE idempotency_key = $1", r.idempotency_key
+            )
+        assert row is not None
+        return _reply_record(row)
+
+    async def accept(self, request: ReplyRequest, message: OutboundMessage, attempts: int) -> None:
+        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
+            await self._messages.record_outbound_in(conn, message)
+            await conn.execute(
+                "UPDATE outbound_requests SET state = 'accepted', provider_message_id = $2,"
+                " attempts = $3, updated_at = now() WHERE idempotency_key = $1",
+                request.idempotency_key,
+                message.provider_message_id,
+                attempts,
+            )
+
+    async def fail(self, request: ReplyRequest, error: str, attempts: int) -> None:
+        await self._pool.execute(
+            "UPDATE outbound_requests SET state = 'failed', last_error = $2, attempts = $3,"
+            " updated_at = now() WHERE idempotency_key = $1",
+            request.idempotency_key,
+            error[:500],
+            attempts,
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -28,13 +29,19 @@ from pydantic import SecretStr
 
 from acd.models import AgentDefinition, AgentState
 from centralino.adapters.http_connector import HttpBackendConfig
-from centralino.app import Runtime, bound_port, running, webhook_secrets
+from centralino.app import Runtime, bound_port, running
 from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
-from centralino.demo.providers import DemoMessagingProvider, demo_channel_settings
+from centralino.demo.providers import (
+    DemoMessagingProvider,
+    DemoSendApis,
+    demo_channel_settings,
+    with_demo_send_apis,
+)
 from centralino.demo.seed import seed_customers
 from centralino.gc_tuning import startup_objects_frozen
+from centralino.messaging import webhook_secrets
 from centralino.settings import Settings
 from centralino.simulator.ami_server import AmiServer
 from centralino.simulator.callcenter import (
@@ -95,6 +102,7 @@ class DemoWorld:
     crm: web.Application
     base_url: str
     messaging: DemoMessagingProvider  # plays Meta and Twilio: signed webhooks into the demo
+    send_apis: DemoSendApis  # plays their send APIs: replies go out (and report back) here
 
 
 async def serve_app(app: web.Application, stack: AsyncExitStack) -> str:
@@ -151,6 +159,14 @@ async def demo_world(
         )
         erp_url = await serve_app(erp, stack)
         crm_url = await serve_app(crm, stack)
+        providers_session = await stack.enter_async_context(aiohttp.ClientSession())
+
+        async def serve(app: web.Application) -> str:
+            return await serve_app(app, stack)
+
+        settings, send_apis = await with_demo_send_apis(
+            settings, session=providers_session, serve=serve, rng=random.Random(demo.seed)
+        )
         backends: list[HttpBackendConfig] = [
             erp_backend_config(erp_url, timeout_s=0.35),
             crm_backend_config(crm_url, timeout_s=0.35),
@@ -230,6 +246,7 @@ async def demo_world(
             messaging=DemoMessagingProvider(
                 session=session, base_url=base_url, secrets=webhook_secrets(runtime.settings)
             ),
+            send_apis=send_apis,
         )
 
 

@@ -126,3 +126,21 @@ BEGIN
     RETURN QUERY SELECT v_id, false, v_resolution, v_customer, v_found;
 END
 $$;
+
+-- Replies we were asked to send, once per idempotency key (the desktop's double click, a
+-- client's retry): only the request that moves a key from pending to sending calls the
+-- provider; the others see its state. `accepted` carries the provider's message id, whose
+-- `messages` row (direction outbound) follows its delivery state.
+CREATE TABLE IF NOT EXISTS outbound_requests (
+    idempotency_key      text PRIMARY KEY,
+    channel              text NOT NULL CHECK (channel IN ('whatsapp', 'sms')),
+    customer_id          bigint REFERENCES customers (id),
+    recipient            text NOT NULL,
+    body                 text NOT NULL,
+    state                text NOT NULL CHECK (state IN ('sending', 'accepted', 'failed')),
+    attempts             integer NOT NULL DEFAULT 0,
+    provider_message_id  text,
+    last_error           text NOT NULL DEFAULT '',
+    requested_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now()
+);

@@ -1,0 +1,94 @@
+"""Builders of the written channels (WhatsApp, SMS), for the composition root: the providers'
+webhooks, the timeline API and replies, with their stores, services and secrets."""
+
+from __future__ import annotations
+
+import os
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from pydantic import SecretStr
+
+from centralino.adapters.messaging_providers import TwilioSender, WhatsAppCloudSender
+from centralino.adapters.pg_messages import PgMessageStore, PgOutboxStore
+from centralino.settings import Settings
+from centralino.web.replies_api import add_reply_api
+from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer, add_timeline_api
+from centralino.web.webhooks import WebhookSecrets, add_webhooks
+from context.identity import PhoneNormaliser
+from context.inbox import MessageInbox, TimelineReader
+from context.models import ChannelKind
+from context.outbound import MessageSender, ReplyService
+from context.service import ContextService
+
+
+def webhook_secrets(settings: Settings) -> WebhookSecrets:
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    return WebhookSecrets(
+        whatsapp_app_secret=secret(settings.whatsapp.app_secret),
+        whatsapp_verify_token=secret(settings.whatsapp.verify_token),
+        twilio_auth_token=secret(settings.twilio.auth_token),
+        public_url=settings.server.public_url,
+    )
+
+
+def add_messaging(
+    app: web.Application,
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    context: ContextService,
+    phones: PhoneNormaliser,
+) -> None:
+    """The written channels' webhooks and the timeline API."""
+    messages = PgMessageStore(pool=pool)
+    add_webhooks(
+        app, inbox=MessageInbox(store=messages, phones=phones), secrets=webhook_secrets(settings)
+    )
+    # PLACEHOLDER access check until logins and API tokens exist: deny-all unless a bearer
+    # token equal to CENTRALINO_API_TOKEN is given. The access work replaces `authorize`.
+    authorize = PlaceholderBearerTokenAuthorizer(token=os.environ.get("CENTRALINO_API_TOKEN"))
+    add_timeline_api(
+        app, timeline=TimelineReader(context=context, store=messages), authorize=authorize
+    )
+    outbox = PgOutboxStore(pool=pool, messages=messages)
+
+    def replies(session: aiohttp.ClientSession) -> ReplyService:
+        return ReplyService(
+            store=outbox,
+            senders=message_senders(settings, session),
+            clock=context.clock,
+            phones=phones,
+        )
+
+    add_reply_api(app, build=replies, authorize=authorize)
+
+
+def message_senders(
+    settings: Settings, session: aiohttp.ClientSession
+) -> dict[ChannelKind, MessageSender]:
+    """The providers' send APIs that are configured (a channel without one answers 503)."""
+    senders: dict[ChannelKind, MessageSender] = {}
+    wa, tw = settings.whatsapp, settings.twilio
+    if wa.access_token is not None and wa.phone_number_id:
+        senders[ChannelKind.WHATSAPP] = WhatsAppCloudSender(
+            session=session,
+            api_url=wa.api_url,
+            phone_number_id=wa.phone_number_id,
+            access_token=wa.access_token.get_secret_value(),
+            display_number=wa.display_number,
+        )
+    if tw.auth_token is not None and tw.account_sid and tw.from_number:
+        senders[ChannelKind.SMS] = TwilioSender(
+            session=session,
+            api_url=tw.api_url,
+            account_sid=tw.account_sid,
+            auth_token=tw.auth_token.get_secret_value(),
+            from_number=tw.from_number,
+            # Twilio posts the message's delivery states back to our SMS webhook.
+            status_callback_url=f"{settings.server.public_url}/webhooks/twilio/sms",
+        )
+    return senders
