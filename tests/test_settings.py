@@ -246,3 +246,13 @@ def test_webhook_secrets_come_from_the_environment_only(tmp_path: Path) -> None:
 def test_public_url_must_be_an_http_url() -> None:
     with pytest.raises(SettingsError, match=r"server\.public_url"):
         load_settings(environ={"CENTRALINO_SERVER_PUBLIC_URL": "centralino.example.com"})
+
+
+def test_the_whatsapp_access_token_is_environment_only(tmp_path: Path) -> None:
+    path = tmp_path / "token.toml"
+    path.write_text('[whatsapp]\naccess_token = "oops"\n')
+    with pytest.raises(SettingsError, match="CENTRALINO_WHATSAPP_ACCESS_TOKEN"):
+        load_settings(path, environ={})
+    settings = load_settings(environ={"CENTRALINO_WHATSAPP_ACCESS_TOKEN": "EAAG-t0ken"})
+    assert settings.whatsapp.access_token is not None
+    assert "EAAG-t0ken" not in repr(settings.redacted())
