@@ -4,6 +4,7 @@ webhooks, the timeline API and replies, with their stores, services and secrets.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
@@ -12,6 +13,7 @@ from pydantic import SecretStr
 
 from centralino.adapters.messaging_providers import TwilioSender, WhatsAppCloudSender
 from centralino.adapters.pg_messages import PgMessageStore, PgOutboxStore
+from centralino.email_server import EmailServer, InboundMailHandler
 from centralino.settings import Settings
 from centralino.web.replies_api import add_reply_api
 from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer, add_timeline_api
@@ -62,9 +64,35 @@ def add_messaging(
             senders=message_senders(settings, session),
             clock=context.clock,
             phones=phones,
+            context=context,
         )
 
     add_reply_api(app, build=replies, authorize=authorize)
+    if settings.email.enabled:
+        add_email_server(app, settings, inbox=MessageInbox(store=messages, phones=phones))
+
+
+EMAIL_SERVER = web.AppKey("email_server", EmailServer)
+
+
+def add_email_server(app: web.Application, settings: Settings, *, inbox: MessageInbox) -> None:
+    """The SMTP server lives with the web app (its cleanup context), started and stopped with
+    it; `app[EMAIL_SERVER].port` is where it listens."""
+    email = settings.email
+    server = EmailServer(
+        handler=InboundMailHandler(inbox=inbox, domains=email.domains),
+        host=email.host,
+        port=email.port,
+        max_message_bytes=email.max_message_bytes,
+    )
+    app[EMAIL_SERVER] = server
+
+    async def running(app: web.Application) -> AsyncIterator[None]:
+        await server.start()
+        yield
+        await server.stop()
+
+    app.cleanup_ctx.append(running)
 
 
 def message_senders(

@@ -109,6 +109,22 @@ class TwilioSettings(_Section):
     api_url: str = "https://api.twilio.com"
 
 
+class EmailSettings(_Section):
+    """The SMTP server taking customers' mail (centralino/email_server.py)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=0, le=65535)
+    domains: list[str] = Field(default_factory=list)  # mail is accepted for these only
+    max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _domains_when_enabled(self) -> EmailSettings:
+        if self.enabled and not self.domains:
+            raise ValueError("email.domains: name the domains to accept mail for")
+        return self
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = Field(False, alias="json")
@@ -285,6 +301,7 @@ class Settings(_Section):
     demo: DemoSettings = DemoSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     twilio: TwilioSettings = TwilioSettings()
+    email: EmailSettings = EmailSettings()
 
     @model_validator(mode="after")
     def _intents_servable(self) -> Settings:

@@ -35,9 +35,11 @@ from context.models import (
 
 __all__ = [
     "MAX_MESSAGE_TEXT_CHARS",
+    "Attachment",
     "DeliveryState",
     "InboundMessage",
     "MessageBatch",
+    "MessageKind",
     "MessageStore",
     "OutboundMessage",
     "Sender",
@@ -91,6 +93,22 @@ def fold_states(states: Sequence[DeliveryState]) -> DeliveryState | None:
     return max(states, key=_RANK.__getitem__, default=None)
 
 
+class MessageKind(enum.StrEnum):
+    """Whether a person wrote it. Automated mail stays on the timeline, marked, but never
+    creates a customer nor reaches an agent."""
+
+    MESSAGE = "message"
+    AUTO_REPLY = "auto_reply"  # out-of-office and other responders (RFC 3834)
+    BOUNCE = "bounce"  # a delivery status notification (RFC 3464)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message a customer sent us, as the provider described it."""
@@ -102,7 +120,11 @@ class InboundMessage:
     text: str
     provider_time: datetime | None
     raw: JsonObject  # the provider's own description of this message, stored as is
-    sender_name: str = ""  # the WhatsApp profile name, when given
+    sender_name: str = ""  # the WhatsApp profile name, the email's display name
+    # Email threading: the provider ids this message answers (In-Reply-To, References).
+    references: tuple[str, ...] = ()
+    kind: MessageKind = MessageKind.MESSAGE
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +172,13 @@ class Sender:
     lock_key: str
     display_name: str
     problem: CallerProblem | None = None
+    create_if_unknown: bool = True  # automated mail never creates a customer
 
 
 def sender_of(message: InboundMessage, phones: PhoneNormaliser) -> Sender:
-    """The sender's identity by channel (WhatsApp: the wa_id; SMS: an E.164 phone), with the
-    twin the resolution also looks under (context.identity.phone_twin)."""
-    kind = IdentityKind.WHATSAPP if message.channel is ChannelKind.WHATSAPP else IdentityKind.PHONE
+    """The sender's identity by channel (WhatsApp: the wa_id; SMS: an E.164 phone; email: the
+    address), with the twin the resolution also looks under (context.identity.phone_twin)."""
+    kind = _SENDER_KIND[message.channel]
     identity = normalise(kind, message.sender, phones)
     if identity is None:
         return Sender(
@@ -164,6 +187,7 @@ def sender_of(message: InboundMessage, phones: PhoneNormaliser) -> Sender:
             lock_key="",
             display_name=message.sender_name or message.sender,
             problem=CallerProblem.INVALID,
+            create_if_unknown=False,
         )
     twin = phone_twin(identity)
     lookup = (identity,) if twin is None else (identity, twin)
@@ -175,7 +199,16 @@ def sender_of(message: InboundMessage, phones: PhoneNormaliser) -> Sender:
         lookup=lookup,
         lock_key=lock_key,
         display_name=message.sender_name.strip()[:200] or shown,
+        create_if_unknown=message.kind is MessageKind.MESSAGE,
     )
+
+
+_SENDER_KIND = {
+    ChannelKind.WHATSAPP: IdentityKind.WHATSAPP,
+    ChannelKind.SMS: IdentityKind.PHONE,
+    ChannelKind.EMAIL: IdentityKind.EMAIL,
+    ChannelKind.CHAT: IdentityKind.CHAT,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +220,7 @@ class StoredMessage:
     resolution: ResolutionStatus  # found, not_found (a new customer was created), ambiguous…
     customer_id: int | None
     candidates: tuple[int, ...] = ()  # the customers an ambiguous sender may be
+    thread_id: str | None = None  # email: the provider id of the thread's first message
 
 
 @dataclass(frozen=True, slots=True)

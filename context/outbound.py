@@ -19,8 +19,9 @@ from typing import Protocol
 
 from context.identity import InvalidIdentity, PhoneNormaliser, normalise_whatsapp_id
 from context.messages import OutboundMessage
-from context.models import CallerProblem, ChannelKind
+from context.models import CallerProblem, ChannelKind, Identity, IdentityKind
 from context.ports import Clock
+from context.service import ContextService
 
 __all__ = [
     "MAX_REPLY_CHARS",
@@ -128,6 +129,7 @@ class ReplyService:
         backoff_s: Sequence[float] = DEFAULT_BACKOFF_S,
         stale_after_s: float = 120.0,
         sleep: Sleep = asyncio.sleep,
+        context: ContextService | None = None,
     ) -> None:
         self._store = store
         self._senders = dict(senders)
@@ -136,6 +138,7 @@ class ReplyService:
         self._backoff_s = tuple(backoff_s)
         self._stale_after_s = stale_after_s
         self._sleep = sleep
+        self._context = context
 
     def request(
         self,
@@ -173,6 +176,17 @@ class ReplyService:
             raise BadReply(f"to: {to[:40]!r} is not a phone number ({phone})")
         return phone.value
 
+    async def _customer_of(self, request: ReplyRequest) -> int | None:
+        """The customer the reply goes on the timeline of: the one given, else the one the
+        recipient resolves to (never guessed among several)."""
+        if request.customer_id is not None or self._context is None:
+            return request.customer_id
+        kind = (
+            IdentityKind.WHATSAPP if request.channel is ChannelKind.WHATSAPP else IdentityKind.PHONE
+        )
+        customer = (await self._context.resolve(Identity(kind, request.recipient))).customer
+        return None if customer is None else customer.id
+
     async def send(self, request: ReplyRequest) -> ReplyRecord:
         """Send once per idempotency key; the record says how it went. Raises
         ChannelNotConfigured, or ReplyInProgress while another attempt holds the key."""
@@ -203,7 +217,7 @@ class ReplyService:
             message = OutboundMessage(
                 channel=request.channel,
                 provider_message_id=provider_id,
-                customer_id=request.customer_id,
+                customer_id=await self._customer_of(request),
                 sender=sender.sender_address,
                 recipient=request.recipient,
                 text=request.text,

@@ -33,9 +33,9 @@ from context.outbound import ReplyRecord, ReplyRequest, ReplyState
 ACQUIRE_TIMEOUT_S = 5.0
 
 _STORE_INBOUND = (
-    "SELECT o_message_id, o_duplicate, o_resolution, o_customer_id, o_candidates"
+    "SELECT o_message_id, o_duplicate, o_resolution, o_customer_id, o_candidates, o_thread_id"
     " FROM centralino_store_inbound_message($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9,"
-    " $10::text[], $11::text[], $12, $13)"
+    " $10::text[], $11::text[], $12, $13, $14, $15, $16::text[])"
 )
 # The event is kept once per (message, state); the message moves only forward (the states a
 # callback may follow are computed by context.messages and passed in).
@@ -66,7 +66,8 @@ class PgMessageStore:
         if len(senders) != len(batch.messages):
             raise ValueError("one sender per message")
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-            if len(batch.messages) + len(batch.statuses) == 1:
+            single = len(batch.messages) + len(batch.statuses) == 1
+            if single and not any(m.attachments for m in batch.messages):
                 # One statement is its own transaction: no BEGIN/COMMIT round trips.
                 return await self._store(conn, batch, senders)
             async with conn.transaction():
@@ -96,8 +97,21 @@ class PgMessageStore:
                 [i.value for i in sender.lookup],
                 sender.lock_key,
                 sender.display_name,
+                str(message.kind),
+                sender.create_if_unknown,
+                list(message.references),
             )
             assert row is not None
+            if message.attachments and not row["o_duplicate"]:
+                await conn.executemany(
+                    "INSERT INTO message_attachments"
+                    " (message_id, filename, content_type, size_bytes, content)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    [
+                        (row["o_message_id"], a.filename, a.content_type, len(a.content), a.content)
+                        for a in message.attachments
+                    ],
+                )
             stored.append(
                 StoredMessage(
                     message_id=row["o_message_id"],
@@ -105,6 +119,7 @@ class PgMessageStore:
                     resolution=ResolutionStatus(row["o_resolution"]),
                     customer_id=row["o_customer_id"],
                     candidates=tuple(row["o_candidates"] or ()),
+                    thread_id=row["o_thread_id"],
                 )
             )
         for status in batch.statuses:

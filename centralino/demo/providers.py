@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import smtplib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
+from email.utils import make_msgid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -130,9 +133,13 @@ DEMO_ATTEMPTS = 5
 DEMO_BACKOFF_S = 0.2
 
 
+DEMO_MAIL_DOMAIN = "centralino.demo"
+
+
 def demo_channel_settings(settings: Settings) -> Settings:
-    """`settings` with the channels' secrets (random ones where the environment set none) and
-    `server.public_url` set to the demo's own address, so its webhooks are live and checked."""
+    """`settings` with the channels' secrets (random ones where the environment set none),
+    `server.public_url` set to the demo's own address, so its webhooks are live and checked,
+    and the SMTP server on (any free port, mail for DEMO_MAIL_DOMAIN) unless configured."""
     server = settings.server
     port = server.http_port or free_port()  # Twilio signs the URL: it must be known up front
     public_url = server.public_url or f"http://{server.host}:{port}"
@@ -151,6 +158,11 @@ def demo_channel_settings(settings: Settings) -> Settings:
             ),
             "twilio": settings.twilio.model_copy(
                 update={"auth_token": keep_or_new(settings.twilio.auth_token)}
+            ),
+            "email": settings.email
+            if settings.email.enabled
+            else settings.email.model_copy(
+                update={"enabled": True, "domains": [DEMO_MAIL_DOMAIN], "port": 0}
             ),
         }
     )
@@ -407,3 +419,23 @@ async def with_demo_send_apis(
         }
     )
     return updated, apis
+
+
+async def send_demo_email(
+    *, host: str, port: int, sender: str, name: str, subject: str, text: str
+) -> str:
+    """Deliver one email over SMTP (the standard library's client, in a thread); its
+    Message-ID."""
+    message = EmailMessage()
+    message["From"] = f"{name} <{sender}>"
+    message["To"] = f"support@{DEMO_MAIL_DOMAIN}"
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(domain="demo.example")
+    message.set_content(text)
+
+    def deliver() -> None:
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            client.send_message(message)
+
+    await asyncio.to_thread(deliver)
+    return str(message["Message-ID"])

@@ -34,14 +34,16 @@ from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
 from centralino.demo.providers import (
+    DEMO_MAIL_DOMAIN,
     DemoMessagingProvider,
     DemoSendApis,
     demo_channel_settings,
+    send_demo_email,
     with_demo_send_apis,
 )
 from centralino.demo.seed import seed_customers
 from centralino.gc_tuning import startup_objects_frozen
-from centralino.messaging import webhook_secrets
+from centralino.messaging import EMAIL_SERVER, webhook_secrets
 from centralino.settings import Settings
 from centralino.simulator.ami_server import AmiServer
 from centralino.simulator.callcenter import (
@@ -103,6 +105,10 @@ class DemoWorld:
     base_url: str
     messaging: DemoMessagingProvider  # plays Meta and Twilio: signed webhooks into the demo
     send_apis: DemoSendApis  # plays their send APIs: replies go out (and report back) here
+
+    @property
+    def smtp_port(self) -> int:
+        return self.runtime.web_runner.app[EMAIL_SERVER].port
 
 
 async def serve_app(app: web.Application, stack: AsyncExitStack) -> str:
@@ -316,6 +322,9 @@ def _channels_banner(world: DemoWorld) -> str:
         f"      CENTRALINO_TWILIO_AUTH_TOKEN={shown(settings.twilio.auth_token)}\n"
         f"      CENTRALINO_SERVER_PUBLIC_URL={settings.server.public_url}\n"
         f"    timeline API    {url}/api/timeline?phone=<E.164>  CENTRALINO_API_TOKEN={token}\n"
+        f"    replies         POST {url}/api/messages (the demo's WhatsApp and Twilio APIs)\n"
+        f"    email (SMTP)    {settings.email.host}:{world.smtp_port}"
+        f"  for @{', @'.join(settings.email.domains)}\n"
     )
 
 
@@ -342,6 +351,16 @@ async def send_demo_messages(world: DemoWorld) -> str:
         sent.append(f"SMS from {person.name}")
     await world.messaging.sms(DEMO_STRANGER, "Hi, I'd like a quote.")
     sent.append(f"SMS from {DEMO_STRANGER} (a new customer)")
+    writer = people[5]
+    await send_demo_email(
+        host=world.runtime.settings.email.host,
+        port=world.smtp_port,
+        sender=writer.email,
+        name=writer.name,
+        subject="Richiesta di rimborso",
+        text="Buongiorno, vorrei il rimborso dell'ultimo ordine.",
+    )
+    sent.append(f"email from {writer.name} to support@{DEMO_MAIL_DOMAIN}")
     phone = people[0].phone.removeprefix("+")
     token = os.environ.get("CENTRALINO_API_TOKEN", "")
     return (

@@ -18,6 +18,7 @@ from centralino.demo.world import (
     send_demo_messages,
 )
 from centralino.settings import DemoSettings, ServerSettings, Settings
+from tests.helpers import eventually
 
 API_TOKEN = "demo-test-token"
 
@@ -61,6 +62,7 @@ async def test_the_demo_sets_and_prints_the_channel_secrets(world: DemoWorld) ->
     assert settings.whatsapp.app_secret.get_secret_value() in banner
     assert settings.twilio.auth_token.get_secret_value() in banner
     assert f"CENTRALINO_SERVER_PUBLIC_URL={world.base_url}" in banner
+    assert f"127.0.0.1:{world.smtp_port}" in banner
 
 
 async def test_demo_messages_land_on_the_customers_timelines(
@@ -82,4 +84,48 @@ async def test_demo_messages_land_on_the_customers_timelines(
     assert [i["channel"] for i in sms_items] == ["sms"]
     status, data = await timeline(world, DEMO_STRANGER)
     assert status == 200 and data["customer"]["display_name"] == DEMO_STRANGER  # type: ignore[index]
-    assert await pg_pool.fetchval("SELECT count(*) FROM messages") == 6
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{world.base_url}/api/timeline",
+            params={"email": people[5].email},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        ) as resp,
+    ):
+        mailed = await resp.json()
+    assert [i["channel"] for i in mailed["items"]] == ["email"]
+    assert mailed["items"][0]["text"].startswith("Richiesta di rimborso")
+    assert await pg_pool.fetchval("SELECT count(*) FROM messages") == 7
+
+
+async def test_a_reply_goes_out_through_the_demo_providers_and_reports_back(
+    world: DemoWorld,
+) -> None:
+    people = [p for p in world.dataset.people if p.phone != world.dataset.shared_office_phone]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{world.base_url}/api/messages",
+            json={
+                "channel": "sms",
+                "to": people[1].phone,
+                "text": "Il rimborso è partito.",
+                "idempotency_key": "demo-reply-1",
+            },
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        ) as resp,
+    ):
+        assert resp.status == 200
+        sid = (await resp.json())["provider_message_id"]
+    assert world.send_apis.received == [("sms", people[1].phone, "Il rimborso è partito.")]
+
+    async def delivered() -> None:
+        status, data = await timeline(world, people[1].phone)
+        assert status == 200
+        items = data["items"]
+        assert isinstance(items, list)
+        assert [(i["provider_message_id"], i["delivery_state"]) for i in items] == [
+            (sid, "delivered")
+        ]
+
+    await eventually(delivered)

@@ -22,9 +22,26 @@ CREATE TABLE IF NOT EXISTS messages (
     delivery_state          text CHECK (delivery_state IN ('queued', 'sent', 'failed', 'delivered', 'read')),
     delivery_updated_at     timestamptz,
     delivery_error          text NOT NULL DEFAULT '',
+    -- Written by a person, or an auto-reply / bounce (kept, marked, never routed).
+    kind                    text NOT NULL DEFAULT 'message'
+                            CHECK (kind IN ('message', 'auto_reply', 'bounce')),
+    -- Email: the provider id (Message-ID) of the first message of its thread.
+    thread_id               text,
     CONSTRAINT messages_provider_id UNIQUE (channel, provider_message_id)
 );
 CREATE INDEX IF NOT EXISTS messages_interaction ON messages (interaction_id);
+CREATE INDEX IF NOT EXISTS messages_thread ON messages (channel, thread_id);
+
+-- Attachments of inbound email, each within the parser's size limit (centralino/channels).
+CREATE TABLE IF NOT EXISTS message_attachments (
+    id            bigserial PRIMARY KEY,
+    message_id    bigint NOT NULL REFERENCES messages (id),
+    filename      text NOT NULL,
+    content_type  text NOT NULL,
+    size_bytes    integer NOT NULL,
+    content       bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS message_attachments_message ON message_attachments (message_id);
 
 -- Every status callback, once each (providers repeat them): a status for a message not yet
 -- recorded (the callback overtook our own write) is applied when the message is recorded.
@@ -63,15 +80,20 @@ CREATE OR REPLACE FUNCTION centralino_store_inbound_message(
     p_lookup_kinds text[],
     p_lookup_values text[],
     p_lock_key text,
-    p_display_name text
+    p_display_name text,
+    p_kind text,
+    p_create_customer boolean,
+    p_references text[]
 ) RETURNS TABLE (
     o_message_id bigint,
     o_duplicate boolean,
     o_resolution text,
     o_customer_id bigint,
-    o_candidates bigint[]
+    o_candidates bigint[],
+    o_thread_id text
 ) LANGUAGE plpgsql AS $$
 DECLARE
+    v_thread text;
     v_found bigint[] := '{}';
     v_customer bigint;
     v_resolution text;
@@ -82,7 +104,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(
         hashtextextended('centralino.message:' || p_channel || ':' || p_provider_id, 0));
     RETURN QUERY
-        SELECT m.id, true, m.resolution, i.customer_id, m.candidate_customer_ids
+        SELECT m.id, true, m.resolution, i.customer_id, m.candidate_customer_ids, m.thread_id
         FROM messages m LEFT JOIN interactions i ON i.id = m.interaction_id
         WHERE m.channel = p_channel AND m.provider_message_id = p_provider_id;
     IF FOUND THEN
@@ -97,7 +119,9 @@ BEGIN
         JOIN customer_identities ci ON ci.kind = k.kind AND ci.value = k.value
         JOIN customers c ON c.id = ci.customer_id
         WHERE c.merged_into IS NULL;
-        IF cardinality(v_found) = 0 THEN
+        IF cardinality(v_found) = 0 AND NOT p_create_customer THEN
+            v_resolution := 'not_found';  -- automated mail: reported, no customer created
+        ELSIF cardinality(v_found) = 0 THEN
             INSERT INTO customers (display_name) VALUES (p_display_name) RETURNING id INTO v_customer;
             INSERT INTO customer_identities (customer_id, kind, value)
             VALUES (v_customer, p_identity_kind, p_identity_value);
@@ -112,6 +136,16 @@ BEGIN
     IF v_resolution <> 'ambiguous' THEN
         v_found := '{}';
     END IF;
+    -- A reply joins the thread of the earliest message it references that we know.
+    IF cardinality(p_references) > 0 THEN
+        SELECT coalesce(m.thread_id, m.provider_message_id) INTO v_thread
+        FROM messages m
+        WHERE m.channel = p_channel AND m.provider_message_id = ANY(p_references)
+        ORDER BY m.id LIMIT 1;
+    END IF;
+    IF p_channel = 'email' THEN
+        v_thread := coalesce(v_thread, p_provider_id);
+    END IF;
     INSERT INTO interactions (customer_id, channel, direction, identity_kind, identity_value,
                               summary, started_at, ended_at, record_key)
     VALUES (v_customer, p_channel, 'inbound', nullif(p_identity_kind, ''),
@@ -119,11 +153,12 @@ BEGIN
             'message:' || p_channel || ':' || p_provider_id)
     RETURNING id INTO v_interaction;
     INSERT INTO messages (channel, direction, provider_message_id, sender, recipient, body,
-                          provider_time, raw, interaction_id, resolution, candidate_customer_ids)
+                          provider_time, raw, interaction_id, resolution, candidate_customer_ids,
+                          kind, thread_id)
     VALUES (p_channel, 'inbound', p_provider_id, p_sender, p_recipient, p_body,
-            p_provider_time, p_raw, v_interaction, v_resolution, v_found)
+            p_provider_time, p_raw, v_interaction, v_resolution, v_found, p_kind, v_thread)
     RETURNING id INTO v_id;
-    RETURN QUERY SELECT v_id, false, v_resolution, v_customer, v_found;
+    RETURN QUERY SELECT v_id, false, v_resolution, v_customer, v_found, v_thread;
 END
 $$;
 
