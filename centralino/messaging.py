@@ -15,6 +15,7 @@ from centralino.adapters.messaging_providers import TwilioSender, WhatsAppCloudS
 from centralino.adapters.pg_messages import PgMessageStore, PgOutboxStore
 from centralino.email_server import EmailServer, InboundMailHandler
 from centralino.settings import Settings
+from centralino.web.chat import add_chat
 from centralino.web.replies_api import add_reply_api
 from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer, add_timeline_api
 from centralino.web.webhooks import WebhookSecrets, add_webhooks
@@ -68,6 +69,7 @@ def add_messaging(
         )
 
     add_reply_api(app, build=replies, authorize=authorize)
+    add_chat(app, inbox=MessageInbox(store=messages, phones=phones), now=context.clock.now)
     if settings.email.enabled:
         add_email_server(app, settings, inbox=MessageInbox(store=messages, phones=phones))
 

@@ -125,6 +125,9 @@ class InboundMessage:
     references: tuple[str, ...] = ()
     kind: MessageKind = MessageKind.MESSAGE
     attachments: tuple[Attachment, ...] = ()
+    # How `sender` identifies the person when not the channel's own way (a chat visitor who
+    # gave their email is known by it).
+    sender_kind: IdentityKind | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,7 @@ class Sender:
 def sender_of(message: InboundMessage, phones: PhoneNormaliser) -> Sender:
     """The sender's identity by channel (WhatsApp: the wa_id; SMS: an E.164 phone; email: the
     address), with the twin the resolution also looks under (context.identity.phone_twin)."""
-    kind = _SENDER_KIND[message.channel]
+    kind = message.sender_kind or _SENDER_KIND[message.channel]
     identity = normalise(kind, message.sender, phones)
     if identity is None:
         return Sender(
