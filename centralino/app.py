@@ -394,7 +394,7 @@ def _web_app(
         linker=ContextIdentityLinker(context=context, phones=phones),
         about=_about(settings, ami),
     )
-    add_messaging(app, settings, pool=pool, context=context, phones=phones)
+    add_messaging(app, settings, pool=pool, context=context, phones=phones, router=router, hub=hub)
     return app
 
 

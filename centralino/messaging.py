@@ -4,21 +4,28 @@ webhooks, the timeline API and replies, with their stores, services and secrets.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 from pydantic import SecretStr
 
+from acd.ports import SystemClock as AcdClock
+from acd.service import Router
 from centralino.adapters.messaging_providers import TwilioSender, WhatsAppCloudSender
 from centralino.adapters.pg_messages import PgMessageStore, PgOutboxStore
+from centralino.conversations import ConversationRoute, ConversationRouter
 from centralino.email_server import EmailServer, InboundMailHandler
 from centralino.settings import Settings
 from centralino.web.chat import add_chat
+from centralino.web.conversations_api import add_conversation_api
+from centralino.web.desktop_ws import DesktopHub
 from centralino.web.replies_api import add_reply_api
 from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer, add_timeline_api
 from centralino.web.webhooks import WebhookSecrets, add_webhooks
+from contact.rules import DEFAULT_INTENT, route_for
 from context.identity import PhoneNormaliser
 from context.inbox import MessageInbox, TimelineReader
 from context.models import ChannelKind
@@ -45,12 +52,15 @@ def add_messaging(
     pool: asyncpg.Pool,
     context: ContextService,
     phones: PhoneNormaliser,
+    router: Router | None = None,
+    hub: DesktopHub | None = None,
 ) -> None:
     """The written channels' webhooks and the timeline API."""
     messages = PgMessageStore(pool=pool)
-    add_webhooks(
-        app, inbox=MessageInbox(store=messages, phones=phones), secrets=webhook_secrets(settings)
-    )
+    conversations = None if router is None else _conversations(app, settings, pool, router, hub)
+    on_stored = None if conversations is None else conversations.notice
+    inbox = MessageInbox(store=messages, phones=phones, on_stored=on_stored)
+    add_webhooks(app, inbox=inbox, secrets=webhook_secrets(settings))
     # PLACEHOLDER access check until logins and API tokens exist: deny-all unless a bearer
     # token equal to CENTRALINO_API_TOKEN is given. The access work replaces `authorize`.
     authorize = PlaceholderBearerTokenAuthorizer(token=os.environ.get("CENTRALINO_API_TOKEN"))
@@ -69,9 +79,43 @@ def add_messaging(
         )
 
     add_reply_api(app, build=replies, authorize=authorize)
-    add_chat(app, inbox=MessageInbox(store=messages, phones=phones), now=context.clock.now)
+    add_chat(app, inbox=inbox, now=context.clock.now)
     if settings.email.enabled:
-        add_email_server(app, settings, inbox=MessageInbox(store=messages, phones=phones))
+        add_email_server(app, settings, inbox=inbox)
+    if conversations is not None:
+        add_conversation_api(app, conversations=conversations, authorize=authorize)
+
+
+def _conversations(
+    app: web.Application,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    router: Router,
+    hub: DesktopHub | None,
+) -> ConversationRouter:
+    """Written conversations go where callers with no particular intent go (`other`)."""
+    route = route_for(DEFAULT_INTENT, settings.contact.routes())
+
+    async def notify(agent_id: str, payload: Mapping[str, Any]) -> object:
+        if hub is None:
+            return 0
+        return await hub.push_update(
+            agent_id, f"conversation-{payload['conversation_id']}", payload
+        )
+
+    conversations = ConversationRouter(
+        pool=pool,
+        router=router,
+        route=ConversationRoute(route.queue, route.skill, route.min_level),
+        now=AcdClock().now,
+        notify=notify,
+    )
+
+    async def stop(app: web.Application) -> None:
+        await conversations.aclose()
+
+    app.on_shutdown.append(stop)
+    return conversations
 
 
 EMAIL_SERVER = web.AppKey("email_server", EmailServer)

@@ -3,10 +3,18 @@ timeline) and a customer's timeline out."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from context.identity import PhoneNormaliser
-from context.messages import MessageBatch, MessageStore, StoredMessage, TimelineItem, sender_of
+from context.messages import (
+    InboundMessage,
+    MessageBatch,
+    MessageStore,
+    StoredMessage,
+    TimelineItem,
+    sender_of,
+)
 from context.models import Customer, Identity, ResolutionStatus
 from context.service import ContextService
 
@@ -14,16 +22,27 @@ from context.service import ContextService
 MAX_TIMELINE_ITEMS = 500
 
 
+# Told of every message once it is stored (e.g. to route its conversation); must not block.
+OnStored = Callable[[InboundMessage, StoredMessage], None]
+
+
 class MessageInbox:
     """Stores what a webhook delivered, all of it or nothing (the provider then retries)."""
 
-    def __init__(self, *, store: MessageStore, phones: PhoneNormaliser) -> None:
+    def __init__(
+        self, *, store: MessageStore, phones: PhoneNormaliser, on_stored: OnStored | None = None
+    ) -> None:
         self._store = store
         self._phones = phones
+        self._on_stored = on_stored
 
     async def receive(self, batch: MessageBatch) -> list[StoredMessage]:
         senders = [sender_of(m, self._phones) for m in batch.messages]
-        return await self._store.store_batch(batch, senders)
+        stored = await self._store.store_batch(batch, senders)
+        if self._on_stored is not None:
+            for message, result in zip(batch.messages, stored, strict=True):
+                self._on_stored(message, result)
+        return stored
 
 
 @dataclass(frozen=True, slots=True)

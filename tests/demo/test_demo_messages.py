@@ -129,3 +129,29 @@ async def test_a_reply_goes_out_through_the_demo_providers_and_reports_back(
         ]
 
     await eventually(delivered)
+
+
+async def test_demo_messages_are_routed_to_agents_who_close_them(
+    world: DemoWorld, pg_pool: asyncpg.Pool
+) -> None:
+    await send_demo_messages(world)
+
+    async def routed() -> list[asyncpg.Record]:
+        rows = await pg_pool.fetch(
+            "SELECT id, channel, state, agent_id FROM conversations ORDER BY id"
+        )
+        # Seven contacts wrote (WhatsApp, SMS, email): a conversation and an agent each.
+        assert len(rows) == 7 and all(r["state"] == "assigned" for r in rows)
+        return rows
+
+    rows = await eventually(routed, timeout=10)
+    first = rows[0]
+    url = f"{world.base_url}/api/conversations/{first['id']}/close"
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json={"agent_id": "nobody"}, headers=headers) as resp:
+            assert resp.status == 404
+        async with session.post(url, json={"agent_id": first["agent_id"]}, headers=headers) as resp:
+            assert resp.status == 200
+    state = await pg_pool.fetchval("SELECT state FROM conversations WHERE id = $1", first["id"])
+    assert state == "closed"

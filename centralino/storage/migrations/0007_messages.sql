@@ -179,3 +179,22 @@ CREATE TABLE IF NOT EXISTS outbound_requests (
     requested_at         timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now()
 );
+
+-- Conversations on the written channels: the first message of a contact opens one, which the
+-- ACD routes to an agent (channel capacity, skills); later messages of the same contact on the
+-- same channel join it until the agent closes it. One open conversation per (channel, contact).
+CREATE TABLE IF NOT EXISTS conversations (
+    id           bigserial PRIMARY KEY,
+    channel      text NOT NULL CHECK (channel IN ('whatsapp', 'sms', 'email', 'chat')),
+    contact      text NOT NULL,
+    customer_id  bigint REFERENCES customers (id),
+    queue        text NOT NULL,
+    state        text NOT NULL CHECK (state IN ('queued', 'assigned', 'closed')),
+    agent_id     text,
+    opened_at    timestamptz NOT NULL DEFAULT now(),
+    assigned_at  timestamptz,
+    closed_at    timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS conversations_one_open
+    ON conversations (channel, contact) WHERE state <> 'closed';
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS conversation_id bigint REFERENCES conversations (id);

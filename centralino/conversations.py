@@ -1,0 +1,171 @@
+"""Routing WhatsApp, SMS, email and chat conversations to agents through the ACD.
+
+After a message is stored (the provider already has its 2xx), a new conversation is opened
+for its contact and queued as ACD work on the channel's own capacity (`contact.messaging`);
+further messages of the same contact on the same channel join the open conversation instead
+of queueing again. When the ACD reserves an agent, the conversation is theirs at once (there is
+no phone to ring): accepted, connected, recorded and announced to their desktop. The agent
+closes it, which frees the capacity. The waits are tasks this object owns; closing it cancels
+them (the items stay queued in Redis, where the ACD keeps them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from acd.models import Offer
+from acd.service import Router
+from contact.messaging import conversation_item, needs_an_agent
+from context.messages import InboundMessage, StoredMessage
+from context.models import ChannelKind
+
+log = logging.getLogger(__name__)
+
+# How long one wait for an offer lasts before it is simply started again (the item stays
+# queued meanwhile): short enough that shutdown is never held up by it.
+OFFER_POLL_S = 5.0
+
+Notify = Callable[[str, Mapping[str, Any]], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRoute:
+    queue: str
+    skill: str | None
+    min_level: int = 1
+
+
+class ConversationRouter:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        router: Router,
+        route: ConversationRoute,
+        now: Callable[[], float],
+        notify: Notify | None = None,
+    ) -> None:
+        self._pool = pool
+        self._router = router
+        self._route = route
+        self._now = now
+        self._notify = notify
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    def notice(self, message: InboundMessage, stored: StoredMessage) -> None:
+        """Called by the inbox for every stored message; routing happens in the background."""
+        if self.closed or not needs_an_agent(message, stored):
+            return
+        task = asyncio.create_task(self._handle(message, stored), name="conversation-route")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: InboundMessage, stored: StoredMessage) -> None:
+        try:
+            conversation_id, opened = await self._attach(message, stored)
+            if opened:
+                await self._queue(conversation_id, message.channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one message's routing failing must not stop the others
+            log.exception("routing message %s failed", message.provider_message_id)
+
+    async def _attach(self, message: InboundMessage, stored: StoredMessage) -> tuple[int, bool]:
+        """The open conversation of this contact on this channel (opened if none); True when
+        opened now."""
+        contact = message.sender.strip().lower()
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO conversations (channel, contact, customer_id, queue, state)"
+                " VALUES ($1, $2, $3, $4, 'queued')"
+                " ON CONFLICT (channel, contact) WHERE state <> 'closed' DO NOTHING"
+                " RETURNING id",
+                str(message.channel),
+                contact,
+                stored.customer_id,
+                self._route.queue,
+            )
+            opened = row is not None
+            if row is None:
+                row = await conn.fetchrow(
+                    "SELECT id FROM conversations"
+                    " WHERE channel = $1 AND contact = $2 AND state <> 'closed'",
+                    str(message.channel),
+                    contact,
+                )
+            assert row is not None
+            await conn.execute(
+                "UPDATE messages SET conversation_id = $1 WHERE id = $2",
+                row["id"],
+                stored.message_id,
+            )
+        return int(row["id"]), opened
+
+    async def _queue(self, conversation_id: int, channel: ChannelKind) -> None:
+        item = conversation_item(
+            conversation_id,
+            channel,
+            queue=self._route.queue,
+            skill=self._route.skill,
+            min_level=self._route.min_level,
+            now=self._now(),
+        )
+        ticket = await self._router.enqueue(item)
+        if ticket.position == 0:
+            log.warning(
+                "conversation %d not queued (%s): waits for an agent to log in",
+                conversation_id,
+                ticket.action.kind,
+            )
+            return
+        while not self.closed:
+            outcome = await self._router.wait_for_offer(item.item_id, OFFER_POLL_S)
+            if isinstance(outcome, Offer):
+                await self._assign(conversation_id, outcome)
+                return
+            if outcome is not None:  # an action instead of an agent (max wait, overflow...)
+                log.warning("conversation %d left the queue: %s", conversation_id, outcome)
+                return
+
+    async def _assign(self, conversation_id: int, offer: Offer) -> None:
+        reservation = await self._router.accept(offer.reservation.reservation_id)
+        await self._router.connected(reservation.reservation_id)
+        await self._pool.execute(
+            "UPDATE conversations SET state = 'assigned', agent_id = $2, assigned_at = now()"
+            " WHERE id = $1",
+            conversation_id,
+            reservation.agent_id,
+        )
+        log.info("conversation %d assigned to %s", conversation_id, reservation.agent_id)
+        if self._notify is not None:
+            await self._notify(
+                reservation.agent_id,
+                {"conversation_id": conversation_id, "channel": str(reservation.channel)},
+            )
+
+    async def close_conversation(self, conversation_id: int, *, agent_id: str) -> bool:
+        """The agent is done: the conversation closes and the agent's capacity is freed.
+        False if it is not this agent's open conversation."""
+        closed = await self._pool.fetchval(
+            "UPDATE conversations SET state = 'closed', closed_at = now()"
+            " WHERE id = $1 AND agent_id = $2 AND state = 'assigned' RETURNING id",
+            conversation_id,
+            agent_id,
+        )
+        if closed is None:
+            return False
+        await self._router.completed(f"conv-{conversation_id}", wrap_up_s=0)
+        return True
+
+    async def aclose(self) -> None:
+        self.closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

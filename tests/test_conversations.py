@@ -1,0 +1,164 @@
+"""Written conversations routed by the real ACD (Redis live store, PostgreSQL queue log):
+opened by a contact's first message, joined by the next ones, assigned within each agent's
+chat/email capacity, closed by the agent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from acd.models import AgentDefinition, Capacity, QueuePolicy
+from acd.service import Router
+from centralino.adapters.pg_messages import PgMessageStore
+from centralino.adapters.pg_queue_log import PgQueueLog
+from centralino.adapters.redis_acd import RedisLiveStore
+from centralino.conversations import ConversationRoute, ConversationRouter
+from context.identity import PhoneNormaliser
+from context.inbox import MessageInbox
+from context.messages import InboundMessage, MessageBatch, MessageKind
+from context.models import ChannelKind
+from tests.acd.support import ManualClock
+from tests.helpers import eventually
+
+QUEUES = {"support": QueuePolicy("support", skill="support")}
+AGENTS = {
+    # One chat at a time for amy, so a second contact has to wait for her.
+    "amy": AgentDefinition("amy", {"support": 4}, capacity=Capacity(voice=1, chat=1, email=1)),
+}
+
+
+@dataclass
+class Floor:
+    router: Router
+    conversations: ConversationRouter
+    inbox: MessageInbox
+    pool: asyncpg.Pool
+    notified: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
+
+    async def write(
+        self, msg_id: str, sender: str, *, kind: MessageKind = MessageKind.MESSAGE
+    ) -> None:
+        message = InboundMessage(
+            channel=ChannelKind.WHATSAPP,
+            provider_message_id=msg_id,
+            sender=sender,
+            recipient="15550001111",
+            text="ciao",
+            provider_time=datetime(2026, 12, 8, 10, 0, tzinfo=UTC),
+            raw={},
+            kind=kind,
+        )
+        await self.inbox.receive(MessageBatch(messages=(message,)))
+
+    async def conversations_now(self) -> list[tuple[str, str, str | None]]:
+        rows = await self.pool.fetch(
+            "SELECT contact, state, agent_id FROM conversations ORDER BY id"
+        )
+        return [(r["contact"], r["state"], r["agent_id"]) for r in rows]
+
+
+@pytest.fixture
+async def floor(redis_client: aioredis.Redis, pg_pool: asyncpg.Pool) -> AsyncIterator[Floor]:
+    clock = ManualClock()
+    live = RedisLiveStore(client=redis_client, prefix="conv:")
+    await live.load_scripts()
+    router = Router(
+        store=live,
+        queue_log=PgQueueLog(pool=pg_pool),
+        clock=clock,
+        queues=QUEUES,
+        agents=AGENTS,
+        owner="p1",
+    )
+    await router.start()
+    notified: list[tuple[str, Mapping[str, Any]]] = []
+
+    async def notify(agent_id: str, payload: Mapping[str, Any]) -> None:
+        notified.append((agent_id, payload))
+
+    conversations = ConversationRouter(
+        pool=pg_pool,
+        router=router,
+        route=ConversationRoute("support", "support", 2),
+        now=clock.now,
+        notify=notify,
+    )
+    inbox = MessageInbox(
+        store=PgMessageStore(pool=pg_pool), phones=PhoneNormaliser(), on_stored=conversations.notice
+    )
+    await router.agent_login("amy")
+    await router.agent_ready("amy")
+    try:
+        yield Floor(router, conversations, inbox, pg_pool, notified)
+    finally:
+        await conversations.aclose()
+        await router.aclose()
+
+
+async def test_a_first_message_opens_a_conversation_assigned_to_an_agent(floor: Floor) -> None:
+    await floor.write("wamid.1", "393331234567")
+
+    async def assigned() -> None:
+        assert await floor.conversations_now() == [("393331234567", "assigned", "amy")]
+
+    await eventually(assigned)
+    assert floor.notified and floor.notified[0][0] == "amy"
+    # The next message of the same contact joins it; nothing new is queued.
+    await floor.write("wamid.2", "393331234567")
+    await eventually(
+        lambda: _linked(floor.pool, expected=2)  # both messages in the one conversation
+    )
+    assert len(await floor.conversations_now()) == 1
+
+
+async def _linked(pool: asyncpg.Pool, *, expected: int) -> None:
+    n = await pool.fetchval(
+        "SELECT count(DISTINCT id) FROM messages WHERE conversation_id IS NOT NULL"
+    )
+    assert n == expected
+    assert await pool.fetchval("SELECT count(DISTINCT conversation_id) FROM messages") == 1
+
+
+async def test_chat_capacity_holds_the_second_contact_until_the_first_is_closed(
+    floor: Floor,
+) -> None:
+    await floor.write("wamid.A", "393331111111")
+
+    async def first_assigned() -> None:
+        assert [s for _, s, _ in await floor.conversations_now()] == ["assigned"]
+
+    await eventually(first_assigned)
+    await floor.write("wamid.B", "393332222222")
+
+    async def second_waits() -> None:
+        assert [s for _, s, _ in await floor.conversations_now()] == ["assigned", "queued"]
+
+    await eventually(second_waits)
+    first_id = await floor.pool.fetchval("SELECT min(id) FROM conversations")
+    assert not await floor.conversations.close_conversation(first_id, agent_id="bob")
+    assert await floor.conversations.close_conversation(first_id, agent_id="amy")
+
+    async def second_assigned() -> None:
+        assert await floor.conversations_now() == [
+            ("393331111111", "closed", "amy"),
+            ("393332222222", "assigned", "amy"),
+        ]
+
+    await eventually(second_assigned)
+
+
+async def test_automated_mail_and_retries_open_no_conversation(floor: Floor) -> None:
+    await floor.write("wamid.X", "393333333333", kind=MessageKind.AUTO_REPLY)
+    await floor.write("wamid.Y", "393334444444")
+    await floor.write("wamid.Y", "393334444444")  # the provider's retry
+
+    async def one() -> None:
+        assert [c for c, _, _ in await floor.conversations_now()] == ["393334444444"]
+
+    await eventually(one)
