@@ -15,10 +15,12 @@ from pydantic import SecretStr
 from acd.ports import SystemClock as AcdClock
 from acd.service import Router
 from centralino.adapters.messaging_providers import TwilioSender, WhatsAppCloudSender
+from centralino.adapters.pg_board import PgBoard
 from centralino.adapters.pg_messages import PgMessageStore, PgOutboxStore
 from centralino.conversations import ConversationRoute, ConversationRouter
 from centralino.email_server import EmailServer, InboundMailHandler
 from centralino.settings import Settings
+from centralino.web.board import add_board
 from centralino.web.chat import add_chat
 from centralino.web.conversations_api import add_conversation_api
 from centralino.web.desktop_ws import DesktopHub
@@ -55,7 +57,8 @@ def add_messaging(
     router: Router | None = None,
     hub: DesktopHub | None = None,
 ) -> None:
-    """The written channels' webhooks and the timeline API."""
+    """The written channels (webhooks, SMTP, web chat), their routing and replies, the
+    timeline API and the tickets' board."""
     messages = PgMessageStore(pool=pool)
     conversations = None if router is None else _conversations(app, settings, pool, router, hub)
     on_stored = None if conversations is None else conversations.notice
@@ -84,6 +87,7 @@ def add_messaging(
         add_email_server(app, settings, inbox=inbox)
     if conversations is not None:
         add_conversation_api(app, conversations=conversations, authorize=authorize)
+    add_board(app, board=PgBoard(pool=pool), context=context, authorize=authorize)
 
 
 def _conversations(

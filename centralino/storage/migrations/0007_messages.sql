@@ -198,3 +198,9 @@ CREATE TABLE IF NOT EXISTS conversations (
 CREATE UNIQUE INDEX IF NOT EXISTS conversations_one_open
     ON conversations (channel, contact) WHERE state <> 'closed';
 ALTER TABLE messages ADD COLUMN IF NOT EXISTS conversation_id bigint REFERENCES conversations (id);
+
+-- The kanban board: which team's board a ticket is on, who owns it, where it came from.
+ALTER TABLE tickets ADD COLUMN IF NOT EXISTS team text NOT NULL DEFAULT '';
+ALTER TABLE tickets ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT '';
+ALTER TABLE tickets ADD COLUMN IF NOT EXISTS channel text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS tickets_board ON tickets (team, pipeline) WHERE closed_at IS NULL;

@@ -1,0 +1,189 @@
+"""The tickets' kanban board API over real HTTP against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from centralino.adapters.pg_board import PgBoard
+from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
+from centralino.web.board import add_board
+from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer
+from context.service import ContextService
+from tests.context.fakes import FakeClock
+
+Client = TestClient[web.Request, web.Application]
+AUTH = {"Authorization": "Bearer api-token"}
+
+
+@pytest.fixture
+async def client(pg_pool: asyncpg.Pool) -> AsyncIterator[Client]:
+    context = ContextService(
+        customers=PgCustomerStore(pool=pg_pool),
+        timeline=PgTimelineStore(pool=pg_pool),
+        tickets=PgTicketStore(pool=pg_pool),
+        clock=FakeClock(),
+    )
+    app = web.Application()
+    add_board(
+        app,
+        board=PgBoard(pool=pg_pool),
+        context=context,
+        authorize=PlaceholderBearerTokenAuthorizer(token="api-token"),
+    )
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
+        yield c
+
+
+async def post(client: Client, url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    async with client.post(url, json=body, headers=AUTH) as resp:
+        return resp.status, await resp.json()
+
+
+async def get(client: Client, url: str) -> tuple[int, Any]:
+    async with client.get(url, headers=AUTH) as resp:
+        return resp.status, await resp.json()
+
+
+async def new_ticket(
+    client: Client, title: str = "Rimborso ordine 4411", team: str = "blue"
+) -> int:
+    status, data = await post(
+        client,
+        "/api/tickets",
+        {"title": title, "team": team, "owner": "agent101", "channel": "email", "actor": "sup"},
+    )
+    assert status == 201
+    return int(data["id"])
+
+
+async def test_the_board_shows_a_teams_tickets_in_the_pipelines_columns(
+    client: Client, pg_pool: asyncpg.Pool
+) -> None:
+    anna = await PgCustomerStore(pool=pg_pool).create(display_name="Anna Bianchi")
+    status, _ = await post(
+        client,
+        "/api/tickets",
+        {"title": "Fattura errata", "team": "blue", "customer_id": anna.id, "actor": "sup",
+         "channel": "whatsapp", "owner": "agent102"},
+    )  # fmt: skip
+    assert status == 201
+    await new_ticket(client, "Other team's", team="green")
+    status, board = await get(client, "/api/board?team=blue")
+    assert status == 200
+    assert (
+        board["pipeline"]["phases"][0] == "new"
+        and ["new", "triage"] in board["pipeline"]["standard_moves"]
+    )
+    (card,) = board["cards"]
+    assert (card["title"], card["phase"], card["customer"], card["channel"], card["owner"]) == (
+        "Fattura errata", "new", "Anna Bianchi", "whatsapp", "agent102",
+    )  # fmt: skip
+    assert card["phase_since"]
+
+
+async def test_moves_along_the_path_and_off_it_with_a_reason(client: Client) -> None:
+    ticket = await new_ticket(client)
+    move = f"/api/tickets/{ticket}/move"
+    along = {"from_phase": "new", "to_phase": "triage", "actor": "amy"}
+    assert await post(client, move, along) == (
+        200, {"id": ticket, "phase": "triage", "out_of_order": False},
+    )  # fmt: skip
+    status, data = await post(
+        client, move, {"from_phase": "triage", "to_phase": "resolved", "actor": "amy"}
+    )
+    assert status == 400 and "say why" in data["error"]
+    status, data = await post(
+        client,
+        move,
+        {
+            "from_phase": "triage",
+            "to_phase": "resolved",
+            "actor": "amy",
+            "reason": "fixed on the call",
+        },
+    )
+    assert status == 200 and data["out_of_order"] is True
+    status, history = await get(client, f"/api/tickets/{ticket}/history")
+    assert status == 200
+    assert [
+        (h["phase"], h["from_phase"], h["out_of_order"], h["actor"], h["reason"]) for h in history
+    ] == [
+        ("new", None, False, "sup", ""),
+        ("triage", "new", False, "amy", ""),
+        ("resolved", "triage", True, "amy", "fixed on the call"),
+    ]
+
+
+async def test_two_racing_moves_one_wins_the_other_is_told(
+    client: Client, pg_pool: asyncpg.Pool
+) -> None:
+    ticket = await new_ticket(client)
+    move = f"/api/tickets/{ticket}/move"
+    results = await asyncio.gather(
+        post(client, move, {"from_phase": "new", "to_phase": "triage", "actor": "amy"}),
+        post(
+            client,
+            move,
+            {"from_phase": "new", "to_phase": "closed", "actor": "bob", "reason": "dup"},
+        ),
+    )
+    assert sorted(status for status, _ in results) == [200, 409]
+    open_rows = await pg_pool.fetchval(
+        "SELECT count(*) FROM ticket_phase_history WHERE ticket_id = $1 AND closed_at IS NULL",
+        ticket,
+    )
+    assert (
+        open_rows == 1
+        and await pg_pool.fetchval(
+            "SELECT count(*) FROM ticket_phase_history WHERE ticket_id = $1", ticket
+        )
+        == 2
+    )
+    # A move from a phase the ticket has left is a conflict, not a move.
+    status, data = await post(
+        client, move, {"from_phase": "new", "to_phase": "triage", "actor": "amy"}
+    )
+    assert status == 409 and "is now in" in data["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"from_phase": "new", "to_phase": "nowhere", "actor": "amy"},
+        {"from_phase": "new", "to_phase": "new", "actor": "amy"},
+        {"from_phase": "new", "to_phase": "triage"},
+        {"from_phase": "new", "to_phase": "triage", "actor": "a" * 300},
+    ],
+)
+async def test_bad_moves_are_400(client: Client, body: dict[str, Any]) -> None:
+    ticket = await new_ticket(client)
+    status, data = await post(client, f"/api/tickets/{ticket}/move", body)
+    assert status == 400 and data["error"]
+
+
+async def test_unknown_tickets_customers_and_no_token(client: Client) -> None:
+    assert (
+        await post(
+            client,
+            "/api/tickets/999/move",
+            {"from_phase": "new", "to_phase": "triage", "actor": "a"},
+        )
+    )[0] == 404
+    assert (await get(client, "/api/tickets/999/history"))[0] == 404
+    status, data = await post(
+        client, "/api/tickets", {"title": "x", "team": "blue", "actor": "a", "customer_id": 424242}
+    )
+    assert status == 400 and "no customer" in data["error"]
+    async with client.get("/api/board?team=blue") as resp:
+        assert resp.status == 401
+    async with client.get("/board/blue") as resp:
+        assert (
+            resp.status == 200 and "default-src 'none'" in resp.headers["Content-Security-Policy"]
+        )
