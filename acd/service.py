@@ -161,6 +161,11 @@ class Router:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
+    @property
+    def agent_ids(self) -> frozenset[str]:
+        """The agents this router routes to (as configured)."""
+        return frozenset(self._agents)
+
     # --- lifecycle -----------------------------------------------------------------------
 
     async def publish(self) -> None:

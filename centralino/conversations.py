@@ -3,9 +3,11 @@
 After a message is stored (the provider already has its 2xx), a new conversation is opened
 for its contact and queued as ACD work on the channel's own capacity (`contact.messaging`);
 further messages of the same contact on the same channel join the open conversation instead
-of queueing again. When the ACD reserves an agent, the conversation is theirs at once (there is
-no phone to ring): accepted, connected, recorded and announced to their desktop. The agent
-closes it, which frees the capacity. The waits are tasks this object owns; closing it cancels
+of queueing again. The owners of the customer's open tickets are its preferred agents (the
+queue's first step offers it to them only, later steps relax, as for calls). When the ACD
+reserves an agent, the conversation is theirs at once (there is no phone to ring): accepted,
+connected, recorded and announced to their desktop. The agent closes it, which frees the
+capacity. The waits are tasks this object owns; closing it cancels
 them (the items stay queued in Redis, where the ACD keeps them).
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +51,11 @@ class ConversationRouter:
         router: Router,
         route: ConversationRoute,
         now: Callable[[], float],
+        agents: Collection[str] = (),
         notify: Notify | None = None,
     ) -> None:
         self._pool = pool
+        self._agents = frozenset(agents)  # ticket owners who are agents (others are ignored)
         self._router = router
         self._route = route
         self._now = now
@@ -71,7 +75,8 @@ class ConversationRouter:
         try:
             conversation_id, opened = await self._attach(message, stored)
             if opened:
-                await self._queue(conversation_id, message.channel)
+                owners = await self._ticket_owners(stored.customer_id)
+                await self._queue(conversation_id, message.channel, owners)
         except asyncio.CancelledError:
             raise
         except Exception:  # one message's routing failing must not stop the others
@@ -108,7 +113,21 @@ class ConversationRouter:
             )
         return int(row["id"]), opened
 
-    async def _queue(self, conversation_id: int, channel: ChannelKind) -> None:
+    async def _ticket_owners(self, customer_id: int | None) -> tuple[str, ...]:
+        """The owners of the customer's open tickets, most recently moved first: the
+        conversation is offered to them first (the queue's first step), then relaxes."""
+        if customer_id is None:
+            return ()
+        rows = await self._pool.fetch(
+            "SELECT owner FROM tickets WHERE customer_id = $1 AND closed_at IS NULL"
+            " AND owner <> '' ORDER BY updated_at DESC",
+            customer_id,
+        )
+        return tuple(dict.fromkeys(r["owner"] for r in rows if r["owner"] in self._agents))
+
+    async def _queue(
+        self, conversation_id: int, channel: ChannelKind, preferred: tuple[str, ...]
+    ) -> None:
         item = conversation_item(
             conversation_id,
             channel,
@@ -116,6 +135,7 @@ class ConversationRouter:
             skill=self._route.skill,
             min_level=self._route.min_level,
             now=self._now(),
+            preferred_agents=preferred,
         )
         ticket = await self._router.enqueue(item)
         if ticket.position == 0:

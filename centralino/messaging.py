@@ -112,6 +112,7 @@ def _conversations(
         router=router,
         route=ConversationRoute(route.queue, route.skill, route.min_level),
         now=AcdClock().now,
+        agents=router.agent_ids,
         notify=notify,
     )
 

@@ -162,3 +162,62 @@ async def test_automated_mail_and_retries_open_no_conversation(floor: Floor) -> 
         assert [c for c, _, _ in await floor.conversations_now()] == ["393334444444"]
 
     await eventually(one)
+
+
+async def test_the_owner_of_the_customers_open_ticket_gets_it_first(
+    redis_client: aioredis.Redis, pg_pool: asyncpg.Pool
+) -> None:
+    agents = {
+        "amy": AgentDefinition("amy", {"support": 5}),
+        "bob": AgentDefinition("bob", {"support": 2}),
+    }
+    clock = ManualClock()
+    live = RedisLiveStore(client=redis_client, prefix="own:")
+    await live.load_scripts()
+    router = Router(
+        store=live,
+        queue_log=PgQueueLog(pool=pg_pool),
+        clock=clock,
+        queues=QUEUES,
+        agents=agents,
+        owner="p1",
+    )
+    await router.start()
+    conversations = ConversationRouter(
+        pool=pg_pool,
+        router=router,
+        route=ConversationRoute("support", "support", 1),
+        now=clock.now,
+        agents=router.agent_ids,
+    )
+    inbox = MessageInbox(
+        store=PgMessageStore(pool=pg_pool), phones=PhoneNormaliser(), on_stored=conversations.notice
+    )
+    floor = Floor(router, conversations, inbox, pg_pool)
+    try:
+        for agent in agents:
+            await router.agent_login(agent)
+            await router.agent_ready(agent)
+        customer = await pg_pool.fetchval(
+            "INSERT INTO customers (display_name) VALUES ('Mario') RETURNING id"
+        )
+        await pg_pool.execute(
+            "INSERT INTO customer_identities (customer_id, kind, value)"
+            " VALUES ($1, 'whatsapp', '393335555555')",
+            customer,
+        )
+        # Bob owns Mario's open ticket: longest-idle amy would get it otherwise.
+        await pg_pool.execute(
+            "INSERT INTO tickets (customer_id, title, pipeline, phase, opened_at, updated_at,"
+            " owner) VALUES ($1, 'refund', 'default', 'in_progress', now(), now(), 'bob')",
+            customer,
+        )
+        await floor.write("wamid.O", "393335555555")
+
+        async def to_bob() -> None:
+            assert await floor.conversations_now() == [("393335555555", "assigned", "bob")]
+
+        await eventually(to_bob)
+    finally:
+        await conversations.aclose()
+        await router.aclose()
