@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 
 from acd.models import Offer
 from acd.service import Router
@@ -189,3 +190,34 @@ class ConversationRouter:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def of_agent(self, agent_id: str, *, messages: int = 20) -> list[dict[str, Any]]:
+        """The agent's open conversations with their latest messages (theirs and the replies
+        sent to the contact since it opened, with their delivery state), oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT c.id, c.channel, c.contact, c.customer_id, c.opened_at, cu.display_name,"
+            " coalesce(("
+            "  SELECT json_agg(json_build_object('direction', m.direction, 'text', m.body,"
+            "   'time', m.received_at, 'provider_message_id', m.provider_message_id,"
+            "   'delivery_state', m.delivery_state) ORDER BY m.id)"
+            "  FROM (SELECT * FROM messages m WHERE m.conversation_id = c.id"
+            "   OR (m.direction = 'outbound' AND m.channel = c.channel AND m.recipient = c.contact"
+            "       AND m.received_at >= c.opened_at)"
+            "   ORDER BY m.id DESC LIMIT $2) m), '[]') AS messages"
+            " FROM conversations c LEFT JOIN customers cu ON cu.id = c.customer_id"
+            " WHERE c.agent_id = $1 AND c.state = 'assigned' ORDER BY c.assigned_at, c.id",
+            agent_id,
+            messages,
+        )
+        return [
+            {
+                "id": r["id"],
+                "channel": r["channel"],
+                "contact": r["contact"],
+                "customer_id": r["customer_id"],
+                "customer": r["display_name"],
+                "opened_at": r["opened_at"].isoformat(),
+                "messages": orjson.loads(r["messages"]),
+            }
+            for r in rows
+        ]

@@ -1,4 +1,5 @@
-"""`POST /api/conversations/{id}/close` `{"agent_id"}`: the agent is done with a WhatsApp,
+"""`GET /api/conversations?agent_id=`: an agent's open conversations with their messages;
+`POST /api/conversations/{id}/close` `{"agent_id"}`: the agent is done with a WhatsApp,
 SMS, email or chat conversation; its ACD capacity is freed. Same `authorize` dependency as
 the other APIs (until logins exist, the agent id is taken from the body)."""
 
@@ -24,6 +25,16 @@ def add_conversation_api(
     app[CONVERSATIONS] = conversations
     app[CONVERSATIONS_AUTHORIZE] = authorize
     app.router.add_post("/api/conversations/{conversation_id}/close", close_conversation)
+    app.router.add_get("/api/conversations", agent_conversations)
+
+
+async def agent_conversations(request: web.Request) -> web.Response:
+    """`GET /api/conversations?agent_id=`: the agent's open conversations and their messages."""
+    await request.app[CONVERSATIONS_AUTHORIZE](request)
+    agent_id = request.query.get("agent_id", "")
+    if not agent_id or len(agent_id) > 64:
+        return _error(request, 400, "agent_id is required")
+    return web.json_response(await request.app[CONVERSATIONS].of_agent(agent_id))
 
 
 async def close_conversation(request: web.Request) -> web.Response:

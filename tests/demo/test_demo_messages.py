@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -155,3 +156,50 @@ async def test_demo_messages_are_routed_to_agents_who_close_them(
             assert resp.status == 200
     state = await pg_pool.fetchval("SELECT state FROM conversations WHERE id = $1", first["id"])
     assert state == "closed"
+
+
+async def test_an_agent_sees_their_conversation_replies_and_follows_delivery(
+    world: DemoWorld,
+) -> None:
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    people = [p for p in world.dataset.people if p.phone != world.dataset.shared_office_phone]
+    await world.messaging.sms(people[0].phone, "Quando arriva il rimborso?")
+
+    async with aiohttp.ClientSession() as session:
+
+        async def assigned() -> tuple[str, dict[str, Any]]:
+            for agent in world.runtime.agents:
+                async with session.get(
+                    f"{world.base_url}/api/conversations",
+                    params={"agent_id": agent},
+                    headers=headers,
+                ) as resp:
+                    assert resp.status == 200
+                    mine = await resp.json()
+                if mine:
+                    return agent, mine[0]
+            raise AssertionError("no agent has the conversation yet")
+
+        agent, conversation = await eventually(assigned, timeout=10)
+        assert conversation["channel"] == "sms"
+        assert str(conversation["customer"]).startswith(people[0].name)
+        assert [m["text"] for m in conversation["messages"]] == ["Quando arriva il rimborso?"]
+        async with session.post(
+            f"{world.base_url}/api/messages",
+            json={"channel": "sms", "to": conversation["contact"], "text": "Domani.",
+                  "idempotency_key": "k-1", "customer_id": conversation["customer_id"]},
+            headers=headers,
+        ) as resp:  # fmt: skip
+            assert resp.status == 200
+
+        async def delivered() -> None:
+            async with session.get(
+                f"{world.base_url}/api/conversations", params={"agent_id": agent}, headers=headers
+            ) as resp:
+                (mine,) = await resp.json()
+            assert [(m["direction"], m["text"], m["delivery_state"]) for m in mine["messages"]] == [
+                ("inbound", "Quando arriva il rimborso?", None),
+                ("outbound", "Domani.", "delivered"),
+            ]
+
+        await eventually(delivered, timeout=10)
