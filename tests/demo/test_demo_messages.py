@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from playwright.async_api import Locator
 
 from centralino.demo.world import (
     DEMO_STRANGER,
@@ -20,6 +21,7 @@ from centralino.demo.world import (
 )
 from centralino.settings import DemoSettings, ServerSettings, Settings
 from tests.helpers import eventually
+from tests.web.browser import launch_browser, open_page, until
 
 API_TOKEN = "demo-test-token"
 
@@ -203,3 +205,37 @@ async def test_an_agent_sees_their_conversation_replies_and_follows_delivery(
             ]
 
         await eventually(delivered, timeout=10)
+
+
+async def test_the_desktop_panel_shows_the_conversation_and_sends_the_reply(
+    world: DemoWorld,
+) -> None:
+    people = [p for p in world.dataset.people if p.phone != world.dataset.shared_office_phone]
+    await world.messaging.whatsapp(people[2].phone.removeprefix("+"), "<b>Ciao</b>", name="Giulia")
+
+    async def assigned_agent() -> str:
+        agent = await world.runtime.pool.fetchval(
+            "SELECT agent_id FROM conversations WHERE state = 'assigned'"
+        )
+        assert agent
+        return str(agent)
+
+    agent = await eventually(assigned_agent, timeout=10)
+    async with launch_browser() as browser, open_page(browser) as watched:
+        page = watched.page
+        await page.goto(f"{world.base_url}/desktop/{agent}")
+        await page.fill("#api-token", API_TOKEN)
+        await page.click("#api-token-form button")
+        conversation = page.locator("#conversations .conversation")
+        await until(lambda: _visible_text(conversation, "<b>Ciao</b>"))
+        await conversation.locator("input").fill("Arriva domani")
+        await conversation.get_by_role("button", name="Send").click()
+        await until(lambda: _visible_text(conversation, "Arriva domani · read"), timeout=10)
+        assert watched.errors == []
+    assert world.send_apis.received == [
+        ("whatsapp", people[2].phone.removeprefix("+"), "Arriva domani")
+    ]
+
+
+async def _visible_text(locator: Locator, expected: str) -> None:
+    assert expected in await locator.inner_text()

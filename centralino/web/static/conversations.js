@@ -77,7 +77,9 @@ function render(conversations) {
 
 async function refresh() {
   // Not while the agent types: re-rendering would take the focus away.
-  const typing = document.activeElement && document.getElementById("conversations").contains(document.activeElement);
+  const focused = document.activeElement;
+  const typing = focused && focused.tagName === "INPUT" && focused.value !== ""
+    && document.getElementById("conversations").contains(focused);
   if (typing) return;
   const { status, data } = await call("GET", `/api/conversations?agent_id=${encodeURIComponent(agentId)}`);
   if (status === 200) {
