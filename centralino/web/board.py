@@ -2,7 +2,8 @@
 phases) and its JSON API, all behind the `authorize` dependency.
 
     GET  /api/board?team=&pipeline=      the pipeline and its cards (customer, channel, owner,
-                                         when the ticket entered its phase)
+                                         when the ticket entered its phase), and per phase the
+                                         team's figures: tickets, oldest, late (context/board.py)
     POST /api/tickets                    {"title", "team", "owner"?, "channel"?, "customer_id"?,
                                           "actor"} → 201 {"id"}
     POST /api/tickets/{id}/move          {"from_phase", "to_phase", "actor", "reason"?}
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from aiohttp import web
 from centralino.adapters.pg_board import PgBoard
 from centralino.web.pages import CSP, STATIC_DIR
 from centralino.web.timeline_api import Authorize
+from context.board import phase_figures
 from context.errors import IllegalMove, NotFound, UnknownPhase
 from context.service import ContextService
 from context.tickets import Pipeline
@@ -85,6 +87,12 @@ async def get_board(request: web.Request) -> web.Response:
     if pipeline is None or len(team) > MAX_TEXT_CHARS:
         return _error(request, 400, "unknown pipeline or bad team")
     cards = await board.board.cards(team=team, pipeline=pipeline.name)
+    now = board.now()
+    figures = phase_figures(
+        pipeline.phases,
+        ((c["phase"], datetime.fromisoformat(c["phase_since"])) for c in cards),
+        now=now,
+    )
     return web.json_response(
         {
             "pipeline": {
@@ -94,7 +102,8 @@ async def get_board(request: web.Request) -> web.Response:
                 "terminal": sorted(pipeline.terminal),
             },
             "cards": cards,
-            "now": board.now().isoformat(),
+            "figures": [asdict(f) for f in figures],
+            "now": now.isoformat(),
         }
     )
 

@@ -86,6 +86,9 @@ async def test_the_board_shows_a_teams_tickets_in_the_pipelines_columns(
         "Fattura errata", "new", "Anna Bianchi", "whatsapp", "agent102",
     )  # fmt: skip
     assert card["phase_since"]
+    figures = {f["phase"]: f for f in board["figures"]}
+    assert figures["new"]["tickets"] == 1 and figures["triage"]["tickets"] == 0
+    assert figures["new"]["target_s"] == 3600.0
 
 
 async def test_moves_along_the_path_and_off_it_with_a_reason(client: Client) -> None:

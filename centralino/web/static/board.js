@@ -78,8 +78,15 @@ function cardNode(card, now) {
 function render() {
   const now = Date.parse(board.now);
   const columns = clear(document.getElementById("columns"));
+  const figures = Object.fromEntries(board.figures.map((f) => [f.phase, f]));
   for (const phase of board.pipeline.phases) {
-    const column = el("section", { class: "column", dataset: { phase } }, el("h3", {}, phase.replace("_", " ")));
+    const f = figures[phase];
+    const summary = f && f.tickets
+      ? `${f.tickets} · oldest ${fmtDuration(f.oldest_s)}${f.late ? ` · ${f.late} late` : ""}`
+      : "";
+    const column = el("section", { class: "column", dataset: { phase } },
+      el("h3", {}, phase.replace("_", " ")),
+      el("div", { class: f && f.late ? "meta late" : "meta" }, summary));
     column.addEventListener("dragover", (event) => { event.preventDefault(); column.classList.add("drop"); });
     column.addEventListener("dragleave", () => column.classList.remove("drop"));
     column.addEventListener("drop", (event) => {
