@@ -30,7 +30,6 @@ CREATE TABLE IF NOT EXISTS messages (
     CONSTRAINT messages_provider_id UNIQUE (channel, provider_message_id)
 );
 CREATE INDEX IF NOT EXISTS messages_interaction ON messages (interaction_id);
-CREATE INDEX IF NOT EXISTS messages_thread ON messages (channel, thread_id);
 
 -- Attachments of inbound email, each within the parser's size limit (centralino/channels).
 CREATE TABLE IF NOT EXISTS message_attachments (
@@ -61,12 +60,13 @@ CREATE TABLE IF NOT EXISTS message_status_events (
 -- message, unless already stored; its sender resolved to a customer exactly as
 -- ContextService.resolve does (the identity or its phone/WhatsApp twin, merged-away customers
 -- skipped; one → found, none → a new customer, several → ambiguous, never guessed); and its
--- interaction on the timeline. Two deliveries of one message (a provider's retry racing the
--- original) are serialised by an advisory lock on the message's id, so the second sees the
--- first committed and writes nothing; the unique constraint stays as the last word. Two
--- messages from one new sender create one customer: the advisory lock on the sender's key (the
--- same for an identity and its twin) serialises them. The interaction is written first and
--- the message once, whole (an UPDATE of the message row would rewrite it and its indexes).
+-- interaction on the timeline. Two messages from one new sender create one customer: the
+-- advisory lock on the sender's key (the same for an identity and its twin) serialises them,
+-- so a provider's retry finds the customer its original created. The interaction's unique
+-- record key is where a retry is recognised (a concurrent one waits for the original's commit,
+-- then inserts nothing); the message's unique (channel, id) stays as the last word. The
+-- interaction is written first and the message once, whole (an UPDATE of the message row
+-- would rewrite it and all its indexes).
 CREATE OR REPLACE FUNCTION centralino_store_inbound_message(
     p_channel text,
     p_provider_id text,
@@ -101,15 +101,6 @@ DECLARE
     v_id bigint;
     v_time timestamptz := coalesce(p_provider_time, now());
 BEGIN
-    PERFORM pg_advisory_xact_lock(
-        hashtextextended('centralino.message:' || p_channel || ':' || p_provider_id, 0));
-    RETURN QUERY
-        SELECT m.id, true, m.resolution, i.customer_id, m.candidate_customer_ids, m.thread_id
-        FROM messages m LEFT JOIN interactions i ON i.id = m.interaction_id
-        WHERE m.channel = p_channel AND m.provider_message_id = p_provider_id;
-    IF FOUND THEN
-        RETURN;
-    END IF;
     IF p_lock_key = '' THEN
         v_resolution := 'no_identity';
     ELSE
@@ -146,12 +137,22 @@ BEGIN
     IF p_channel = 'email' THEN
         v_thread := coalesce(v_thread, p_provider_id);
     END IF;
+    -- The interaction's record key is the message's: a delivery already stored (or being
+    -- stored by a concurrent retry, whose commit this waits for) inserts nothing here.
     INSERT INTO interactions (customer_id, channel, direction, identity_kind, identity_value,
                               summary, started_at, ended_at, record_key)
     VALUES (v_customer, p_channel, 'inbound', nullif(p_identity_kind, ''),
             nullif(p_identity_value, ''), p_body, v_time, v_time,
             'message:' || p_channel || ':' || p_provider_id)
+    ON CONFLICT (record_key) DO NOTHING
     RETURNING id INTO v_interaction;
+    IF v_interaction IS NULL THEN
+        RETURN QUERY
+            SELECT m.id, true, m.resolution, i.customer_id, m.candidate_customer_ids, m.thread_id
+            FROM messages m LEFT JOIN interactions i ON i.id = m.interaction_id
+            WHERE m.channel = p_channel AND m.provider_message_id = p_provider_id;
+        RETURN;
+    END IF;
     INSERT INTO messages (channel, direction, provider_message_id, sender, recipient, body,
                           provider_time, raw, interaction_id, resolution, candidate_customer_ids,
                           kind, thread_id)
