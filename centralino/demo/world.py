@@ -54,6 +54,7 @@ from centralino.simulator.callcenter import (
     open_desktops,
 )
 from centralino.storage.embedded import embedded_postgres, embedded_redis
+from centralino.web.conversations_api import CONVERSATIONS
 from ivr.inbound import FlowSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,11 @@ def demo_agents(count: int) -> tuple[list[AgentDefinition], dict[str, str]]:
     ]
     names = {name: d.agent_id for d, (_id, name, _s, _t) in zip(definitions, chosen, strict=True)}
     return definitions, names
+
+
+# The simulated agents answer a written conversation and close it after this long. Until they
+# do, it holds their capacity, and voice goes only to agents with no other work.
+DEMO_CONVERSATION_S = 30.0
 
 
 @dataclass(slots=True)
@@ -132,6 +138,7 @@ async def demo_world(
     ready_agents: bool = True,
     ack_delay_s: float = 0.05,
     live_check_s: float = 2.0,
+    conversation_s: float = DEMO_CONVERSATION_S,
 ) -> AsyncIterator[DemoWorld]:
     demo = settings.demo
     rng = np.random.default_rng(demo.seed)
@@ -240,6 +247,16 @@ async def demo_world(
                     await runtime.router.agent_ready(d.agent_id)
 
         simulator.agi_port = runtime.agi.port  # the configured port may be 0 (any free one)
+        closer = asyncio.create_task(
+            close_handled_conversations(runtime, after_s=conversation_s * time_scale),
+            name="demo-conversations",
+        )
+
+        async def stop_closer() -> None:
+            closer.cancel()
+            await asyncio.gather(closer, return_exceptions=True)
+
+        stack.push_async_callback(stop_closer)
         yield DemoWorld(
             runtime=runtime,
             dataset=dataset,
@@ -254,6 +271,26 @@ async def demo_world(
             ),
             send_apis=send_apis,
         )
+
+
+async def close_handled_conversations(runtime: Runtime, *, after_s: float) -> None:
+    """Plays the agents' side of written conversations: each is closed `after_s` after it was
+    assigned (through the same close the desktop uses), freeing the agent for calls."""
+    conversations = runtime.web_runner.app[CONVERSATIONS]
+    while True:
+        await asyncio.sleep(max(0.05, min(after_s / 2, 2.0)))
+        try:
+            rows = await runtime.pool.fetch(
+                "SELECT id, agent_id FROM conversations WHERE state = 'assigned'"
+                " AND assigned_at < now() - make_interval(secs => $1)",
+                after_s,
+            )
+            for row in rows:
+                await conversations.close_conversation(row["id"], agent_id=row["agent_id"])
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the demo's agents keep working through a storage outage
+            log.exception("demo: closing handled conversations failed")
 
 
 def _today() -> date:

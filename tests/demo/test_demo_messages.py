@@ -239,3 +239,29 @@ async def test_the_desktop_panel_shows_the_conversation_and_sends_the_reply(
 
 async def _visible_text(locator: Locator, expected: str) -> None:
     assert expected in await locator.inner_text()
+
+
+async def test_the_demos_agents_close_their_conversations_after_a_while(
+    pg_dsn: str,
+    redis_url: str,
+    pg_pool: asyncpg.Pool,
+    redis_client: object,
+    tmp_path: Path,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CENTRALINO_API_TOKEN", API_TOKEN)
+    settings = Settings(
+        server=ServerSettings(host="127.0.0.1", agi_port=0, audiosocket_port=0, http_port=0),
+        demo=DemoSettings(data_dir=tmp_path, agents=2, calls_per_minute=0, failure_rate=0.0),
+    )
+    async with demo_world(
+        settings, database_url=pg_dsn, redis_url=redis_url, conversation_s=0.5
+    ) as world:
+        await send_demo_messages(world)
+
+        async def all_closed() -> None:
+            states = await pg_pool.fetch("SELECT state FROM conversations")
+            assert len(states) == 7 and {r["state"] for r in states} == {"closed"}
+
+        await eventually(all_closed, timeout=20)
