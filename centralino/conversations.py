@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 import orjson
@@ -35,6 +35,19 @@ log = logging.getLogger(__name__)
 OFFER_POLL_S = 5.0
 
 Notify = Callable[[str, Mapping[str, Any]], Awaitable[object]]
+
+
+class ConversationView(TypedDict):
+    """An agent's open conversation as the desktop shows it (GET /api/conversations)."""
+
+    id: int
+    channel: str
+    contact: str
+    customer_id: int | None
+    customer: str | None
+    opened_at: str
+    # {"direction", "text", "time", "provider_message_id", "delivery_state"}, oldest first
+    messages: list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +204,7 @@ class ConversationRouter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def of_agent(self, agent_id: str, *, messages: int = 20) -> list[dict[str, Any]]:
+    async def of_agent(self, agent_id: str, *, messages: int = 20) -> list[ConversationView]:
         """The agent's open conversations with their latest messages (theirs and the replies
         sent to the contact since it opened, with their delivery state), oldest first."""
         rows = await self._pool.fetch(
