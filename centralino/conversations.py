@@ -14,6 +14,7 @@ them (the items stay queued in Redis, where the ACD keeps them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ import orjson
 
 from acd.models import Offer
 from acd.service import Router
-from contact.messaging import conversation_item, needs_an_agent
+from contact.messaging import conversation_item, needs_an_agent, tickets_answered
+from context.errors import IllegalMove
 from context.messages import InboundMessage, StoredMessage
 from context.models import ChannelKind
+from context.service import ContextService
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +70,11 @@ class ConversationRouter:
         now: Callable[[], float],
         agents: Collection[str] = (),
         notify: Notify | None = None,
+        context: ContextService | None = None,
     ) -> None:
         self._pool = pool
         self._agents = frozenset(agents)  # ticket owners who are agents (others are ignored)
+        self._context = context
         self._router = router
         self._route = route
         self._now = now
@@ -88,6 +93,7 @@ class ConversationRouter:
     async def _handle(self, message: InboundMessage, stored: StoredMessage) -> None:
         try:
             conversation_id, opened = await self._attach(message, stored)
+            await self._answer_tickets(message, stored)
             if opened:
                 owners = await self._ticket_owners(stored.customer_id)
                 await self._queue(conversation_id, message.channel, owners)
@@ -126,6 +132,21 @@ class ConversationRouter:
                 stored.message_id,
             )
         return int(row["id"]), opened
+
+    async def _answer_tickets(self, message: InboundMessage, stored: StoredMessage) -> None:
+        """The customer wrote: their tickets waiting on them move on (contact.messaging)."""
+        if self._context is None or stored.customer_id is None:
+            return
+        tickets = await self._context.tickets.open_for_customer(stored.customer_id)
+        for ticket_id, phase in tickets_answered(tickets):
+            # Moved by someone else meanwhile (IllegalMove): their move stands.
+            with contextlib.suppress(IllegalMove):
+                await self._context.move_ticket(
+                    ticket_id,
+                    phase,
+                    actor=f"customer:{message.channel}",
+                    reason="the customer wrote",
+                )
 
     async def _ticket_owners(self, customer_id: int | None) -> tuple[str, ...]:
         """The owners of the customer's open tickets, most recently moved first: the

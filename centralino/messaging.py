@@ -60,7 +60,11 @@ def add_messaging(
     """The written channels (webhooks, SMTP, web chat), their routing and replies, the
     timeline API and the tickets' board."""
     messages = PgMessageStore(pool=pool)
-    conversations = None if router is None else _conversations(app, settings, pool, router, hub)
+    conversations = (
+        None
+        if router is None
+        else _conversations(app, settings, pool=pool, router=router, hub=hub, context=context)
+    )
     on_stored = None if conversations is None else conversations.notice
     inbox = MessageInbox(store=messages, phones=phones, on_stored=on_stored)
     add_webhooks(app, inbox=inbox, secrets=webhook_secrets(settings))
@@ -93,9 +97,11 @@ def add_messaging(
 def _conversations(
     app: web.Application,
     settings: Settings,
+    *,
     pool: asyncpg.Pool,
     router: Router,
     hub: DesktopHub | None,
+    context: ContextService,
 ) -> ConversationRouter:
     """Written conversations go where callers with no particular intent go (`other`)."""
     route = route_for(DEFAULT_INTENT, settings.contact.routes())
@@ -114,6 +120,7 @@ def _conversations(
         now=AcdClock().now,
         agents=router.agent_ids,
         notify=notify,
+        context=context,
     )
 
     async def stop(app: web.Application) -> None:

@@ -4,9 +4,12 @@ a new conversation becomes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from acd.models import Channel, SkillRequirement, WorkItem
 from context.messages import InboundMessage, MessageKind, StoredMessage
-from context.models import ChannelKind
+from context.models import ChannelKind, Ticket
+from context.tickets import IN_PROGRESS, WAITING_CUSTOMER
 
 # WhatsApp, SMS and web chat are all short back-and-forth threads: the chat capacity.
 ACD_CHANNEL = {
@@ -42,3 +45,10 @@ def conversation_item(
         skills=skills,
         preferred_agents=preferred_agents,
     )
+
+
+def tickets_answered(tickets: Sequence[Ticket]) -> list[tuple[int, str]]:
+    """A customer who writes answers their tickets that wait on them: each open ticket in
+    `waiting_customer` moves back to `in_progress` (the pipeline's standard path), as
+    (ticket id, phase)."""
+    return [(t.id, IN_PROGRESS) for t in tickets if t.is_open and t.phase == WAITING_CUSTOMER]

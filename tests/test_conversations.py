@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from acd.models import AgentDefinition, Capacity, QueuePolicy
 from acd.service import Router
+from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_messages import PgMessageStore
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.redis_acd import RedisLiveStore
@@ -22,8 +23,10 @@ from centralino.conversations import ConversationRoute, ConversationRouter
 from context.identity import PhoneNormaliser
 from context.inbox import MessageInbox
 from context.messages import InboundMessage, MessageBatch, MessageKind
-from context.models import ChannelKind
+from context.models import ChannelKind, Identity, IdentityKind
+from context.service import ContextService
 from tests.acd.support import ManualClock
+from tests.context.fakes import FakeClock
 from tests.helpers import eventually
 
 QUEUES = {"support": QueuePolicy("support", skill="support")}
@@ -218,6 +221,63 @@ async def test_the_owner_of_the_customers_open_ticket_gets_it_first(
             assert await floor.conversations_now() == [("393335555555", "assigned", "bob")]
 
         await eventually(to_bob)
+    finally:
+        await conversations.aclose()
+        await router.aclose()
+
+
+async def test_a_customer_writing_moves_their_waiting_ticket_back_in_progress(
+    redis_client: aioredis.Redis, pg_pool: asyncpg.Pool
+) -> None:
+    clock = ManualClock()
+    live = RedisLiveStore(client=redis_client, prefix="ans:")
+    await live.load_scripts()
+    router = Router(
+        store=live,
+        queue_log=PgQueueLog(pool=pg_pool),
+        clock=clock,
+        queues=QUEUES,
+        agents=AGENTS,
+        owner="p1",
+    )
+    await router.start()
+    context = ContextService(
+        customers=PgCustomerStore(pool=pg_pool),
+        timeline=PgTimelineStore(pool=pg_pool),
+        tickets=PgTicketStore(pool=pg_pool),
+        clock=FakeClock(),
+    )
+    conversations = ConversationRouter(
+        pool=pg_pool,
+        router=router,
+        route=ConversationRoute("support", "support", 1),
+        now=clock.now,
+        context=context,
+    )
+    inbox = MessageInbox(
+        store=PgMessageStore(pool=pg_pool), phones=PhoneNormaliser(), on_stored=conversations.notice
+    )
+    try:
+        mario = await context.customers.create(
+            display_name="Mario", identities=[Identity(IdentityKind.WHATSAPP, "393336666666")]
+        )
+        waiting = await context.open_ticket(customer_id=mario.id, title="refund", actor="sup")
+        for phase in ("triage", "in_progress", "waiting_customer"):
+            await context.move_ticket(waiting.id, phase, actor="amy")
+        untouched = await context.open_ticket(customer_id=mario.id, title="other", actor="sup")
+        await Floor(router, conversations, inbox, pg_pool).write("wamid.W", "393336666666")
+
+        async def answered() -> None:
+            assert (await context.tickets.get(waiting.id)).phase == "in_progress"
+
+        await eventually(answered)
+        last = (await context.tickets.history(waiting.id))[-1]
+        assert (last.actor, last.reason, last.out_of_order) == (
+            "customer:whatsapp",
+            "the customer wrote",
+            False,
+        )
+        assert (await context.tickets.get(untouched.id)).phase == "new"
     finally:
         await conversations.aclose()
         await router.aclose()
