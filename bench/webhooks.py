@@ -299,6 +299,11 @@ async def count_stored(dsn: str, accepted: list[str]) -> dict[str, int]:
 
 
 def main() -> None:
+    if not ScratchCluster.available():
+        raise SystemExit(
+            "bench/webhooks.py restarts a PostgreSQL cluster of its own: it needs initdb and"
+            " pg_ctl in /usr/lib/postgresql/15/bin (Debian's postgresql-15)"
+        )
     ctx = mp.get_context("spawn")
     cluster = ScratchCluster.create()
     try:
