@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 # queued meanwhile): short enough that shutdown is never held up by it.
 OFFER_POLL_S = 5.0
 
+# A push to the agent's desktops that takes longer is abandoned (the desktop polls as well).
+NOTIFY_TIMEOUT_S = 2.0
+
 Notify = Callable[[str, Mapping[str, Any]], Awaitable[object]]
 
 
@@ -200,10 +203,13 @@ class ConversationRouter:
         )
         log.info("conversation %d assigned to %s", conversation_id, reservation.agent_id)
         if self._notify is not None:
-            await self._notify(
-                reservation.agent_id,
-                {"conversation_id": conversation_id, "channel": str(reservation.channel)},
-            )
+            payload = {"conversation_id": conversation_id, "channel": str(reservation.channel)}
+            try:
+                # The desktop polls its conversations anyway: a slow push must not hold this.
+                async with asyncio.timeout(NOTIFY_TIMEOUT_S):
+                    await self._notify(reservation.agent_id, payload)
+            except TimeoutError:
+                log.warning("conversation %d: the desktop push timed out", conversation_id)
 
     async def close_conversation(self, conversation_id: int, *, agent_id: str) -> bool:
         """The agent is done: the conversation closes and the agent's capacity is freed.
