@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -32,6 +33,7 @@ from acd.models import (
 )
 from acd.ports import SystemClock as AcdClock
 from acd.service import Router
+from centralino.adapters.call_journal import FileCallJournal
 from centralino.adapters.http_client import HttpClient
 from centralino.adapters.http_connector import (
     FactExtract,
@@ -62,6 +64,8 @@ from centralino.web.app import init_app
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
+from contact.inbound import record_failed_call
+from contact.ports import JournalEntry
 from contact.reconcile import ReconcilePolicy
 from contact.rules import route_problems
 from context.clock import SystemClock as ContextClock
@@ -430,6 +434,24 @@ async def _start_web(
     return runner, bound_port(site)
 
 
+async def _call_journal(
+    stack: AsyncExitStack, settings: Settings, context: ContextService, *, database_url: str
+) -> FileCallJournal:
+    """Calls in progress, on disk beside the record spool: entering records the calls of
+    processes that died (theirs are files nobody holds); see `adapters.call_journal`."""
+
+    async def record_orphan(entry: JournalEntry) -> None:
+        await record_failed_call(context, entry)
+
+    return await stack.enter_async_context(
+        FileCallJournal(
+            directory=settings.database.spool_dir,
+            scope=hashlib.sha256(database_url.encode()).hexdigest()[:12],
+            record_orphan=record_orphan,
+        )
+    )
+
+
 @asynccontextmanager
 async def running(
     settings: Settings,
@@ -496,6 +518,7 @@ async def running(
             transfer_watch=transfers,
             routes=settings.contact.routes(),
             queues=[q.name for q in settings.acd.queues],
+            journal=await _call_journal(stack, settings, context, database_url=database_url),
         )
         agi, audiosocket = _protocol_servers(settings, inbound)
         metrics, readiness = Metrics(), Readiness()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Collection, Mapping
 
 from acd.models import AgentDefinition
@@ -19,6 +20,7 @@ from centralino.asterisk.audiosocket_server import AudioSocketSession
 from centralino.logs import bind_call
 from centralino.web.desktop_ws import DesktopHub
 from contact.inbound import InboundCallServices
+from contact.ports import CallJournal
 from contact.rules import IntentRoute, call_language
 from context.fanout import PreAnswerFanout
 from context.models import Outcome
@@ -54,7 +56,9 @@ class InboundHandler:
         transfer_watch: TransferWatch | None = None,
         routes: Mapping[str, IntentRoute],
         queues: Collection[str],
+        journal: CallJournal | None = None,
     ) -> None:
+        self.journal = journal
         self.routes = routes
         self.queues = queues
         self.spoken = frozenset(lang for a in agents.values() for lang in a.languages)
@@ -103,6 +107,8 @@ class InboundHandler:
                 routes=self.routes,
                 answers=self.dial_watch,
                 transfers=self.transfer_watch,
+                record_key=str(uuid.uuid4()),
+                journal=self.journal,
             )
             outcome = await run_inbound(
                 InboundCall(

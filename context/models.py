@@ -45,6 +45,9 @@ class Outcome(enum.StrEnum):
     HANGUP_IN_IVR = "hangup_in_ivr"  # the caller left before asking for anyone
     REFUSED = "refused"  # the ACD would not take the call (no agents, queue full, max wait)
     RETURNED = "returned"  # handed back to the dialplan's fallback (shutdown, our failure)
+    # The process running the call died (killed, crashed) and the dialplan's fallback took the
+    # caller; written by the process that found the call's journal entry, not by the call's own.
+    FAILED = "failed"
 
 
 class Direction(enum.StrEnum):

@@ -169,8 +169,12 @@ async def test_given_an_outage_records_are_spooled_then_written_in_order_once(
         rows = await eventually(all_written, timeout=20)
         assert [linkedid for linkedid, _ in rows] == ["c1", "c2", "c3", "c4", "c5"]
         assert [key for _, key in rows[1:4]] == [r.record_key for r in spooled]
-        assert store.spooled == 0
-        assert store.path.stat().st_size == 0
+
+        async def trimmed() -> None:  # the spool forgets a record just after PostgreSQL has it
+            assert store.spooled == 0
+            assert store.path.stat().st_size == 0
+
+        await eventually(trimmed, timeout=5)
     assert not store.path.exists()  # nothing left to hand to the next run
 
 

@@ -118,6 +118,7 @@ async def apps(  # noqa: PLR0917 (fixtures are requested by name)
             ready=[],
             present=[],
             agent_grace_s=AGENT_GRACE_S,
+            spool_dir=str(tmp_path / "spool"),
         ),
         workdir=tmp_path,
     )
@@ -188,6 +189,11 @@ async def test_given_the_app_is_killed_mid_conversation_then_nobody_answers_the_
     )
     ends = [r["event"] for r in rows if r["event"] in {"complete", "abandon", "exit"}]
     assert ends == ["complete"], [r["event"] for r in rows]  # the sweep closed it, once
+    # Its record: written by the restarted process from the killed one's journal, once.
+    records = await pg_pool.fetch(
+        "SELECT outcome, agent_id FROM interactions WHERE linkedid = $1", call.uniqueid
+    )
+    assert [(r["outcome"], r["agent_id"]) for r in records] == [("failed", "agent101")]
 
 
 async def test_given_the_app_is_killed_while_a_caller_waits_then_the_fallback_answers_and_no_agent_is_stuck(  # noqa: E501
@@ -235,3 +241,7 @@ async def test_given_the_app_is_killed_while_a_caller_waits_then_the_fallback_an
     )
     ends = [r["event"] for r in rows if r["event"] in {"complete", "abandon", "exit"}]
     assert len(ends) == 1, [r["event"] for r in rows]
+    records = await pg_pool.fetch(
+        "SELECT outcome, queue FROM interactions WHERE linkedid = $1", call.uniqueid
+    )
+    assert [(r["outcome"], r["queue"]) for r in records] == [("failed", "support")]
