@@ -33,6 +33,10 @@ def _entry(n: int) -> JournalEntry:
     )
 
 
+def _journal_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("calls-*"))
+
+
 class Recorder:
     def __init__(self) -> None:
         self.entries: list[JournalEntry] = []
@@ -61,7 +65,7 @@ async def test_a_journal_holds_the_calls_opened_and_not_closed_with_what_they_le
         journal.closed(_entry(1).record_key)
     assert [e.uniqueid for e in held] == ["1765.1"]
     assert (held[0].queue, held[0].intent, held[0].agent_id) == ("support", "billing", "agent101")
-    assert not list(tmp_path.iterdir())  # a clean stop with nothing open leaves no file
+    assert not _journal_files(tmp_path)  # a clean stop with nothing open leaves no file
 
 
 async def test_a_live_processes_journal_is_never_adopted(tmp_path: Path) -> None:
@@ -129,7 +133,7 @@ async def test_rotation_keeps_the_open_calls_and_drops_the_old_file(tmp_path: Pa
         assert journal.path != first_path
         assert not first_path.exists()
         assert [e.uniqueid for e in read_journal(journal.path)] == ["1765.0"]
-        assert len(list(tmp_path.glob("calls-*"))) == 1
+        assert len(_journal_files(tmp_path)) == 1
         journal.closed(_entry(0).record_key)
 
 
@@ -178,7 +182,8 @@ _CHILD = textwrap.dedent(
 
 
 async def test_a_killed_processes_open_calls_are_adopted_by_a_live_one(tmp_path: Path) -> None:
-    child = subprocess.Popen(
+    child = await asyncio.to_thread(
+        subprocess.Popen,
         [sys.executable, "-c", _CHILD, str(tmp_path)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
