@@ -16,7 +16,8 @@ blind-transferred to another queue (a second FastAGI session). While CALLS arriv
 - PostgreSQL is killed (`pg_ctl stop -m immediate`) and restarted PG_DOWN_S later;
 - Redis is killed (SIGKILL) and restarted empty REDIS_DOWN_S later;
 - one Centralino process is killed (SIGKILL) and restarted APP_DOWN_S later;
-- the AMI link of every process is cut (the server drops the connections).
+- the AMI link of every process is cut (the server drops the connections);
+- every process is restarted in turn (SIGTERM, then started again): a rolling restart.
 
 Then the audit, from what the simulated Asterisk saw and what the processes stored:
 - records_missing / records_duplicated: every FastAGI session handed to us (the server read the
@@ -125,15 +126,34 @@ class Postgres:
         self.root.mkdir()
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        _as_postgres(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        _as_postgres(
+            PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
         self.start()
-        _as_postgres(PG_BIN / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-               "centralino")  # fmt: skip
+        _as_postgres(
+            PG_BIN / "createdb",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "centralino",
+        )
 
     def start(self) -> None:
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on"
-        _as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-o", opts, "-l", self.root / "pg.log",
-               "-w", "start")  # fmt: skip
+        _as_postgres(
+            PG_BIN / "pg_ctl",
+            "-D",
+            self.data,
+            "-o",
+            opts,
+            "-l",
+            self.root / "pg.log",
+            "-w",
+            "start",
+        )
 
     def kill(self) -> None:
         _as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "stop")
@@ -167,7 +187,7 @@ class Redis:
                 "no",
                 "--dir",
                 str(self.root),
-            ],  # fmt: skip
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -267,9 +287,15 @@ class Faults:
 
 
 async def _inject(
-    *, t0: float, duration: float, pg: Postgres, redis: Redis, apps: list[App], ami: AmiServer,
+    *,
+    t0: float,
+    duration: float,
+    pg: Postgres,
+    redis: Redis,
+    apps: list[App],
+    ami: AmiServer,
     faults: Faults,
-) -> None:  # fmt: skip
+) -> None:
     async def at(fraction: float) -> None:
         await asyncio.sleep(max(0.0, t0 + fraction * duration - time.monotonic()))
 
@@ -295,9 +321,18 @@ async def _inject(
     await asyncio.to_thread(victim.start, [])
     faults.note(t0, f"Centralino process {victim.index} restarted")
 
-    await at(0.75)
+    await at(0.7)
     cut = ami.kill_connections()
     faults.note(t0, f"AMI link cut ({cut} connections)")
+
+    await at(0.8)
+    # A rolling restart, as a deployment does it: each process in turn stops gracefully
+    # (SIGTERM: no new calls, calls in progress handed back or finished) and starts again.
+    for app in apps:
+        faults.note(t0, f"rolling restart: process {app.index} stopping (SIGTERM)")
+        await asyncio.to_thread(app.terminate)
+        await asyncio.to_thread(app.start, [])
+        faults.note(t0, f"rolling restart: process {app.index} restarted")
 
 
 async def _agents_not_ready(redis_url: str) -> dict[str, str]:
@@ -321,6 +356,16 @@ async def _records(dsn: str) -> dict[str, list[str]]:
     return out
 
 
+def _spooled(spool: Path) -> bool:
+    return any(p.stat().st_size for p in spool.glob("records-*.jsonl"))
+
+
+def _workdir() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="centralino-chaos-"))
+    root.chmod(0o755)  # PostgreSQL's own user reaches its folder inside
+    return root
+
+
 async def _settled_records(dsn: str, spool: Path, expected: int) -> dict[str, list[str]]:
     """The rows once the spools have drained and the count stopped moving (≤ 60 s)."""
     deadline = time.monotonic() + 60
@@ -328,7 +373,7 @@ async def _settled_records(dsn: str, spool: Path, expected: int) -> dict[str, li
     while True:
         records = await _records(dsn)
         count = sum(len(v) for v in records.values())
-        spooled = any(p.stat().st_size for p in spool.glob("records-*.jsonl"))
+        spooled = await asyncio.to_thread(_spooled, spool)
         if (count == last and not spooled and count >= expected) or time.monotonic() > deadline:
             return records
         last = count
@@ -336,8 +381,7 @@ async def _settled_records(dsn: str, spool: Path, expected: int) -> dict[str, li
 
 
 async def run() -> dict[str, object]:
-    root = Path(tempfile.mkdtemp(prefix="centralino-chaos-"))
-    root.chmod(0o755)  # PostgreSQL's own user reaches its folder inside
+    root = _workdir()
     pg, redis = Postgres(root), Redis(root)
     apps: list[App] = []
     rng = np.random.default_rng(2026)
@@ -351,8 +395,10 @@ async def run() -> dict[str, object]:
             await conn.close()
         await asyncio.to_thread(redis.start)
 
-        phones = {a: AgentPhone(answer_probability=1.0, ring_s=(1.0, 3.0), talk_s=(6.0, 30.0))
-                  for a in agents}  # fmt: skip
+        phones = {
+            a: AgentPhone(answer_probability=1.0, ring_s=(1.0, 3.0), talk_s=(6.0, 30.0))
+            for a in agents
+        }
         simulator = CallSimulator(
             agi_host="127.0.0.1", agi_port=0, rng=rng, phones=phones, time_scale=TIME_SCALE
         )
@@ -392,9 +438,7 @@ async def run() -> dict[str, object]:
         t0 = time.monotonic()
         first_fault = t0 + 0.15 * duration
         injector = asyncio.create_task(
-            _inject(
-                t0=t0, duration=duration, pg=pg, redis=redis, apps=apps, ami=ami, faults=faults
-            )  # fmt: skip
+            _inject(t0=t0, duration=duration, pg=pg, redis=redis, apps=apps, ami=ami, faults=faults)
         )
 
         async def one(n: int, offset: float) -> tuple[CallResult | None, float]:
@@ -421,8 +465,11 @@ async def run() -> dict[str, object]:
                 break
             await asyncio.sleep(1.0)
         freed_after = time.monotonic() - ended
-        print(f"agents all ready {freed_after:.1f} s after the last call" if not not_ready
-              else f"agents not ready after {STUCK_AFTER_S:.0f} s: {not_ready}")  # fmt: skip
+        print(
+            f"agents all ready {freed_after:.1f} s after the last call"
+            if not not_ready
+            else f"agents not ready after {STUCK_AFTER_S:.0f} s: {not_ready}"
+        )
 
         handed = [r for r in results if r.handed]
         expected = sum(r.handed for r in results)
@@ -441,9 +488,11 @@ async def run() -> dict[str, object]:
 
         control = [r for r, placed in outcomes if r is not None and placed < first_fault]
         outcome_counts = Counter(o for v in records.values() for o in v)
-        print(f"calls placed {CALLS}; handed to Centralino {len(handed)}; "
-              f"never reached it (refused everywhere) {len(results) - len(handed)}; "
-              f"past the {CALL_DEADLINE_S:.0f} s deadline {lost_calls}")  # fmt: skip
+        print(
+            f"calls placed {CALLS}; handed to Centralino {len(handed)}; never reached it "
+            f"(refused, or cut before the first command) {len(results) - len(handed)}; "
+            f"past the {CALL_DEADLINE_S:.0f} s deadline {lost_calls}"
+        )
         print(
             f"sessions {expected}; records {sum(len(v) for v in records.values())} "
             f"(missing {missing}, duplicated {duplicated}, unknown channels {strangers})"
@@ -452,12 +501,16 @@ async def run() -> dict[str, object]:
             "outcomes recorded: " + ", ".join(f"{k} {v}" for k, v in outcome_counts.most_common())
         )
         answered = sum(1 for r in handed if r.answered)
-        print(f"answered {answered}, returned to the dialplan {len(good) - answered}, "
-              f"neither {len(handed) - len(good)}")  # fmt: skip
+        print(
+            f"answered {answered}, returned to the dialplan {len(good) - answered}, "
+            f"neither {len(handed) - len(good)}"
+        )
         control_answered = sum(1 for r in control if r.answered) / max(1, len(control))
-        print(f"fault-free control (before the first fault): {len(control)} calls, "
-              f"{100 * control_answered:.1f}% answered; whole run "
-              f"{100 * answered / max(1, len(handed)):.1f}% answered")  # fmt: skip
+        print(
+            f"fault-free control (before the first fault): {len(control)} calls, "
+            f"{100 * control_answered:.1f}% answered; whole run "
+            f"{100 * answered / max(1, len(handed)):.1f}% answered"
+        )
         print(
             f"double assignments {doubles}; refused connections {sum(r.refused for r in results)}"
         )
@@ -467,12 +520,13 @@ async def run() -> dict[str, object]:
             "bench": "chaos",
             "calls": CALLS,
             "processes": PROCESSES,
-            "faults": len([w for _, w in faults.log if "restarted" not in w]),
+            "faults": sum(1 for _, w in faults.log if "killed" in w or "cut" in w),
             "records_missing": missing + lost_calls,
             "records_duplicated": duplicated,
             "agents_stuck_after_60s": len(not_ready),
             "double_assignments": doubles,
             "answered_or_returned_pct": round(pct, 2),
+            "rolling_restarts": sum(1 for _, w in faults.log if w.endswith("(SIGTERM)")),
         }
     finally:
         for app in apps:
