@@ -42,6 +42,7 @@ from centralino.simulator.callcenter import (
     open_desktops,
 )
 from centralino.storage.embedded import embedded_postgres, embedded_redis
+from contact.reconcile import ReconcilePolicy
 from ivr.inbound import FlowSettings
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,9 @@ async def demo_world(
                 flow=flow,
                 owner="demo",
                 live_check_s=live_check_s,
-                # The simulated Asterisk does not list its callers' channels on AMI, so the
-                # sweep would take every caller for gone.
-                reconcile=None,
+                # The simulated Asterisk lists its channels on AMI as a real one does, so the
+                # reconciling sweep runs as in production (an agent left busy is freed).
+                reconcile=ReconcilePolicy(),
             )
         )
         created = await seed_customers(runtime.context, dataset)
