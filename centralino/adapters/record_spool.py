@@ -251,7 +251,20 @@ class SpooledTimelineStore:
         return interaction
 
     async def recent(self, customer_id: int, limit: int) -> list[Interaction]:
-        return await self._inner.recent(customer_id, limit)
+        """PostgreSQL's rows and the customer's records still in the spool, newest first: a
+        call recorded during an outage is on the timeline at once. With PostgreSQL down, the
+        spooled ones alone (the pop says the timeline is partial through its source)."""
+        spooled = [r for r in self._pending if r.customer_id == customer_id]
+        if not spooled:
+            return await self._inner.recent(customer_id, limit)
+        try:
+            stored = await self._inner.recent(customer_id, limit)
+        except UNAVAILABLE:
+            stored = []
+        keys = {r.record_key for r in stored}
+        merged = stored + [r for r in spooled if r.record_key not in keys]
+        merged.sort(key=lambda r: r.started_at, reverse=True)
+        return merged[:limit]
 
     async def record_pop_delivery(
         self,

@@ -361,3 +361,33 @@ async def test_spooling_a_record_takes_milliseconds(tmp_path: Path) -> None:
             await store.append(_call(f"c{n}"))
         per_record_s = (time.perf_counter() - started) / 20
     assert per_record_s < 0.25
+
+
+async def test_the_timeline_shows_spooled_records_during_and_after_an_outage(
+    pg: StoppablePostgres, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    customer = await pool.fetchval(
+        "INSERT INTO customers (display_name) VALUES ('Anna Neri') RETURNING id"
+    )
+    async with _store(pool, tmp_path) as store:
+        await store.append(_call("kept", customer_id=customer))
+        await asyncio.to_thread(pg.stop)
+        later = T0 + timedelta(minutes=10)
+        await store.append(_call("spooled", customer_id=customer, started_at=later))
+        await store.append(_call("someone-else", started_at=later))
+        # PostgreSQL down: the spooled record is still on the customer's timeline.
+        assert [r.linkedid for r in await store.recent(customer, 10)] == ["spooled"]
+        await asyncio.to_thread(pg.start)
+
+        async def both() -> None:
+            timeline = await store.recent(customer, 10)
+            assert [r.linkedid for r in timeline] == ["spooled", "kept"]
+
+        await eventually(both, timeout=20)
+        await eventually(lambda: _assert_empty(store), timeout=20)
+        # Written: now from PostgreSQL alone, once.
+        assert [r.linkedid for r in await store.recent(customer, 10)] == ["spooled", "kept"]
+
+
+def _assert_empty(store: SpooledTimelineStore) -> None:
+    assert store.spooled == 0
