@@ -50,6 +50,7 @@ from centralino.adapters.redis_call_context import RedisCallContextStore
 from centralino.ami_watch import DeviceWatch, DialWatch, TransferWatch
 from centralino.asterisk.agi_server import AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
+from centralino.asterisk.ami_group import DEFAULT_SERVER, AmiGroup
 from centralino.asterisk.audiosocket_server import AudioSocketServer
 from centralino.callbacks import CallbackDialer
 from centralino.gc_tuning import startup_objects_frozen
@@ -158,7 +159,7 @@ class Runtime:
     agents: Mapping[str, AgentDefinition]
     agi: FastAgiServer
     audiosocket: AudioSocketServer
-    ami: AmiClient | None
+    ami: AmiGroup | None
     web_runner: web.AppRunner
     http_port: int
     metrics: Metrics
@@ -260,7 +261,8 @@ async def _context(
 
 def _ami_client(
     settings: Settings, endpoint: tuple[str, int, str, str] | None, *, owner: str
-) -> AmiClient | None:
+) -> AmiGroup | None:
+    """One AMI link per Asterisk server ([ami], then `ami.servers`), as one group."""
     if endpoint is None and not (settings.ami.enabled and settings.ami.secret is not None):
         return None
     host, port, user, secret = endpoint or (
@@ -269,16 +271,25 @@ def _ami_client(
         settings.ami.username,
         settings.ami.secret.get_secret_value() if settings.ami.secret else "",
     )
-    return AmiClient(
-        host=host,
-        port=port,
-        username=user,
-        secret=secret,
-        rng=np.random.default_rng(),
-        ping_interval_s=settings.ami.ping_interval_s,
-        # Every process sees every event (OriginateResponse too): ActionIDs tell whose it is.
-        action_id_prefix=f"centralino-{owner}",
-    )
+
+    def client(host: str, port: int, user: str, secret: str) -> AmiClient:
+        return AmiClient(
+            host=host,
+            port=port,
+            username=user,
+            secret=secret,
+            rng=np.random.default_rng(),
+            ping_interval_s=settings.ami.ping_interval_s,
+            # Every process sees every event (OriginateResponse too): ActionIDs tell whose.
+            action_id_prefix=f"centralino-{owner}",
+        )
+
+    clients = {DEFAULT_SERVER: client(host, port, user, secret)}
+    for server in settings.ami.servers:  # secrets checked present when the settings loaded
+        secret = os.environ.get(server.secret_env, "")
+        clients[server.name] = client(server.host, server.port, server.username, secret)
+    placed = {agent_definition(a).endpoint: a.asterisk for a in settings.acd.agents if a.asterisk}
+    return AmiGroup(clients, endpoints=placed)
 
 
 async def _acd(
@@ -287,7 +298,7 @@ async def _acd(
     *,
     pool: asyncpg.Pool,
     redis: aioredis.Redis,
-    ami: AmiClient | None,
+    ami: AmiGroup | None,
     staff: _Staff,
     owner: str,
     live_check_s: float,
@@ -336,7 +347,7 @@ async def _acd(
 
 
 def _telephony_watchers(
-    ami: AmiClient | None, settings: Settings, staff: _Staff, router: Router
+    ami: AmiGroup | None, settings: Settings, staff: _Staff, router: Router
 ) -> tuple[DialWatch | None, TransferWatch | None]:
     """AMI's word on answers, transfers and agents' phones (none without AMI)."""
     if ami is None:
@@ -383,7 +394,7 @@ def _web_app(
     pool: asyncpg.Pool,
     context: ContextService,
     phones: PhoneNormaliser,
-    ami: AmiClient | None,
+    ami: AmiGroup | None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
@@ -400,24 +411,28 @@ def _web_app(
     return app
 
 
-def _about(settings: Settings, ami: AmiClient | None) -> dict[str, str]:
+def _about(settings: Settings, ami: AmiGroup | None) -> dict[str, str]:
     server = settings.server
     return {
         "FastAGI": f"{server.host}:{server.agi_port}",
         "AudioSocket": f"{server.host}:{server.audiosocket_port}",
-        "AMI": "off" if ami is None else f"{ami.host}:{ami.port}",
+        "AMI": "off" if ami is None else ami.describe(),
     }
 
 
-async def _start_ami(stack: AsyncExitStack, ami: AmiClient | None) -> None:
+async def _start_ami(stack: AsyncExitStack, ami: AmiGroup | None) -> None:
     if ami is None:
         return
-    task = asyncio.create_task(_keep_ami_connected(ami), name="ami-connect")
+    tasks = [
+        asyncio.create_task(_keep_ami_connected(client), name=f"ami-connect-{name or 'main'}")
+        for name, client in ami.clients.items()
+    ]
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ami.close()
 
     stack.push_async_callback(stop)

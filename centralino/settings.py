@@ -70,6 +70,17 @@ class RedisSettings(_Section):
     call_context_ttl_s: int = Field(7200, gt=0)
 
 
+class AsteriskServerSettings(_Section):
+    """One more Asterisk server, with its own agents' phones (the first one is [ami] itself);
+    agents whose phones it hosts name it in `acd.agents[].asterisk`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    host: str
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "centralino"
+    secret_env: str  # the environment variable that holds this server's AMI secret
+
+
 class AmiSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -77,6 +88,7 @@ class AmiSettings(_Section):
     username: str = "centralino"
     secret: SecretStr | None = None
     ping_interval_s: float = Field(2.0, gt=0)
+    servers: list[AsteriskServerSettings] = Field(default_factory=list)
 
 
 class LoggingSettings(_Section):
@@ -169,6 +181,7 @@ class AgentSettings(_Section):
     languages: list[str] = Field(default_factory=list)
     endpoint: str = ""  # what Dial() rings; default PJSIP/<id>
     wrap_up_s: float = Field(10, ge=0)
+    asterisk: str = ""  # the Asterisk server hosting their phone: one of ami.servers; "" = [ami]
 
 
 def _default_queues() -> list[QueueSettings]:
@@ -349,11 +362,34 @@ def _cross_key_problems(settings: Settings, environ: Mapping[str, str]) -> list[
             f"database.pool_min: expected at most database.pool_max ({db.pool_max}), "
             f"got {db.pool_min}"
         )
+    problems.extend(_asterisk_problems(settings, environ))
     for i, backend in enumerate(settings.context.backends):
         if backend.auth_env and not environ.get(backend.auth_env):
             problems.append(
                 f"context.backends[{i}].auth_env: expected the name of a set environment "
                 f"variable holding the {backend.auth_header} header of backend "
                 f"{backend.name!r}; {backend.auth_env} is not set"
+            )
+    return problems
+
+
+def _asterisk_problems(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """More Asterisk servers: unique names, secrets set, agents placed on known servers."""
+    problems = []
+    names: set[str] = set()
+    for i, server in enumerate(settings.ami.servers):
+        if server.name in names:
+            problems.append(f"ami.servers[{i}].name: {server.name!r} is used twice")
+        names.add(server.name)
+        if settings.ami.enabled and not environ.get(server.secret_env):
+            problems.append(
+                f"ami.servers[{i}].secret_env: expected the name of a set environment variable "
+                f"holding the AMI secret of {server.name!r}; {server.secret_env} is not set"
+            )
+    for i, agent in enumerate(settings.acd.agents):
+        if agent.asterisk and agent.asterisk not in names:
+            problems.append(
+                f"acd.agents[{i}].asterisk: expected one of ami.servers' names "
+                f"({', '.join(sorted(names)) or 'none configured'}), got {agent.asterisk!r}"
             )
     return problems

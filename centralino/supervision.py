@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from acd.models import AgentDefinition, AgentState
 from centralino.asterisk.ami import AmiError
 from centralino.asterisk.ami_client import AmiClient
+from centralino.asterisk.ami_group import AmiGroup
 from contact.supervision import SUPERVISE_CONTEXT, SpyRequest, SupervisionRefused, spy_request
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,12 @@ class Supervision:
     def __init__(
         self,
         *,
-        ami: AmiClient | None,
+        ami: AmiGroup | AmiClient | None,
         agents: Mapping[str, AgentDefinition],
         agent_state: Callable[[str], Awaitable[AgentState | None]],
         ring_timeout_s: float = RING_TIMEOUT_S,
     ) -> None:
-        self._ami = ami
+        self._ami = AmiGroup.of(ami) if ami is not None else None
         self._agents = agents
         self._agent_state = agent_state
         self._ring_timeout_s = ring_timeout_s
@@ -58,10 +59,13 @@ class Supervision:
         state = await self._agent_state(agent_id)
         if state not in ON_A_CALL:
             raise SupervisionRefused(f"agent {agent_id} is not on a call ({state})")
-        if self._ami is None or not self._ami.connected:
+        # ChanSpy runs on the Asterisk where the agent's call is: the supervisor's phone must
+        # be there too, so the Originate goes to that server.
+        link = self._ami.link(agent.endpoint) if self._ami is not None else None
+        if link is None or not link.connected:
             raise SupervisionRefused("the telephony link (AMI) is down")
         try:
-            response = await self._ami.action(
+            response = await link.action(
                 "Originate",
                 Channel=request.supervisor_endpoint,
                 Context=SUPERVISE_CONTEXT,

@@ -16,6 +16,7 @@ from acd.live import MemoryLiveStore, MemoryQueueLog
 from acd.models import AgentDefinition, AgentState, QueueEvent, QueuePolicy, WorkItem
 from acd.service import Router
 from centralino.asterisk.ami_client import AmiClient
+from centralino.asterisk.ami_group import AmiGroup
 from centralino.callbacks import CALLBACK_CONTEXT, CallbackDialer
 from centralino.simulator.ami_server import AmiServer, OriginateOutcome, OriginateRequest
 from tests.acd.support import ManualClock
@@ -227,3 +228,39 @@ async def test_given_no_userevent_when_the_agents_channel_hangs_up_then_complete
     assert rig.state() is AgentState.READY
     assert rig.dialer.completed_total == 0
     assert rig.events()[-1][0] is QueueEvent.COMPLETE
+
+
+async def test_given_the_agents_phone_is_on_another_asterisk_then_the_callback_is_placed_there(
+    rig: Rig,
+) -> None:
+    """Two Asterisk servers: ann's phone is on the second (its settings say so), so the
+    Originate goes there, and its outcome and UserEvent, raised there, complete the callback."""
+    other_phone = Phone()
+    other = AmiServer(auth_failure_delay_s=0.05, originate_hook=other_phone)
+    await other.start()
+    link = AmiClient(
+        host="127.0.0.1",
+        port=other.port,
+        username="admin",
+        secret="admin-secret",
+        rng=np.random.default_rng(2),
+        ping_interval_s=60.0,
+        action_timeout_s=1.0,
+    )
+    await link.connect()
+    group = AmiGroup({"": rig.ami, "milano": link}, endpoints={"PJSIP/ann": "milano"})
+    dialer = CallbackDialer(
+        ami=group, router=lambda: rig.router, ring_timeout_s=0.5, originate_margin_s=0.5
+    )
+    rig.router._on_detached = dialer  # the rig's router, with the two-server dialer
+    try:
+        await rig.callback_requested()
+        await eventually(lambda: _check(rig.state() is AgentState.BUSY), timeout=2.0)
+        assert [r.channel for r in other_phone.requests] == ["PJSIP/ann"]
+        assert rig.phone.requests == []  # the first server never saw it
+        other.emit("UserEvent", UserEvent="CentralinoCallback", Id="c1", Status="ANSWER")
+        await eventually(lambda: _check(dialer.completed_total == 1), timeout=2.0)
+    finally:
+        await dialer.aclose()
+        await link.close()
+        await other.stop()
