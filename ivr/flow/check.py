@@ -156,7 +156,7 @@ def prompt_problems(
         for sound, steps in sorted(prompts_by_step(flow, hooks).items()):
             for language in languages:
                 if not exists(language, sound):
-                    where = ", ".join(sorted(steps))
+                    where = ", ".join(repr(step) for step in sorted(steps))
                     problems.append(
                         f"flow {flow.name!r} step {where}: prompt {sound!r} is missing "
                         f"in language {language!r}"
