@@ -40,7 +40,7 @@ from centralino.adapters.http_connector import (
     HttpConnector,
     HttpRequestSpec,
 )
-from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed
+from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed, PgTeamSatisfaction
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.record_spool import SpooledTimelineStore
@@ -382,13 +382,19 @@ def _web_app(
     context: ContextService,
     phones: PhoneNormaliser,
     ami: AmiClient | None,
+    teams: Mapping[str, frozenset[str]] | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     add_pages(
         app,
         wallboard=AcdWallboardFeed(
-            source=router, queues=[q.name for q in settings.acd.queues], now=context.clock.now
+            source=router,
+            queues=[q.name for q in settings.acd.queues],
+            now=context.clock.now,
+            satisfaction=PgTeamSatisfaction(
+                pool=pool, teams=dict(teams or {}), now=context.clock.now
+            ),
         ),
         agents=AcdAgentControl(desk=router, directory=live),
         calls=PgCallsFeed(pool=pool),
@@ -519,6 +525,7 @@ async def running(
             context=context,
             phones=phones,
             ami=ami,
+            teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
