@@ -296,7 +296,7 @@ class FlowEngine:
                 case "date":
                     await say_date(
                         self.channel,
-                        date.fromisoformat(str(raw)),
+                        _date(str(raw)),
                         timezone=flow.timezone,
                         language=self.state.language,
                     )
@@ -454,6 +454,13 @@ class FlowEngine:
                 await self.channel.stream_file(step.invalid)
         await self.services.note("survey", "no rating")
         await self.channel.hangup()
+
+
+def _date(text: str) -> date:
+    """ISO (2026-12-08), or the same as the digits a caller can type (20261208)."""
+    if len(text) == 8 and text.isdigit():
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    return date.fromisoformat(text)
 
 
 def _read(name: str, view: CallView) -> Value | None:

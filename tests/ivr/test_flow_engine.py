@@ -264,6 +264,10 @@ async def test_given_a_date_then_it_is_said_with_the_languages_format() -> None:
     # 2026-12-08 12:00 in Rome; Italian order: weekday, day, month, year.
     assert "EXEC SayUnixTime 1796727600,Europe/Rome,AdBY" in channel.log
 
+    typed = ScriptedChannel(menu_keys=["20261208"])  # as digits on a keypad
+    await run(typed, services, dated)
+    assert "EXEC SayUnixTime 1796727600,Europe/Rome,AdBY" in typed.log
+
 
 async def test_given_an_unsayable_value_then_the_call_goes_on() -> None:
     _, _, services = world()
