@@ -121,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(json.dumps(settings.redacted(), indent=2, default=str))
         return 0
+    if args.command in ("serve", "demo") and (flow_problems := _flow_problems(settings)):
+        # The start would fail on them anyway: say so plainly, before connecting anywhere.
+        print("centralino: invalid flows:", file=sys.stderr)
+        for problem in flow_problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         try:
             _require_storage(settings)

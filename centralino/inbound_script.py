@@ -135,6 +135,7 @@ class InboundHandler:
                     caller_id=services.caller_id,
                     language=call_language(query.get("lang"), env.language, spoken=self.spoken),
                     queue=queue,
+                    channel_language=env.language or None,
                 ),
                 call.channel,
                 services,

@@ -68,8 +68,11 @@ _DEFAULT_SETTINGS = FlowSettings()
 class InboundCall:
     uniqueid: str
     caller_id: str
-    language: str | None = None
+    language: str | None = None  # the language agents must speak (None: not routed by it)
     queue: str | None = None
+    # The channel's own language (agi_language): numbers and dates are said in it until the
+    # flow sets one.
+    channel_language: str | None = None
 
 
 async def run_inbound(
@@ -92,7 +95,7 @@ async def run_inbound(
     flow = flow or _DEFAULT_FLOW
     state = CallState(
         caller_id=call.caller_id,
-        language=call.language,
+        language=call.language or call.channel_language,
         routing_language=call.language is not None,
         queue=call.queue,
     )

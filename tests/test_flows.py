@@ -173,3 +173,14 @@ async def test_given_a_flow_file_changes_then_it_is_reloaded_and_a_bad_one_is_no
         watcher.cancel()
         with pytest.raises(asyncio.CancelledError):
             await watcher
+
+
+def test_serve_refuses_to_start_with_invalid_flows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "centralino.toml"
+    config.write_text(
+        '[flows.night]\nstart = "q"\n[flows.night.steps.q]\ntype = "queue"\nqueue = "nowhere"\n'
+    )
+    assert main(["--config", str(config), "serve"]) == 2
+    assert "flow 'night' step 'q': no queue named 'nowhere'" in capsys.readouterr().err

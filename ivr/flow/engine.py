@@ -376,12 +376,14 @@ class FlowEngine:
         assert knowledge is not None
         if step.intent is not None:
             await self._predicted(step.intent, 1.0, (*state.reasons, f"flow step {step.name}"))
+        intent = state.intent
+        assert intent is not None  # the prior set it when the flow started
         priority = step.priority
         if priority is None:
             priority = 10 if knowledge.vip else (5 if knowledge.open_tickets else 0)
         placed = await services.enqueue(
             QueueRequest(
-                intent=state.intent or "other",
+                intent=intent,
                 priority=priority,
                 preferred_agents=knowledge.preferred_agents,
                 language=state.language if state.routing_language else None,

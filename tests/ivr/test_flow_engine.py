@@ -418,3 +418,27 @@ async def test_given_a_transfer_step_then_answered_is_served_and_unanswered_goes
     busy = ScriptedChannel(dial_status=["BUSY"])
     assert await run(busy, services, out) == "hangup_in_ivr"
     assert busy.log[-2:] == ["STREAM vm-goodbye", "HANGUP"]
+
+
+async def test_given_no_flow_language_then_dates_follow_the_channels_language() -> None:
+    dated = flow(
+        start="ask",
+        steps={
+            "ask": {"type": "ask", "prompt": "p", "var": "day", "max_digits": 8, "next": "say"},
+            "say": {"type": "say", "kind": "date", "value": "vars.day", "next": "bye"},
+            "bye": {"type": "hangup"},
+        },
+    )
+    _, _, services = world()
+    channel = ScriptedChannel(menu_keys=["20261208"])
+    await run_inbound(
+        InboundCall(uniqueid="1", caller_id="+39021", channel_language="it"),
+        channel,
+        services,
+        model=MODEL,
+        settings=FAST,
+        monotonic=lambda: 0.0,
+        flow=dated,
+    )
+    assert "EXEC SayUnixTime 1796727600,Europe/Rome,AdBY" in channel.log
+    assert services.requests == []
