@@ -1,7 +1,7 @@
 """The product's own prompts (`centralino/*` sounds): their text in every language, and the
 build step that speaks them into files Asterisk plays.
 
-The call flow (`ivr/inbound.py`) names each sound; Asterisk's core sounds cover the rest
+The call flows (`ivr/flow/`) name each sound; Asterisk's core sounds cover the rest
 (queue position, hold time, goodbye). Asterisk looks a sound up as
 `<sounds dir>/<channel language>/<name>.<format>`, so
 

@@ -184,3 +184,26 @@ def test_serve_refuses_to_start_with_invalid_flows(
     )
     assert main(["--config", str(config), "serve"]) == 2
     assert "flow 'night' step 'q': no queue named 'nowhere'" in capsys.readouterr().err
+
+
+def test_the_shipped_flows_prompts_all_exist_in_debians_packs_and_ours(tmp_path: Path) -> None:
+    """Debian's recorded packs (scripts/prepare-machine.sh installs them) and `make prompts`
+    cover every sound the built-in and the example flows may play, in both languages."""
+    from centralino import prompts
+
+    debian = {
+        "en": Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
+        "it": Path("/usr/share/asterisk/sounds/it_IT_m_Carlo"),
+    }
+    assert all(p.is_dir() for p in debian.values()), "run scripts/prepare-machine.sh"
+    prompts.render(tmp_path / "sounds")
+    root = Path(__file__).resolve().parents[1]
+    settings = load_settings(root / "centralino.example.toml", environ={})
+    sounds = {lang: [debian[lang], tmp_path / "sounds" / lang] for lang in ("en", "it")}
+    settings = settings.model_copy(
+        update={"ivr": settings.ivr.model_copy(update={"sounds": sounds})}
+    )
+
+    library = build_library(settings)
+
+    assert {"default", "sales_line"} <= set(library.flows)
