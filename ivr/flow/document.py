@@ -142,7 +142,7 @@ def parse_flow(name: str, document: Mapping[str, Any]) -> Flow:
     language = top.get("language", str)
     start = top.need("start", str)
     closed = top.get("closed", str)
-    top.get("description", str)
+    description = top.get("description", str, "") or ""
     hours_doc = top.get("hours", dict)
     steps_doc = top.need("steps", dict) or {}
     top.finish()
@@ -195,6 +195,7 @@ def parse_flow(name: str, document: Mapping[str, Any]) -> Flow:
         hours=hours,
         closed=closed,
         timezone=timezone,
+        description=description,
     )
     if not problems:
         problems += graph_problems(flow)
@@ -354,7 +355,9 @@ def _branch(r: _Reader, name: str) -> Step | None:
         for text in raw:
             condition = _condition(text) if isinstance(text, str) else None
             if condition is None:
-                r.problem(f"cases[{i}]: {text!r} is not 'field op value' (op: {OPERATORS})")
+                r.problem(
+                    f"cases[{i}]: {text!r} is not 'field op value' (op: {' '.join(OPERATORS)})"
+                )
             elif not _readable(condition.field):
                 r.problem(f"cases[{i}]: {condition.field!r} is not a field a branch can read")
             else:

@@ -4,7 +4,7 @@ is shared by every call that runs it, and a reload swaps it whole."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from ivr.flow.hours import BusinessHours
@@ -218,11 +218,7 @@ class Flow:
     hours: BusinessHours | None = None
     closed: str | None = None  # the step run instead of `start` outside the hours
     timezone: str = "Europe/Rome"  # for dates said and hours
-    extra: Mapping[str, str] = field(default_factory=dict)
-
-    def targets(self, step: Step) -> tuple[str, ...]:
-        """The steps `step` may go to next (within this flow)."""
-        return step_targets(step)
+    description: str = ""
 
 
 def step_targets(step: Step) -> tuple[str, ...]:
