@@ -14,7 +14,7 @@ from ivr.flow.document import parse_flow
 from ivr.flow.engine import MAX_STEPS_PER_CALL
 from ivr.flow.models import Flow
 from ivr.inbound import InboundCall, run_inbound
-from ivr.intent import IntentModel
+from ivr.intent import MENU, IntentModel
 from tests.ivr.test_inbound_flow import (
     FAST,
     OFFER_101,
@@ -335,7 +335,7 @@ async def test_given_no_usable_speech_then_the_menu_falls_back_to_dtmf(
     await run(channel, services, SPEECH_MENU, speech=recogniser)
 
     assert "GET DATA centralino/menu" in channel.log
-    assert services.requests[0].intent == "billing"
+    assert services.requests[0].intent == MENU["1"]
     if recogniser is not None and recogniser.fails:
         assert "note speech" in events
 
