@@ -261,8 +261,9 @@ def _play(r: _Reader, name: str) -> Step | None:
     wait = r.get("wait_knowledge_s", float)
     if wait is not None and not 0 <= wait <= 10:
         r.problem(f"wait_knowledge_s must be between 0 and 10, got {wait}")
+    type_ahead = bool(r.get("type_ahead", bool, False))
     nxt = r.step_ref("next")
-    return Play(name, tuple(prompts), nxt or "", wait) if nxt and prompts else None
+    return Play(name, tuple(prompts), nxt or "", wait, type_ahead) if nxt and prompts else None
 
 
 def _say(r: _Reader, name: str) -> Step | None:

@@ -67,6 +67,7 @@ MAX_STEPS_PER_CALL = 300
 MENU_KEY_CONFIDENCE = 0.9
 SOUND_GOODBYE = "vm-goodbye"
 SURVEY_SCORES = "12345"
+DTMF_KEYS = "0123456789*#"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,7 @@ class CallState:
     confidence: float = 0.0
     reasons: tuple[str, ...] = ()
     vars: dict[str, str] = field(default_factory=dict)
+    typed_ahead: str | None = None  # a key pressed during a `type_ahead` prompt, for the menu
     steps_run: int = 0
     trail: list[str] = field(default_factory=list)  # "flow/step" as run, for tests and logs
 
@@ -212,8 +214,12 @@ class FlowEngine:
     async def _step(self, flow: Flow, step: Step) -> str | None:
         match step:
             case Play():
+                escape = DTMF_KEYS if step.type_ahead else ""
                 for prompt in step.prompts:
-                    await self.channel.stream_file(prompt)
+                    key = await self.channel.stream_file(prompt, escape)
+                    if key:
+                        self.state.typed_ahead = key
+                        break
                 if step.wait_knowledge_s is not None:
                     self.state.knowledge = await self.services.knowledge(
                         wait_s=step.wait_knowledge_s
@@ -325,14 +331,19 @@ class FlowEngine:
         timeout = step.timeout_ms or self.settings.menu_timeout_ms
         attempts = 0
         while True:
-            heard = await self._listen(step.prompt, timeout) if step.speech else None
+            typed = self.state.typed_ahead is not None
+            heard = await self._listen(step.prompt, timeout) if step.speech and not typed else None
             if heard is not None:
                 prediction = self.model.predict(signals=self._signals(), transcript=heard)
                 await self.services.note("menu", f"said {heard[:80]!r}")
                 await self._predicted(prediction.intent, prediction.confidence, prediction.reasons)
                 return step.next or step.no_input
-            got = await self.channel.get_data(step.prompt, timeout, 1)
-            key = got.digits[:1] or None
+            if self.state.typed_ahead is not None:
+                key: str | None = self.state.typed_ahead  # pressed during the prompt before
+                self.state.typed_ahead = None
+            else:
+                got = await self.channel.get_data(step.prompt, timeout, 1)
+                key = got.digits[:1] or None
             option = step.options.get(key) if key is not None else None
             if option is not None:
                 await self.services.note("menu", f"pressed {key}")
@@ -360,6 +371,7 @@ class FlowEngine:
         await self.services.predicted(intent, confidence, reasons)
 
     async def _ask(self, step: Ask) -> str | None:
+        self.state.typed_ahead = None  # it answered a menu that did not come
         timeout = step.timeout_ms or self.settings.menu_timeout_ms
         heard = await self._listen(step.prompt, timeout) if step.speech else None
         if heard is None:

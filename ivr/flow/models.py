@@ -52,6 +52,9 @@ class Play:
     next: str
     # After playing, wait up to this long for the fan-out (callers hear the welcome meanwhile).
     wait_knowledge_s: float | None = None
+    # A key pressed while it plays stops it and answers the next menu (callers who know the
+    # menu need not hear it); without, Asterisk ignores keys during the prompt.
+    type_ahead: bool = False
 
 
 @dataclass(frozen=True, slots=True)

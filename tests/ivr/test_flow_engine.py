@@ -442,3 +442,72 @@ async def test_given_no_flow_language_then_dates_follow_the_channels_language() 
     )
     assert "EXEC SayUnixTime 1796727600,Europe/Rome,AdBY" in channel.log
     assert services.requests == []
+
+
+class TypingAhead(ScriptedChannel):
+    """A caller who knows the menu: presses `key` while `prompt` plays."""
+
+    def __init__(self, prompt: str, key: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.prompt, self.key = prompt, key
+        self.escapes: list[str] = []
+
+    async def stream_file(self, name: str, escape_digits: str = "") -> str | None:
+        await super().stream_file(name, escape_digits)
+        self.escapes.append(escape_digits)
+        return self.key if name == self.prompt and self.key in escape_digits else None
+
+
+TYPE_AHEAD = flow(
+    start="welcome",
+    steps={
+        "welcome": {
+            "type": "play",
+            "prompts": ["centralino/welcome", "centralino/other-language"],
+            "type_ahead": True,
+            "next": "menu",
+        },
+        "menu": {
+            "type": "menu",
+            "prompt": "centralino/menu",
+            "options": {"2": "done"},
+            "no_input": "bye",
+            "next": "bye",
+        },
+        "done": {"type": "hangup", "outcome": "self_served"},
+        "bye": {"type": "hangup"},
+    },
+)
+
+
+async def test_given_a_key_during_a_type_ahead_prompt_then_it_answers_the_menu() -> None:
+    _, _, services = world()
+    channel = TypingAhead("centralino/welcome", "2")
+
+    assert await run(channel, services, TYPE_AHEAD) == "self_served"
+    # The key stopped the welcome; the rest of the prompt and the menu's own were skipped.
+    assert channel.log == ["ANSWER", "STREAM centralino/welcome", "HANGUP"]
+    assert channel.escapes == ["0123456789*#"]
+
+
+async def test_given_a_key_during_a_plain_prompt_then_asterisk_ignores_it() -> None:
+    plain = flow(
+        start="welcome",
+        steps={
+            "welcome": {"type": "play", "prompt": "centralino/welcome", "next": "menu"},
+            "menu": {
+                "type": "menu",
+                "prompt": "centralino/menu",
+                "options": {"2": "done"},
+                "next": "bye",
+            },
+            "done": {"type": "hangup", "outcome": "self_served"},
+            "bye": {"type": "hangup"},
+        },
+    )
+    _, _, services = world()
+    channel = TypingAhead("centralino/welcome", "2", menu_keys=[""])
+
+    assert await run(channel, services, plain) == "hangup_in_ivr"
+    assert channel.escapes == [""]  # STREAM FILE with no escape digits: keys do not stop it
+    assert "GET DATA centralino/menu" in channel.log
