@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -41,7 +42,7 @@ from centralino.adapters.http_connector import (
     HttpConnector,
     HttpRequestSpec,
 )
-from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed
+from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed, PgTeamSatisfaction
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.record_spool import SpooledTimelineStore
@@ -53,6 +54,7 @@ from centralino.asterisk.ami_client import AmiClient
 from centralino.asterisk.ami_group import DEFAULT_SERVER, AmiGroup
 from centralino.asterisk.audiosocket_server import AudioSocketServer
 from centralino.callbacks import CallbackDialer
+from centralino.flows import FlowStore
 from centralino.gc_tuning import startup_objects_frozen
 from centralino.inbound_script import InboundHandler, audiosocket_call
 from centralino.metrics import Metrics
@@ -395,13 +397,19 @@ def _web_app(
     context: ContextService,
     phones: PhoneNormaliser,
     ami: AmiGroup | None,
+    teams: Mapping[str, frozenset[str]] | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     add_pages(
         app,
         wallboard=AcdWallboardFeed(
-            source=router, queues=[q.name for q in settings.acd.queues], now=context.clock.now
+            source=router,
+            queues=[q.name for q in settings.acd.queues],
+            now=context.clock.now,
+            satisfaction=PgTeamSatisfaction(
+                pool=pool, teams=dict(teams or {}), now=context.clock.now
+            ),
         ),
         agents=AcdAgentControl(desk=router, directory=live),
         calls=PgCallsFeed(pool=pool),
@@ -481,6 +489,8 @@ async def running(
     owner: str | None = None,
     live_check_s: float = 2.0,
     reconcile: ReconcilePolicy | None = DEFAULT_RECONCILE,
+    flows: FlowStore | None = None,
+    sighup_reloads_flows: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Build and start everything; on exit stop it in reverse order (graceful for calls).
 
@@ -489,7 +499,11 @@ async def running(
     whose channel list does not show its calls."""
     server = settings.server
     staff = _staff(settings, agents, agent_names)
+    # Before any connection: a flow with a problem (a missing prompt, an unknown queue) stops
+    # the start with a message naming the flow and the step.
+    flows = flows or FlowStore(settings=settings)
     async with AsyncExitStack() as stack:
+        await _watch_flows(stack, flows, sighup=sighup_reloads_flows)
         pool = await stack.enter_async_context(
             postgres_pool(
                 database_url,
@@ -534,6 +548,7 @@ async def running(
             routes=settings.contact.routes(),
             queues=[q.name for q in settings.acd.queues],
             journal=await _call_journal(stack, settings, context, database_url=database_url),
+            flows=lambda: flows.library,
         )
         agi, audiosocket = _protocol_servers(settings, inbound)
         metrics, readiness = Metrics(), Readiness()
@@ -548,6 +563,7 @@ async def running(
             context=context,
             phones=phones,
             ami=ami,
+            teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
@@ -597,6 +613,23 @@ async def running(
         log.info("stopping: no new calls; %d in progress", agi.calls_active)
 
 
+async def _watch_flows(stack: AsyncExitStack, flows: FlowStore, *, sighup: bool) -> None:
+    """Reload flows when their files change, and on SIGHUP (`serve` only: tests and the demo
+    share a process whose signals are not theirs)."""
+    watcher = asyncio.create_task(flows.watch(), name="flows-watch")
+
+    async def stop() -> None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+    stack.push_async_callback(stop)
+    if sighup:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, flows.request_reload)
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+
+
 def bound_port(site: web.TCPSite) -> int:
     """The port a site listens on (aiohttp has no public accessor; port 0 picks one)."""
     sockets: list[socket.socket] = list(getattr(site._server, "sockets", None) or [])
@@ -624,6 +657,7 @@ async def serve(settings: Settings) -> int:
         settings,
         database_url=settings.database.url.get_secret_value(),
         redis_url=settings.redis.url.get_secret_value(),
+        sighup_reloads_flows=True,
     ):
         with startup_objects_frozen():
             await asyncio.Event().wait()  # until cancelled by a signal

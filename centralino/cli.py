@@ -55,6 +55,18 @@ def _require_storage(settings: Settings) -> None:
         )
 
 
+def _flow_problems(settings: Settings) -> list[str]:
+    """Every problem of the call flows (ivr/flow): documents, references, prompts on disk."""
+    from centralino.flows import build_library
+    from ivr.flow.errors import FlowError
+
+    try:
+        build_library(settings)
+    except FlowError as exc:
+        return list(exc.problems)
+    return []
+
+
 def _run(main: Coroutine[Any, Any, int]) -> int:
     """Run on uvloop (what production uses), stopping cleanly on SIGINT/SIGTERM."""
     import uvloop
@@ -101,8 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.logging.level, json_lines=settings.logging.json_lines)
 
     if args.command == "check-config":
+        flow_problems = _flow_problems(settings)
+        if flow_problems:
+            print("centralino: invalid flows:", file=sys.stderr)
+            for problem in flow_problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 2
         print(json.dumps(settings.redacted(), indent=2, default=str))
         return 0
+    if args.command in ("serve", "demo") and (flow_problems := _flow_problems(settings)):
+        # The start would fail on them anyway: say so plainly, before connecting anywhere.
+        print("centralino: invalid flows:", file=sys.stderr)
+        for problem in flow_problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         try:
             _require_storage(settings)

@@ -256,6 +256,21 @@ class DemoSettings(_Section):
     seed: int = 7
 
 
+class IvrSettings(_Section):
+    """Where flows and sounds live (ivr/flow; centralino/flows.py loads and checks them)."""
+
+    # One TOML document per flow, named by the file's stem (sales.toml is flow "sales"). Read
+    # at start and again whenever a file changes (checked every reload_check_s) or on SIGHUP.
+    flows_dir: Path | None = None
+    reload_check_s: float = Field(2.0, gt=0)
+    # language -> directories holding `<sound>.<format>` as Asterisk plays it for that
+    # language (Debian's recorded pack, and `make prompts`' build/sounds/<lang>). Every prompt
+    # a flow names is looked up here at start and by check-config; empty: not checked.
+    sounds: dict[str, list[Path]] = Field(default_factory=dict)
+    # The languages a flow that declares none is checked in.
+    languages: list[str] = Field(default_factory=lambda: ["it", "en"])
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -266,6 +281,10 @@ class Settings(_Section):
     acd: AcdSettings = AcdSettings()
     contact: ContactSettings = ContactSettings()
     demo: DemoSettings = DemoSettings()
+    ivr: IvrSettings = IvrSettings()
+    # Call flows by name, one TOML table each (README "Call flows"); `default` replaces the
+    # built-in one. Checked with the rest of the configuration by centralino/flows.py.
+    flows: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _intents_servable(self) -> Settings:

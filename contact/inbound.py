@@ -128,6 +128,7 @@ class CallRecord:
     confidence: float | None = None
     reasons: tuple[str, ...] = ()
     steps: list[str] = field(default_factory=list)
+    survey_score: int | None = None  # 1..5, from the post-call survey
     enqueued_at: float | None = None
     connected_at: float | None = None  # the agent answered (telephony's report), router clock
     talk_s: float | None = None
@@ -231,6 +232,11 @@ class InboundCallServices:
         )
         self._publish_ivr()
 
+    async def rated(self, score: int) -> None:
+        if not 1 <= score <= 5:
+            raise ValueError(f"a survey score is 1..5, got {score}")
+        self.record.survey_score = score
+
     def _publish_ivr(self) -> None:
         steps = tuple(self.record.steps) + tuple(f"why: {r}" for r in self.record.reasons)
         self.handle.set_ivr(
@@ -262,7 +268,13 @@ class InboundCallServices:
             item_id=self.item_id,
             queue=request.queue or route.queue,
             arrived_at=self.router_clock(),
-            skills=(SkillRequirement(route.skill, route.min_level),),
+            # A flow's queue step may ask for its own skill; else the intent's route decides.
+            skills=(
+                SkillRequirement(
+                    request.skill or route.skill,
+                    request.min_level or (route.min_level if request.skill is None else 1),
+                ),
+            ),
             priority=request.priority,
             preferred_agents=tuple(a for a in request.preferred_agents if a in self.agents),
             language=request.language,
@@ -390,6 +402,7 @@ class InboundCallServices:
                 ring_at=self.record.ring_at,
                 ticket_id=ticket_id,
                 record_key=self.record_key,
+                survey_score=self.record.survey_score,
             )
         )
 

@@ -164,6 +164,7 @@ class Interaction:
     original_customer_id: int | None = None  # who it belonged to before a merge
     # Idempotency key: a retried write of the same record (same key) is stored once.
     record_key: str | None = None
+    survey_score: int | None = None  # 1..5 from the post-call survey
 
 
 @dataclass(frozen=True, slots=True)

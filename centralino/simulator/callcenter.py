@@ -94,6 +94,7 @@ class Caller:
     language: str | None = None
     transfer_to: str | None = None  # "exten@context": the answering agent transfers them there
     hangs_up_first: bool = False  # the caller, not the agent, ends the conversation
+    dnid: str = "unknown"  # the number dialled (agi_dnid), which picks the call's flow
 
 
 @dataclass(slots=True)
@@ -317,6 +318,7 @@ class CallSimulator:
             context=context,
             extension=extension,
             priority=priority,
+            dnid=caller.dnid,
         )
         model = ChannelModel(callerid=caller.number, calleridname=caller.name or "unknown")
 

@@ -199,8 +199,16 @@ def agent_view(status: AgentStatus) -> AgentView:
     }
 
 
+# The post-call survey's scale (ivr/flow `survey` steps: 1..5).
+SURVEY_SCALE = 5.0
+
+
 def wallboard_view(
-    snapshots: Sequence[WallboardSnapshot], *, generated_at: datetime, window_s: float | None
+    snapshots: Sequence[WallboardSnapshot],
+    *,
+    generated_at: datetime,
+    window_s: float | None,
+    satisfaction: Mapping[str, tuple[float, int]] | None = None,
 ) -> WallboardView:
     """The wallboard from the ACD's per-queue snapshots; teams merged across queues.
 
@@ -236,14 +244,19 @@ def wallboard_view(
             acc[0] += figures.answered
             acc[1] += figures.service_level * figures.answered
             acc[2] += figures.asa_s * figures.answered
+    # Satisfaction: the mean post-call survey score of the team's agents' calls (a team rated
+    # but without calls in the ACD's window still shows it).
+    rated = satisfaction or {}
+    for team in rated:
+        team_acc.setdefault(team, [0.0, 0.0, 0.0])
     teams: list[TeamRow] = [
         {
             "team": team,
             "service_level": within / answered if answered else None,
             "asa_s": waits / answered if answered else None,
             "resolution_rate": None,
-            "satisfaction": None,
-            "satisfaction_scale": None,
+            "satisfaction": rated[team][0] if team in rated else None,
+            "satisfaction_scale": SURVEY_SCALE if team in rated else None,
             "handled": int(answered),
         }
         for team, (answered, within, waits) in sorted(team_acc.items())
@@ -312,8 +325,15 @@ class QueueSnapshots(Protocol):
     async def snapshot(self, queue: str) -> WallboardSnapshot: ...
 
 
+class TeamSatisfaction(Protocol):
+    async def team_satisfaction(self) -> Mapping[str, tuple[float, int]]:
+        """team -> (mean post-call survey score 1..5, number of scores), recent calls."""
+        ...
+
+
 class AcdWallboardFeed:
-    """`WallboardFeed` over the ACD: every configured queue's snapshot, in the given order."""
+    """`WallboardFeed` over the ACD: every configured queue's snapshot, in the given order;
+    the teams' satisfaction from the post-call surveys when a source is given."""
 
     def __init__(
         self,
@@ -322,15 +342,22 @@ class AcdWallboardFeed:
         queues: Sequence[str],
         now: Callable[[], datetime],
         window_s: float | None = None,
+        satisfaction: TeamSatisfaction | None = None,
     ) -> None:
         self._source = source
         self._queues = list(queues)
         self._now = now
         self._window_s = window_s
+        self._satisfaction = satisfaction
 
     async def wallboard(self) -> WallboardView:
         snapshots = await asyncio.gather(*(self._source.snapshot(q) for q in self._queues))
-        return wallboard_view(snapshots, generated_at=self._now(), window_s=self._window_s)
+        rated = None
+        if self._satisfaction is not None:
+            rated = await self._satisfaction.team_satisfaction()
+        return wallboard_view(
+            snapshots, generated_at=self._now(), window_s=self._window_s, satisfaction=rated
+        )
 
 
 def jsonable(value: Any) -> Any:

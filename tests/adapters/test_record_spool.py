@@ -344,6 +344,7 @@ def test_every_interaction_field_survives_the_spool() -> None:
         ticket_id=9,
         original_customer_id=8,
         record_key="k",
+        survey_score=4,
     )
     # A field added to Interaction without a value here fails this test: give it one.
     assert all(getattr(full, f.name) is not None for f in fields(Interaction) if f.name != "id")

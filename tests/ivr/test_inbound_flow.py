@@ -173,6 +173,9 @@ class RecordingServices:
     async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None:
         self.events.append(f"intent {intent}")
 
+    async def rated(self, score: int) -> None:
+        self.events.append(f"rated {score}")
+
     async def resume_transfer(self) -> QueuedCall | QueueRefusal | None:
         if self.transferred_to is not None:
             self.events.append("resumed")

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import aiohttp
 import asyncpg
@@ -40,7 +40,7 @@ from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
 from centralino.demo.seed import seed_customers
 from centralino.demo.world import demo_agents, serve_app
-from centralino.settings import AcdSettings, ServerSettings, Settings
+from centralino.settings import AcdSettings, IvrSettings, ServerSettings, Settings
 from centralino.simulator.callcenter import SimulatedDesktop, open_desktops
 from ivr.inbound import FlowSettings
 from tests.helpers import eventually
@@ -209,9 +209,24 @@ def agent_languages() -> Mapping[str, frozenset[str]]:
 
 
 @pytest.fixture
+def flows() -> Mapping[str, dict[str, Any]]:
+    """Call flows by name, as `[flows.<name>]` documents (a test module may override this
+    fixture); none: the built-in default flow."""
+    return {}
+
+
+@pytest.fixture
+def sounds_checked() -> bool:
+    """Whether Centralino checks the flows' prompts against this Asterisk's sounds at start."""
+    return False
+
+
+@pytest.fixture
 async def centralino(
     *,
     agent_languages: Mapping[str, frozenset[str]],
+    flows: Mapping[str, dict[str, Any]],
+    sounds_checked: bool,
     asterisk: AsteriskProcess,
     pg_dsn: str,
     redis_url: str,
@@ -229,6 +244,14 @@ async def centralino(
             audiosocket_port=layout.audiosocket_port,
             http_port=0,
             grace_s=2.0,
+        ),
+        flows=dict(flows),
+        ivr=IvrSettings(
+            sounds=(
+                {lang: [layout.data / "sounds" / lang] for lang in ("en", "it")}
+                if sounds_checked
+                else {}
+            )
         ),
     )
     rng = np.random.default_rng(7)
