@@ -32,6 +32,8 @@ from acd.models import (
 )
 from acd.ports import SystemClock as AcdClock
 from acd.service import Router
+from centralino.access.passwords import Passwords
+from centralino.access.policy import LoginLimits, SessionPolicy
 from centralino.adapters.http_client import HttpClient
 from centralino.adapters.http_connector import (
     FactExtract,
@@ -39,12 +41,14 @@ from centralino.adapters.http_connector import (
     HttpConnector,
     HttpRequestSpec,
 )
+from centralino.adapters.pg_accounts import PgAccounts
 from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
+from centralino.adapters.redis_login_limiter import RedisLoginLimiter
 from centralino.ami_watch import DeviceWatch, DialWatch, TransferWatch
 from centralino.asterisk.agi_server import AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
@@ -59,6 +63,7 @@ from centralino.settings import AgentSettings, QueueSettings, Settings, Settings
 from centralino.storage.connections import postgres_pool, redis_client
 from centralino.storage.migrate import apply_migrations
 from centralino.web.app import init_app
+from centralino.web.auth import Access, AccessConfig, add_access, origins_from_urls
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
@@ -160,6 +165,7 @@ class Runtime:
     metrics: Metrics
     readiness: Readiness
     outcomes: dict[str, int] = field(default_factory=dict)
+    access: Access | None = None
 
 
 async def _keep_ami_connected(client: AmiClient, initial_s: float = 0.5) -> None:
@@ -380,8 +386,10 @@ def _web_app(
     context: ContextService,
     phones: PhoneNormaliser,
     ami: AmiClient | None,
+    access: Access,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
+    add_access(app, access)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     add_pages(
         app,
@@ -394,6 +402,38 @@ def _web_app(
         about=_about(settings, ami),
     )
     return app
+
+
+def _access(
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    staff: _Staff,
+    context: ContextService,
+) -> Access:
+    """Accounts in PostgreSQL, failed-login counters in Redis, the policy from settings."""
+    a = settings.access
+    return Access(
+        accounts=PgAccounts(pool=pool),
+        limiter=RedisLoginLimiter(
+            redis=redis,
+            limits=LoginLimits(
+                max_failures_per_user=a.login_max_failures,
+                max_failures_per_address=a.login_max_failures_per_address,
+                window_s=a.login_window_s,
+            ),
+        ),
+        passwords=Passwords(),
+        config=AccessConfig(
+            origins=origins_from_urls(a.public_urls),
+            cookie_secure=a.cookie_secure,
+            session=SessionPolicy(ttl_s=a.session_ttl_s, idle_s=a.session_idle_s),
+            ws_recheck_s=a.ws_recheck_s,
+        ),
+        agent_teams={agent_id: d.teams for agent_id, d in staff.by_id.items()},
+        now=context.clock.now,
+    )
 
 
 def _about(settings: Settings, ami: AmiClient | None) -> dict[str, str]:
@@ -499,6 +539,7 @@ async def running(
         )
         agi, audiosocket = _protocol_servers(settings, inbound)
         metrics, readiness = Metrics(), Readiness()
+        access = _access(settings, pool=pool, redis=redis, staff=staff, context=context)
         app = _web_app(
             settings,
             metrics=metrics,
@@ -510,6 +551,7 @@ async def running(
             context=context,
             phones=phones,
             ami=ami,
+            access=access,
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
@@ -517,6 +559,8 @@ async def running(
         # the desktops still work; then the desktops are closed (an open one must not hold up
         # the web server), the web server, and (after the ACD) AMI last.
         runner, http_port = await _start_web(stack, app, settings)
+        if not settings.access.public_urls:
+            access.allow_local(http_port, hosts=("127.0.0.1", "localhost", server.host))
         await hub.start()  # pops from the other processes; desktops held meanwhile are included
         stack.push_async_callback(hub.close)
         await audiosocket.start()
@@ -542,6 +586,7 @@ async def running(
             metrics=metrics,
             readiness=readiness,
             outcomes=outcomes,
+            access=access,
         )
         register_checks(runtime)
         register_metrics(runtime)
