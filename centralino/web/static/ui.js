@@ -232,7 +232,7 @@ export async function logout() {
 }
 
 async function mountAccount() {
-  const bar = document.querySelector(".topbar");
+  const bar = document.querySelector(".topbar, .wb-top");
   if (!bar) return;
   let who;
   try {
@@ -246,7 +246,7 @@ async function mountAccount() {
       "span",
       { class: "account" },
       el("span", { id: "account-name", class: "muted" }, `${who.username} (${who.role})`),
-      el("button", { id: "logout", type: "button", onclick: () => logout() }, "Log out"),
+      el("button", { id: "logout", type: "button", onclick: () => logout() }, "Sign out"),
     ),
   );
 }
