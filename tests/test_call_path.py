@@ -22,7 +22,7 @@ from centralino.settings import DemoSettings, ServerSettings, Settings
 from centralino.simulator.callcenter import AgentPhone, Caller
 from context.circuit import BreakerState
 from ivr.inbound import FlowSettings
-from tests.helpers import eventually
+from tests.helpers import eventually, web_login
 
 EXTENSIONS_CONF = Path(__file__).resolve().parents[1] / "asterisk_conf" / "extensions.conf"
 FAST_FLOW = FlowSettings(menu_timeout_ms=2000, hold_poll_ms=50, announce_every_s=5.0)
@@ -176,7 +176,7 @@ async def test_given_ami_link_dropped_then_client_reconnects_and_readiness_recov
 
 async def test_health_readiness_and_metrics_over_http(world: DemoWorld) -> None:
     await asyncio.wait_for(world.simulator.call(known_caller(world, key="4")), 30)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.get(f"{world.base_url}/healthz") as r:
             assert r.status == 200
         async with http.get(f"{world.base_url}/readyz") as r:
@@ -184,6 +184,9 @@ async def test_health_readiness_and_metrics_over_http(world: DemoWorld) -> None:
         assert {"postgres", "redis", "fastagi", "ami", "backend:erp", "backend:crm"} <= set(checks)
         async with http.get(f"{world.base_url}/metrics") as r:
             text = await r.text()
+        async with http.get(f"{world.base_url}/api/calls/recent") as r:
+            assert r.status == 401  # customers' names and numbers need a login
+        await web_login(http, world.base_url, "admin", world.logins.password)
         async with http.get(f"{world.base_url}/api/calls/recent") as r:
             recent = await r.json()
     assert "centralino_agi_calls_total 1.0" in text
