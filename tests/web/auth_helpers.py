@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import argon2
 import asyncpg
 import redis.asyncio as aioredis
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from centralino.access.models import Account, Role
@@ -92,7 +92,7 @@ async def post_login(
     *,
     next_path: str = "",
     origin: str | None = None,
-) -> web.Response:
+) -> ClientResponse:
     nonce = await login_form(client)
     response = await client.post(
         "/login",
@@ -100,7 +100,7 @@ async def post_login(
         headers={"Origin": origin or origin_of(client)},
         allow_redirects=False,
     )
-    return response  # type: ignore[return-value]
+    return response
 
 
 async def login(

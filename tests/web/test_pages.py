@@ -226,7 +226,7 @@ async def serve(
 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     """A client of the site, logged in as an admin named `as_user` (None: not logged in)."""
     async with TestClient(TestServer(site.app, host="127.0.0.1", port=0)) as c:
-        site.access.allow_local(c.port)
+        site.access.allow_local(c.port or 0)
         if as_user is not None:
             await add_user(site.access, as_user, Role.ADMIN)
             await login(c, as_user)

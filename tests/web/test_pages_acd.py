@@ -68,7 +68,7 @@ async def acd(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncItera
     )
     try:
         async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
-            access.allow_local(client.port)
+            access.allow_local(client.port or 0)
             await add_user(access, "root", Role.ADMIN)
             await login(client, "root")
             yield Acd(router, store, clock, client)
