@@ -66,6 +66,7 @@ from centralino.web.app import init_app
 from centralino.web.auth import Access, AccessConfig, add_access, origins_from_urls
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
+from centralino.web.openapi import add_openapi
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
 from contact.reconcile import ReconcilePolicy
 from contact.rules import route_problems
@@ -390,6 +391,7 @@ def _web_app(
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     add_access(app, access)
+    add_openapi(app)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     add_pages(
         app,
@@ -400,6 +402,7 @@ def _web_app(
         calls=PgCallsFeed(pool=pool),
         linker=ContextIdentityLinker(context=context, phones=phones),
         about=_about(settings, ami),
+        notices=hub,
     )
     return app
 

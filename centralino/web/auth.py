@@ -93,6 +93,7 @@ ROUTE_RULES: dict[str, Rule] = {
     "/login": Rule.PUBLIC,
     "/logout": Rule.ANY_ACCOUNT,
     "/static": Rule.PUBLIC,
+    "/api/openapi.json": Rule.PUBLIC,  # describes the API, holds no data
     "/api/session": Rule.ANY_ACCOUNT,
     "/": Rule.ANY_ACCOUNT,
     "/api/about": Rule.ANY_ACCOUNT,

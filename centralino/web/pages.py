@@ -171,6 +171,12 @@ class AgentControl(Protocol):
         ...
 
 
+class AgentNotices(Protocol):
+    """Messages to an agent's desktops (`centralino.web.desktop_ws.DesktopHub` has this)."""
+
+    async def push_notice(self, agent_id: str, notice: Mapping[str, Any]) -> int: ...
+
+
 class WallboardFeed(Protocol):
     async def wallboard(self) -> WallboardView:
         """Figures as of now. Called once per tick for all screens, and per GET."""
@@ -370,6 +376,7 @@ class _Deps:
     calls: CallsFeed | None
     linker: IdentityLinker | None
     about: Mapping[str, str]
+    notices: AgentNotices | None = None
 
 
 class WallboardHub:
@@ -540,8 +547,13 @@ async def set_agent_state(request: web.Request) -> web.Response:
     except IllegalTransition as exc:
         return _error(409, str(exc))
     principal = current_principal(request)
+    notices = request.app[DEPS].notices
     if principal.agent_id != agent_id:
+        # Someone else (a supervisor, an admin) set it: audited, and the agent is told who.
         note_audit(request, "agent_state_forced", agent_id, state=state, reason=reason)
+        if notices is not None:
+            notice = {"kind": "state_forced", "by": principal.username}
+            await notices.push_notice(agent_id, {**notice, "state": state, "reason": reason})
     log.info("agent %s state -> %s (%s) by %s", agent_id, state, reason or "-", principal.username)
     return web.json_response(jsonable(view))
 
@@ -627,15 +639,22 @@ def add_pages(
     linker: IdentityLinker | None = None,
     about: Mapping[str, str] | None = None,
     wallboard_interval_s: float = 1.0,
+    notices: AgentNotices | None = None,
 ) -> None:
     """Register the pages, their JSON API and the wallboard WebSocket on `app`.
 
     `about` lists what this process runs, shown on the index (e.g. {"FastAGI": "0.0.0.0:4573"}).
+    `notices` tells an agent's desktop when someone else set their state.
     """
     if wallboard_interval_s <= 0:
         raise ValueError("wallboard_interval_s must be positive")
     app[DEPS] = _Deps(
-        wallboard=wallboard, agents=agents, calls=calls, linker=linker, about=dict(about or {})
+        wallboard=wallboard,
+        agents=agents,
+        calls=calls,
+        linker=linker,
+        about=dict(about or {}),
+        notices=notices,
     )
     hub = WallboardHub(feed=wallboard, interval_s=wallboard_interval_s)
     app[WALLBOARD_HUB] = hub

@@ -27,6 +27,7 @@ from centralino.access.policy import LoginLimits, SessionPolicy
 from centralino.adapters.pg_accounts import PgAccounts
 from centralino.web.auth import ROUTE_RULES, Access
 from centralino.web.desktop_ws import DesktopHub
+from centralino.web.openapi import add_openapi
 from context.clock import SystemClock
 from tests.helpers import eventually, web_login
 from tests.web.auth_helpers import PASSWORD, add_user, make_access
@@ -84,9 +85,9 @@ async def world(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIte
         limits=LoginLimits(max_failures_per_user=3, max_failures_per_address=6, window_s=60),
         ws_recheck_s=0.1,
     )
-    site = build_site(pg_pool, redis_client, access=access)
+    hub = DesktopHub(clock=SystemClock(), agents=teams.keys())
+    site = build_site(pg_pool, redis_client, access=access, notices=hub)
     site.agents.views["a2"]["teams"] = ["green"]
-    hub = DesktopHub(clock=SystemClock(), agents=site.agents.views.keys())
     site.app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     await add_user(access, "root", Role.ADMIN)
     await add_user(access, "blue-lead", Role.SUPERVISOR, teams={"blue"})
@@ -554,13 +555,28 @@ async def test_an_agent_reaches_only_their_own_desktop_state_and_socket(world: W
 
 
 async def test_a_supervisor_acts_within_their_teams_only_and_is_audited(world: World) -> None:
-    async with world.logged_in("blue-lead") as (http, csrf):
+    async with (
+        world.logged_in("ann") as (ann, _),
+        ann.ws_connect(world.url + "/ws/agent/a1", headers=world.headers()) as desktop,
+        world.logged_in("blue-lead") as (http, csrf),
+    ):
+        await eventually(lambda: _true(world.hub.is_connected("a1")), timeout=3)
         async with http.post(
             world.url + "/api/agents/a1/state",
             json={"state": "not_ready", "reason": "Coaching"},
             headers=world.headers(csrf),
         ) as r:
             assert r.status == 200
+        # Ann's desktop is told who set her state, and why.
+        assert await desktop.receive_json(timeout=3) == {
+            "type": "notice",
+            "payload": {
+                "kind": "state_forced",
+                "by": "blue-lead",
+                "state": "not_ready",
+                "reason": "Coaching",
+            },
+        }
         async with http.post(
             world.url + "/api/agents/a2/state",
             json={"state": "logged_out"},
@@ -630,3 +646,35 @@ async def test_bearer_tokens_need_no_csrf_and_stop_when_revoked(world: World) ->
         async with http.get(world.url + "/api/session", headers=auth) as r:
             assert r.status == 401
     assert world.site.agents.requests == [("a2", "ready", "")]
+
+
+# --- the API description -----------------------------------------------------------------------
+
+
+async def test_openapi_lists_exactly_the_json_routes_served(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    site = build_site(pg_pool, redis_client)
+    add_openapi(site.app)
+    served = {
+        (r.resource.canonical, r.method.lower())
+        for r in site.app.router.routes()
+        if r.resource is not None
+        and r.resource.canonical.startswith("/api/")
+        and r.method not in ("HEAD", "*")
+    }
+    async with TestServer(site.app, host="127.0.0.1", port=0) as server:
+        site.access.allow_local(server.port or 0)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{server.port}/api/openapi.json") as r,
+        ):
+            assert r.status == 200  # no login: it describes, it holds no data
+            doc = await r.json()
+    assert doc["openapi"] == "3.1.0"
+    described = {(path, method) for path, item in doc["paths"].items() for method in item}
+    assert described == served
+    for path, item in doc["paths"].items():
+        assert ROUTE_RULES[path] is not None
+        for operation in item.values():
+            assert "200" in operation["responses"]

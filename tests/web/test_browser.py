@@ -367,6 +367,13 @@ async def test_state_buttons_post_to_agent_control(browser: Browser, served: Ser
         agents.on_call.add("a1")
         await page.get_by_role("button", name="Ready", exact=True).click()
         await page.locator("#state-error", has_text="409").wait_for(timeout=3000)
+
+        # A supervisor set the state: the agent reads who and why (as text).
+        notice = {"kind": "state_forced", "by": "sup", "state": "not_ready"}
+        sent = await served.hub.push_notice("a1", {**notice, "reason": "<b>Coaching</b>"})
+        assert sent == 1
+        shown = page.locator("#state-notice")
+        await shown.filter(has_text="Not ready, set by sup: <b>Coaching</b>").wait_for(timeout=3000)
         await w.screenshot("desktop-state")
         assert w.errors == []
 

@@ -29,6 +29,7 @@ from centralino.web.auth import Access, add_access
 from centralino.web.health import Readiness
 from centralino.web.pages import (
     STATIC_DIR,
+    AgentNotices,
     AgentView,
     CallSummary,
     WallboardView,
@@ -193,6 +194,7 @@ def build_site(
     with_linker: bool = True,
     interval_s: float = 0.05,
     access: Access | None = None,
+    notices: AgentNotices | None = None,
 ) -> Site:
     readiness = Readiness()
     readiness.started.set()
@@ -211,6 +213,7 @@ def build_site(
         linker=site.linker if with_linker else None,
         about={"FastAGI": "127.0.0.1:4573", "AMI": "127.0.0.1:5038"},
         wallboard_interval_s=interval_s,
+        notices=notices,
     )
     return site
 
