@@ -564,6 +564,12 @@ async def running(
         runner, http_port = await _start_web(stack, app, settings)
         if not settings.access.public_urls:
             access.allow_local(http_port, hosts=("127.0.0.1", "localhost", server.host))
+            if server.host not in ("127.0.0.1", "localhost", "::1"):
+                log.warning(
+                    "access.public_urls is empty: pages answer only as %s; set "
+                    "CENTRALINO_ACCESS_PUBLIC_URLS to the address people open",
+                    ", ".join(sorted(map(str, access.config.origins))),
+                )
         await hub.start()  # pops from the other processes; desktops held meanwhile are included
         stack.push_async_callback(hub.close)
         await audiosocket.start()

@@ -614,6 +614,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
     await access.limiter.succeeded(username=username)
     await access._rehash_if_needed(account, password)
+    for name in (SESSION_COOKIE, SECURE_SESSION_COOKIE):
+        # A session this browser already had ends: a login never keeps a planted id alive.
+        if previous := request.cookies.get(name):
+            await access.accounts.revoke_session(credentials.digest(previous), now=access.now())
     session_id = credentials.new_session_id()
     now = access.now()
     policy = access.config.session

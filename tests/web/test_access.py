@@ -678,3 +678,15 @@ async def test_openapi_lists_exactly_the_json_routes_served(
         assert ROUTE_RULES[path] is not None
         for operation in item.values():
             assert "200" in operation["responses"]
+
+
+async def test_logging_in_again_ends_the_session_the_browser_had(world: World) -> None:
+    async with world.logged_in("root") as (http, _):
+        before = http.cookie_jar.filter_cookies(URL(world.url))
+        await web_login(http, world.url, "blue-lead", PASSWORD)  # e.g. a planted session id
+        async with world.jar() as replay:
+            replay.cookie_jar.update_cookies(before, URL(world.url))
+            async with replay.get(world.url + "/api/session") as r:
+                assert r.status == 401
+        async with http.get(world.url + "/api/session") as r:
+            assert (await r.json())["username"] == "blue-lead"
