@@ -546,11 +546,8 @@ def _with_nonce(response: web.Response, request: web.Request, nonce: str) -> web
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
-    access = request.app[ACCESS]
+    # Shown even with a session: logging in again (as someone else) replaces it.
     next_path = safe_next(request.query.get("next"), default="")
-    principal = await access.authenticate(request)
-    if principal is not None:
-        raise web.HTTPSeeOther(next_path or landing_page(principal))
     nonce = credentials.new_form_nonce()
     return _with_nonce(_login_form(next_path=next_path, nonce=nonce), request, nonce)
 
