@@ -468,6 +468,9 @@ async def access_middleware(
     finally:
         if watchdog is not None:
             watchdog.cancel()
+    if _is_api(request.path) and not response.prepared:
+        # Customers' names and numbers must not linger in a shared computer's disk cache.
+        response.headers["Cache-Control"] = "no-store"
     if response.status < 400:
         for note in request.get(_AUDIT, []):
             try:

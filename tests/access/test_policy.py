@@ -301,3 +301,11 @@ def test_credentials_are_random_digested_and_csrf_is_tied_to_the_session() -> No
     assert not credentials.csrf_matches(a, None)
     assert not credentials.csrf_matches(a, "")
     assert credentials.csrf_for(a) not in a  # the token does not reveal the session id
+
+
+@given(st.text(max_size=60))
+def test_any_origin_or_host_header_parses_or_is_refused_never_raises(value: str) -> None:
+    origin = parse_origin(value)
+    assert origin is None or origin.scheme in ("http", "https")
+    assert isinstance(origin_allowed(value, PUBLIC), bool)
+    assert isinstance(host_allowed(value, PUBLIC), bool)

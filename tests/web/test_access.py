@@ -603,6 +603,7 @@ async def test_an_admin_reaches_everything(world: World) -> None:
             assert [a["agent_id"] for a in await r.json()] == ["a1", "a2"]
         async with http.get(world.url + "/api/calls/recent") as r:
             assert len(await r.json()) == 5
+            assert r.headers["Cache-Control"] == "no-store"
         assert world.site.calls.agent_filters[-1] is None
         async with http.get(world.url + "/desktop/ghost") as r:
             assert r.status == 404  # past the policy; the page itself does not know it
