@@ -521,7 +521,7 @@ def _login_form(
   maxlength="{MAX_USERNAME_CHARS}" value="{esc(username)}"></label>
 <label>Password <input name="password" type="password" autocomplete="current-password"
   required></label>
-<button type="submit" id="login">Log in</button>
+<button type="submit" id="login" class="btn primary">Log in</button>
 </form>
 </section>
 </main>

@@ -481,6 +481,7 @@ async def test_agent_logs_in_gets_a_pop_and_signs_out(browser: Browser, served: 
         await page.get_by_role("button", name="Log in").click()
         await page.get_by_role("alert").wait_for(timeout=5000)
         assert await text_of(page, "[role=alert]") == "Wrong username or password."
+        await w.screenshot("login-failed")
         await page.get_by_label("Password").fill(PASSWORD)
         await page.get_by_role("button", name="Log in").click()
         await page.wait_for_url(served.url("/desktop/a1"), timeout=5000)
