@@ -34,6 +34,8 @@ from acd.models import (
 )
 from acd.ports import SystemClock as AcdClock
 from acd.service import Router
+from centralino.access.passwords import Passwords
+from centralino.access.policy import LoginLimits, SessionPolicy
 from centralino.adapters.call_journal import FileCallJournal
 from centralino.adapters.http_client import HttpClient
 from centralino.adapters.http_connector import (
@@ -42,12 +44,14 @@ from centralino.adapters.http_connector import (
     HttpConnector,
     HttpRequestSpec,
 )
+from centralino.adapters.pg_accounts import PgAccounts
 from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed, PgTeamSatisfaction
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
+from centralino.adapters.redis_login_limiter import RedisLoginLimiter
 from centralino.ami_watch import DeviceWatch, DialWatch, TransferWatch
 from centralino.asterisk.agi_server import AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
@@ -64,8 +68,10 @@ from centralino.settings import AgentSettings, QueueSettings, Settings, Settings
 from centralino.storage.connections import postgres_pool, redis_client
 from centralino.storage.migrate import apply_migrations
 from centralino.web.app import init_app
+from centralino.web.auth import Access, AccessConfig, add_access, origins_from_urls
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
+from centralino.web.openapi import add_openapi
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
 from contact.inbound import record_failed_call
 from contact.ports import JournalEntry
@@ -167,6 +173,7 @@ class Runtime:
     metrics: Metrics
     readiness: Readiness
     outcomes: dict[str, int] = field(default_factory=dict)
+    access: Access | None = None
 
 
 async def _keep_ami_connected(client: AmiClient, initial_s: float = 0.5) -> None:
@@ -397,9 +404,12 @@ def _web_app(
     context: ContextService,
     phones: PhoneNormaliser,
     ami: AmiGroup | None,
+    access: Access,
     teams: Mapping[str, frozenset[str]] | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
+    add_access(app, access)
+    add_openapi(app)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     add_pages(
         app,
@@ -415,8 +425,41 @@ def _web_app(
         calls=PgCallsFeed(pool=pool),
         linker=ContextIdentityLinker(context=context, phones=phones),
         about=_about(settings, ami),
+        notices=hub,
     )
     return app
+
+
+def _access(
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    staff: _Staff,
+    context: ContextService,
+) -> Access:
+    """Accounts in PostgreSQL, failed-login counters in Redis, the policy from settings."""
+    a = settings.access
+    return Access(
+        accounts=PgAccounts(pool=pool),
+        limiter=RedisLoginLimiter(
+            redis=redis,
+            limits=LoginLimits(
+                max_failures_per_user=a.login_max_failures,
+                max_failures_per_address=a.login_max_failures_per_address,
+                window_s=a.login_window_s,
+            ),
+        ),
+        passwords=Passwords(),
+        config=AccessConfig(
+            origins=origins_from_urls(a.public_urls),
+            cookie_secure=a.cookie_secure,
+            session=SessionPolicy(ttl_s=a.session_ttl_s, idle_s=a.session_idle_s),
+            ws_recheck_s=a.ws_recheck_s,
+        ),
+        agent_teams={agent_id: d.teams for agent_id, d in staff.by_id.items()},
+        now=context.clock.now,
+    )
 
 
 def _about(settings: Settings, ami: AmiGroup | None) -> dict[str, str]:
@@ -552,6 +595,7 @@ async def running(
         )
         agi, audiosocket = _protocol_servers(settings, inbound)
         metrics, readiness = Metrics(), Readiness()
+        access = _access(settings, pool=pool, redis=redis, staff=staff, context=context)
         app = _web_app(
             settings,
             metrics=metrics,
@@ -564,6 +608,7 @@ async def running(
             phones=phones,
             ami=ami,
             teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
+            access=access,
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
@@ -571,6 +616,14 @@ async def running(
         # the desktops still work; then the desktops are closed (an open one must not hold up
         # the web server), the web server, and (after the ACD) AMI last.
         runner, http_port = await _start_web(stack, app, settings)
+        if not settings.access.public_urls:
+            access.allow_local(http_port, hosts=("127.0.0.1", "localhost", server.host))
+            if server.host not in ("127.0.0.1", "localhost", "::1"):
+                log.warning(
+                    "access.public_urls is empty: pages answer only as %s; set "
+                    "CENTRALINO_ACCESS_PUBLIC_URLS to the address people open",
+                    ", ".join(sorted(map(str, access.config.origins))),
+                )
         await hub.start()  # pops from the other processes; desktops held meanwhile are included
         stack.push_async_callback(hub.close)
         await audiosocket.start()
@@ -596,6 +649,7 @@ async def running(
             metrics=metrics,
             readiness=readiness,
             outcomes=outcomes,
+            access=access,
         )
         register_checks(runtime)
         register_metrics(runtime)

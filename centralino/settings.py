@@ -254,6 +254,44 @@ class DemoSettings(_Section):
     crm_latency_ms: int = Field(180, ge=0)
     failure_rate: float = Field(0.02, ge=0, le=1)
     seed: int = 7
+    # Every demo account's password (CENTRALINO_DEMO_PASSWORD); unset: a new one at each start.
+    password: SecretStr | None = None
+
+
+class AccessSettings(_Section):
+    """Logins, sessions and the origins browsers may reach us from (centralino/web/auth.py)."""
+
+    # Where people open Centralino, e.g. ["https://centralino.example.com"]: the only origins
+    # (scheme, host, port) whose pages may post or open WebSockets, and the only Host names
+    # answered (DNS rebinding). Empty: http://127.0.0.1:<port> and http://localhost:<port>.
+    # From the environment: CENTRALINO_ACCESS_PUBLIC_URLS="https://a.example,https://b.example".
+    public_urls: list[str] = Field(default_factory=list)
+    # Secure cookies: None = when the request came over HTTPS; true behind a TLS proxy.
+    cookie_secure: bool | None = None
+    session_ttl_s: float = Field(12 * 3600, gt=0)  # a shift with overtime
+    session_idle_s: float = Field(3600, gt=0)  # an unattended browser stops being a way in
+    login_max_failures: int = Field(5, ge=1)  # per username within login_window_s
+    login_max_failures_per_address: int = Field(20, ge=1)  # an office behind one NAT
+    login_window_s: float = Field(900, gt=0)
+    ws_recheck_s: float = Field(30, gt=0)  # open WebSockets re-check their session this often
+
+    @field_validator("public_urls", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("public_urls")
+    @classmethod
+    def _origins(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r}: expected an http:// or https:// URL with a host")
+            if parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(f"{url!r}: expected an origin only (no path, query or #)")
+        return urls
 
 
 class IvrSettings(_Section):
@@ -285,6 +323,7 @@ class Settings(_Section):
     # Call flows by name, one TOML table each (README "Call flows"); `default` replaces the
     # built-in one. Checked with the rest of the configuration by centralino/flows.py.
     flows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    access: AccessSettings = AccessSettings()
 
     @model_validator(mode="after")
     def _intents_servable(self) -> Settings:
@@ -305,7 +344,7 @@ class Settings(_Section):
         return self.model_dump(mode="json", by_alias=True)
 
 
-_ENV_ONLY = {("ami", "secret")}
+_ENV_ONLY = {("ami", "secret"), ("demo", "password")}
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

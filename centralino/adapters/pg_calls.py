@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -20,13 +20,17 @@ class PgCallsFeed:
     def __init__(self, *, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def recent_calls(self, limit: int) -> list[CallSummary]:
+    async def recent_calls(
+        self, limit: int, *, agent_ids: Collection[str] | None = None
+    ) -> list[CallSummary]:
         rows = await self._pool.fetch(
             "SELECT i.linkedid, i.started_at, c.display_name, i.identity_value, i.queue,"
             " i.agent_id, i.intent, i.outcome, i.wait_s, i.talk_s"
             " FROM interactions i LEFT JOIN customers c ON c.id = i.customer_id"
-            " WHERE i.channel = 'voice' ORDER BY i.started_at DESC, i.id DESC LIMIT $1",
+            " WHERE i.channel = 'voice' AND ($2::text[] IS NULL OR i.agent_id = ANY($2))"
+            " ORDER BY i.started_at DESC, i.id DESC LIMIT $1",
             limit,
+            None if agent_ids is None else sorted(agent_ids),
         )
         return [
             {

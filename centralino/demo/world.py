@@ -25,8 +25,11 @@ import numpy as np
 from aiohttp import web
 
 from acd.models import AgentDefinition, AgentState
+from centralino.access.passwords import Passwords
 from centralino.adapters.http_connector import HttpBackendConfig
+from centralino.adapters.pg_accounts import PgAccounts
 from centralino.app import Runtime, bound_port, running
+from centralino.demo.accounts import DemoLogins, ensure_demo_accounts, new_demo_password
 from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
@@ -92,6 +95,7 @@ class DemoWorld:
     erp: web.Application
     crm: web.Application
     base_url: str
+    logins: DemoLogins
 
 
 async def serve_app(app: web.Application, stack: AsyncExitStack) -> str:
@@ -193,6 +197,15 @@ async def demo_world(
         if created:
             log.info("demo: %d customers created (identities and ERP/CRM links only)", created)
 
+        password = demo.password.get_secret_value() if demo.password else new_demo_password()
+        logins = await ensure_demo_accounts(
+            PgAccounts(pool=runtime.pool),
+            agents=definitions,
+            password=password,
+            passwords=Passwords(),
+            now=runtime.context.clock.now(),
+        )
+
         host = settings.server.host
         base_url = f"http://{host}:{runtime.http_port}"
         session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -202,6 +215,7 @@ async def demo_world(
             agent_ids=[d.agent_id for d in definitions],
             session=session,
             ack_delay_s=ack_delay_s,
+            tokens=logins.desktop_tokens,
         )
         if ready_agents:
             # Redis may remember agents from the previous demo run: log in only who is out.
@@ -223,6 +237,7 @@ async def demo_world(
             erp=erp,
             crm=crm,
             base_url=base_url,
+            logins=logins,
         )
 
 
@@ -264,6 +279,8 @@ def _banner(world: DemoWorld) -> str:
         f"    wallboard       {url}/wallboard\n"
         f"    agent desktop   {url}/desktop/agent101   (agents: {agents})\n"
         f"    home            {url}/\n"
+        f"    log in          {url}/login   as admin, supervisor (teams: every demo team) or\n"
+        f"                    an agent ({agents}); password: {world.logins.password}\n"
         f"    health          {url}/healthz   {url}/readyz   {url}/metrics\n"
         f"    FastAGI         {world.runtime.settings.server.host}:{world.runtime.agi.port}\n"
         "  Simulated callers dial in through FastAGI; the simulated agents' desktops acknowledge\n"

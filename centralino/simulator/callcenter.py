@@ -655,12 +655,20 @@ class CallSimulator:
 
 
 class SimulatedDesktop:
-    """An agent's browser tab: connected to `/ws/agent/{id}`, acknowledging every pop."""
+    """An agent's browser tab: connected to `/ws/agent/{id}`, acknowledging every pop.
+    `token`: the agent account's API token, sent as `Authorization: Bearer`."""
 
     def __init__(
-        self, *, base_url: str, agent_id: str, session: aiohttp.ClientSession, ack_delay_s: float
+        self,
+        *,
+        base_url: str,
+        agent_id: str,
+        session: aiohttp.ClientSession,
+        ack_delay_s: float,
+        token: str | None = None,
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/ws/agent/{agent_id}"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.agent_id = agent_id
         self.session = session
         self.ack_delay_s = ack_delay_s
@@ -675,7 +683,9 @@ class SimulatedDesktop:
     async def _run(self) -> None:
         while True:
             try:
-                async with self.session.ws_connect(self.url, heartbeat=20) as ws:
+                async with self.session.ws_connect(
+                    self.url, heartbeat=20, headers=self.headers
+                ) as ws:
                     self.connected.set()
                     async for msg in ws:
                         if msg.type is not aiohttp.WSMsgType.TEXT:
@@ -756,11 +766,17 @@ async def open_desktops(
     session: aiohttp.ClientSession,
     ack_delay_s: float,
     connect_timeout_s: float = 10.0,
+    tokens: Mapping[str, str] | None = None,
 ) -> dict[str, SimulatedDesktop]:
-    """One simulated desktop per agent, connected (closed by `stack` on exit)."""
+    """One simulated desktop per agent, connected (closed by `stack` on exit); `tokens`: each
+    agent's API token, for a server that requires a login."""
     desktops = {
         agent_id: SimulatedDesktop(
-            base_url=base_url, agent_id=agent_id, session=session, ack_delay_s=ack_delay_s
+            base_url=base_url,
+            agent_id=agent_id,
+            session=session,
+            ack_delay_s=ack_delay_s,
+            token=(tokens or {}).get(agent_id),
         )
         for agent_id in agent_ids
     }

@@ -31,10 +31,13 @@ import numpy as np
 import pytest
 
 from acd.models import AgentDefinition, AgentState
+from centralino.access.passwords import Passwords
+from centralino.adapters.pg_accounts import PgAccounts
 from centralino.app import Runtime, running
 from centralino.asterisk.agi import AgiEnvironment, AgiResponse
 from centralino.asterisk.agi_server import AgiCall, AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
+from centralino.demo.accounts import desktop_tokens, new_demo_password
 from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
@@ -301,6 +304,13 @@ async def centralino(
             )
         )
         await seed_customers(runtime.context, dataset)
+        # The desktops log in as their agents' accounts (API tokens), as the demo's do.
+        tokens = await desktop_tokens(
+            PgAccounts(pool=runtime.pool),
+            agents=agents,
+            password_hash=Passwords().hash(new_demo_password()),
+            now=runtime.context.clock.now(),
+        )
         base_url = f"http://127.0.0.1:{runtime.http_port}"
         session = await stack.enter_async_context(aiohttp.ClientSession())
         desktops = await open_desktops(
@@ -309,6 +319,7 @@ async def centralino(
             agent_ids=[a.agent_id for a in agents],
             session=session,
             ack_delay_s=0.05,
+            tokens=tokens,
         )
         for a in agents:
             state = (await runtime.router.agent_login(a.agent_id)).state
