@@ -297,12 +297,12 @@ local route_queue  -- (defined with `route` below)
 -- then {position, reservations}.
 redis.register_function('@F@add_item', function(_, args)
   enter(args)
-  local id, q, score = args[3], args[4], args[5]
+  local id, q, qscore = args[3], args[4], args[5]
   local ikey = P .. 'it:' .. id
   if redis.call('HGET', ikey, 'st') == 'w' then return redis.error_reply('DUPLICATE ' .. id) end
   redis.call('HSET', ikey, 'q', q, 'pr', args[7], 'arr', args[8], 'own', args[13],
              'cb', args[14], 'front', args[15], 'fs', args[16], 'st', 'w', 'rv', '')
-  redis.call('ZADD', P .. 'q:' .. q, score, id)
+  redis.call('ZADD', P .. 'q:' .. q, qscore, id)
   redis.call('HSET', P .. 'qd:' .. q, id, describe(args[6], args[9], args[10], args[11], args[12]))
   local rank = redis.call('ZRANK', P .. 'q:' .. q, id) + 1
   if #args < 20 then return rank end
