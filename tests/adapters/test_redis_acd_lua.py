@@ -55,7 +55,7 @@ def test_given_a_mistake_redis_would_reject_then_luacheck_reports_it(tmp_path: P
 def test_given_the_prelude_then_every_constant_it_defines_is_known_to_luacheck() -> None:
     names = {
         name.strip()
-        for line in re.findall(r"^local (.+?) =", functions._PRELUDE, flags=re.MULTILINE)
+        for line in re.findall(r"^local (.+?) =", functions.PRELUDE, flags=re.MULTILINE)
         for name in line.split(",")
     }
     assert names >= {"LEVEL_WEIGHT", "GRACE", "TRANS"}

@@ -37,7 +37,7 @@ def _transitions_lua() -> str:
 
 # The library's constants, from the Python that must agree with them; `lua/.luacheckrc` names
 # them as read-only globals so that the library file lints on its own.
-_PRELUDE = """
+PRELUDE = """
 local LEVEL_WEIGHT = @LEVEL_WEIGHT@
 local PRIORITY_BAND = @PRIORITY_BAND@
 local TAU = @TAU@
@@ -54,7 +54,7 @@ local TRANS = @TRANS@
 def _library() -> str:
     """The library's code (function names still marked `@F@`)."""
     prelude = (
-        _PRELUDE.replace("@LEVEL_WEIGHT@", repr(LEVEL_WEIGHT))
+        PRELUDE.replace("@LEVEL_WEIGHT@", repr(LEVEL_WEIGHT))
         .replace("@PRIORITY_BAND@", repr(PRIORITY_BAND))
         .replace("@TAU@", repr(OCCUPANCY_TAU_S))
         .replace("@NO_OCC@", repr(NO_OCCUPANCY_SCORE))
