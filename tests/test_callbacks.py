@@ -249,13 +249,31 @@ async def test_given_the_agents_phone_is_on_another_asterisk_then_the_callback_i
     )
     await link.connect()
     group = AmiGroup({"": rig.ami, "milano": link}, endpoints={"PJSIP/ann": "milano"})
+    holder: list[Router] = []
     dialer = CallbackDialer(
-        ami=group, router=lambda: rig.router, ring_timeout_s=0.5, originate_margin_s=0.5
+        ami=group, router=lambda: holder[0], ring_timeout_s=0.5, originate_margin_s=0.5
     )
-    rig.router._on_detached = dialer  # the rig's router, with the two-server dialer
+    store, log = MemoryLiveStore(), MemoryQueueLog()
+    router = Router(
+        store=store,
+        queue_log=log,
+        clock=ManualClock(),
+        queues={"sales": QueuePolicy("sales", skill="sales")},
+        agents=AGENTS,
+        owner="p2",
+        on_detached_offer=dialer,
+    )
+    holder.append(router)
+    await router.publish()
     try:
-        await rig.callback_requested()
-        await eventually(lambda: _check(rig.state() is AgentState.BUSY), timeout=2.0)
+        await router.agent_login("ann")
+        await router.enqueue(WorkItem("c1", "sales", 900.0))
+        await router.request_callback("c1", NUMBER)
+        await router.agent_ready("ann")
+        await router.route_now()
+        await eventually(
+            lambda: _check(store.state.agents()[0].state is AgentState.BUSY), timeout=2.0
+        )
         assert [r.channel for r in other_phone.requests] == ["PJSIP/ann"]
         assert rig.phone.requests == []  # the first server never saw it
         other.emit("UserEvent", UserEvent="CentralinoCallback", Id="c1", Status="ANSWER")
