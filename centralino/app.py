@@ -27,6 +27,7 @@ from aiohttp import web
 from acd.models import (
     ActionKind,
     AgentDefinition,
+    AgentState,
     QueueAction,
     QueuePolicy,
     RoutingStep,
@@ -67,12 +68,14 @@ from centralino.recovery import LiveStateGuard
 from centralino.settings import AgentSettings, QueueSettings, Settings, SettingsError
 from centralino.storage.connections import postgres_pool, redis_client
 from centralino.storage.migrate import apply_migrations
+from centralino.supervision import Supervision
 from centralino.web.app import init_app
 from centralino.web.auth import Access, AccessConfig, add_access, origins_from_urls
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.openapi import add_openapi
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
+from centralino.web.supervision import add_supervision
 from contact.inbound import record_failed_call
 from contact.ports import JournalEntry
 from contact.reconcile import ReconcilePolicy
@@ -406,10 +409,13 @@ def _web_app(
     ami: AmiGroup | None,
     access: Access,
     teams: Mapping[str, frozenset[str]] | None = None,
+    supervision: Supervision | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     add_access(app, access)
     add_openapi(app)
+    if supervision is not None:
+        add_supervision(app, supervision)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     add_pages(
         app,
@@ -460,6 +466,15 @@ def _access(
         agent_teams={agent_id: d.teams for agent_id, d in staff.by_id.items()},
         now=context.clock.now,
     )
+
+
+def _supervision(ami: AmiGroup | None, staff: _Staff, live: RedisLiveStore) -> Supervision:
+    """Listen, whisper, barge: over AMI, for an agent the live state shows on a call."""
+
+    async def state(agent_id: str) -> AgentState | None:
+        return next((a.state for a in await live.agents() if a.agent_id == agent_id), None)
+
+    return Supervision(ami=ami, agents=staff.by_id, agent_state=state)
 
 
 def _about(settings: Settings, ami: AmiGroup | None) -> dict[str, str]:
@@ -609,6 +624,7 @@ async def running(
             ami=ami,
             teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
             access=access,
+            supervision=_supervision(ami, staff, live),
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server

@@ -48,6 +48,11 @@ class Supervision:
         self._agent_state = agent_state
         self._ring_timeout_s = ring_timeout_s
 
+    def endpoint_of(self, agent_id: str) -> str | None:
+        """The phone of an agent id (a supervisor's account names theirs by one)."""
+        agent = self._agents.get(agent_id)
+        return agent.endpoint if agent is not None else None
+
     async def spy(self, *, supervisor_endpoint: str, agent_id: str, mode: str) -> SpyStarted:
         """Ring the supervisor's phone into the agent's call; raises `SupervisionRefused`."""
         agent = self._agents.get(agent_id)

@@ -104,6 +104,8 @@ ROUTE_RULES: dict[str, Rule] = {
     "/ws/agent/{agent_id}": Rule.AGENT_SCOPED,
     "/api/agents/{agent_id}": Rule.AGENT_SCOPED,
     "/api/agents/{agent_id}/state": Rule.AGENT_SCOPED,
+    # Their teams' agents (the handler also requires a supervisor's or admin's role).
+    "/api/agents/{agent_id}/supervise": Rule.AGENT_SCOPED,
     "/wallboard": Rule.SUPERVISION,
     "/api/wallboard": Rule.SUPERVISION,
     "/ws/wallboard": Rule.SUPERVISION,

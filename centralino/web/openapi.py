@@ -139,6 +139,41 @@ def spec() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/agents/{agent_id}/supervise": {
+                "post": {
+                    "summary": "ring the supervisor's own phone into the agent's call (ChanSpy: "
+                    "listen, whisper or barge); supervisors for their teams, admins; audited",
+                    "parameters": [_AGENT_ID, _CSRF],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["mode"],
+                                    "properties": {
+                                        "mode": {"enum": ["listen", "whisper", "barge"]},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["agent_id", "mode", "phone"],
+                                "properties": {
+                                    "agent_id": {"type": "string"},
+                                    "mode": {"type": "string"},
+                                    "phone": {"type": "string"},
+                                },
+                            }
+                        ),
+                        **_errors(400, 401, 403, 409),
+                    },
+                }
+            },
             "/api/identities/link": {
                 "post": {
                     "summary": "attach an identity (a caller's number) to a customer; audited",
@@ -192,7 +227,20 @@ def spec() -> dict[str, Any]:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(spec())
+    """The spec of the routes this app serves (an optional part, such as supervision without
+    a telephony link, is left out when it is not registered)."""
+    served = {
+        (route.resource.canonical, route.method.lower())
+        for route in request.app.router.routes()
+        if route.resource is not None
+    }
+    document = spec()
+    paths = {}
+    for path, item in document["paths"].items():
+        kept = {method: op for method, op in item.items() if (path, method) in served}
+        if kept:
+            paths[path] = kept
+    return web.json_response({**document, "paths": paths})
 
 
 def add_openapi(app: web.Application) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import numpy as np
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
@@ -22,9 +23,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Locator, Page
 
+from acd.models import AgentDefinition, AgentState
 from centralino.access.models import Role
+from centralino.asterisk.ami_client import AmiClient
+from centralino.simulator.ami_server import AmiServer
+from centralino.supervision import Supervision
 from centralino.web.app import READINESS
 from centralino.web.desktop_ws import DesktopHub
+from centralino.web.supervision import add_supervision
 from context.clock import SystemClock
 from context.models import (
     ChannelKind,
@@ -71,6 +77,7 @@ class Served:
     site: Site
     hub: DesktopHub
     server: TestServer
+    asterisk: AmiServer
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
@@ -93,6 +100,28 @@ async def served(pg_dsn: str, redis_url: str) -> AsyncIterator[Served]:
     await add_user(access, "bea", Role.AGENT, agent_id="a2", teams={"blue"})
     hub = DesktopHub(clock=SystemClock(), agents=site.agents.views.keys())
     site.app.router.add_get("/ws/agent/{agent_id}", hub.handle)
+    # Supervision over a simulated Asterisk's AMI: "lead" supervises blue from phone PJSIP/lead.
+    asterisk = AmiServer(auth_failure_delay_s=0.05)
+    await asterisk.start()
+    ami = AmiClient(
+        host="127.0.0.1",
+        port=asterisk.port,
+        username="admin",
+        secret="admin-secret",
+        rng=np.random.default_rng(5),
+        ping_interval_s=60.0,
+    )
+    await ami.connect()
+    phones = {
+        a: AgentDefinition(a, {"support": 3}, endpoint=f"PJSIP/{a}") for a in ("a1", "a2", "lead")
+    }
+
+    async def state(agent_id: str) -> AgentState | None:
+        view = site.agents.views.get(agent_id)
+        return AgentState(view["state"]) if view is not None else None
+
+    add_supervision(site.app, Supervision(ami=ami, agents=phones, agent_state=state))
+    await add_user(access, "lead", Role.SUPERVISOR, agent_id="lead", teams={"blue"})
 
     async def close_desktops(app: web.Application) -> None:
         await hub.close()
@@ -102,9 +131,11 @@ async def served(pg_dsn: str, redis_url: str) -> AsyncIterator[Served]:
     await server.start_server()
     access.allow_local(server.port or 0)
     try:
-        yield Served(site, hub, server)
+        yield Served(site, hub, server, asterisk)
     finally:
         await server.close()
+        await ami.close()
+        await asterisk.stop()
         await pool.close()
         await redis.aclose()
 
@@ -503,3 +534,24 @@ async def test_agent_logs_in_gets_a_pop_and_signs_out(browser: Browser, served: 
             re.compile(r"/login\?next=%2Fdesktop%2Fa1|/login\?next=/desktop/a1")
         )
         assert w.errors == []
+
+
+async def test_a_supervisor_listens_to_a_busy_agent_from_the_index(
+    browser: Browser, served: Served
+) -> None:
+    served.site.agents.views["a1"]["state"] = "busy"
+    try:
+        async with open_page(browser) as w:
+            page = w.page
+            await log_in(w, served, "/", "lead")
+            await page.wait_for_selector("body[data-loaded=true]", timeout=5000)
+            # Only the agent on a call can be supervised.
+            assert await page.get_by_test_id("supervise-listen-a2").count() == 0
+            await page.get_by_test_id("supervise-listen-a1").click()
+            await page.get_by_text("Listen: your phone (PJSIP/lead) rings").wait_for(timeout=5000)
+            await w.screenshot("index-supervisor")
+            assert w.errors == []
+        (originate,) = [a for a in served.asterisk.actions_received if a.name == "Originate"]
+        assert (originate.get("Channel"), originate.get("Exten")) == ("PJSIP/lead", "listen")
+    finally:
+        served.site.agents.views["a1"]["state"] = "not_ready"
