@@ -14,7 +14,9 @@ Callers are patient (they never hang up first) and most press a menu key; agents
 is not a fault), talk 6–30 s (all times x TIME_SCALE), 5% of callers are
 blind-transferred to another queue (a second FastAGI session). While CALLS arrive at RATE/s:
 - PostgreSQL is killed (`pg_ctl stop -m immediate`) and restarted PG_DOWN_S later;
-- Redis is killed (SIGKILL) and restarted empty REDIS_DOWN_S later;
+- Redis is killed (SIGKILL) and restarted empty REDIS_DOWN_S later (with BENCH_REDIS=sentinel:
+  a master, a replica and a sentinel, and the master is killed: the sentinel promotes the
+  replica, the processes follow it, the old master returns as a replica);
 - one Centralino process is killed (SIGKILL) and restarted APP_DOWN_S later;
 - the AMI link of every process is cut (the server drops the connections);
 - every process is restarted in turn (SIGTERM, then started again): a rolling restart.
@@ -54,7 +56,6 @@ from pathlib import Path
 
 import asyncpg
 import numpy as np
-import redis.asyncio as aioredis
 
 from acd.models import AgentState
 from centralino.adapters.redis_acd import RedisLiveStore
@@ -67,12 +68,15 @@ from centralino.simulator.callcenter import (
     CallSimulator,
     DialRecord,
 )
+from centralino.storage.connections import redis_client
 from centralino.storage.migrate import apply_migrations
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
 RATE = float(os.environ.get("BENCH_RATE", "20"))
 PROCESSES = int(os.environ.get("BENCH_PROCESSES", "2"))
+# BENCH_REDIS=sentinel: a master, a replica and a sentinel; the Redis fault kills the master.
+SENTINEL = os.environ.get("BENCH_REDIS", "single") == "sentinel"
 AGENTS = int(os.environ.get("BENCH_AGENTS", "40"))
 TIME_SCALE = 0.05
 PG_DOWN_S = 8.0
@@ -163,45 +167,125 @@ class Postgres:
             _as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "stop")
 
 
+def _redis_server(port: int, root: Path, *extra: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(root), *extra],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            return process
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def _kill(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
 @dataclass
 class Redis:
+    """One Redis server, no persistence: killed, it comes back empty."""
+
     root: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    kind: str = "single"
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.root),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        self.process = _redis_server(self.port, self.root)
+
+    def fail(self) -> str:
+        _kill(self.process)
+        return "Redis killed"
+
+    def recover(self) -> str:
+        self.start()
+        return "Redis restarted (empty)"
 
     def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-            self.process = None
+        _kill(self.process)
+
+
+@dataclass
+class SentinelRedis:
+    """A master, a replica and a sentinel: the fault kills the master (SIGKILL) and the
+    sentinel promotes the replica; the old master comes back as a replica of the new one."""
+
+    root: Path
+    ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
+    sentinel_port: int = field(default_factory=free_port)
+    servers: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    sentinel: subprocess.Popen[bytes] | None = None
+    master: int = 0
+    kind: str = "sentinel"
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/centralino/0"
+
+    def start(self) -> None:
+        first, second = self.ports
+        self.master = first
+        self.servers[first] = _redis_server(first, self.root)
+        self.servers[second] = _redis_server(second, self.root, "--replicaof", "127.0.0.1",
+                                             str(first))  # fmt: skip
+        conf = self.root / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.root}\n"
+            f"sentinel monitor centralino 127.0.0.1 {first} 1\n"
+            "sentinel down-after-milliseconds centralino 1000\n"
+            "sentinel failover-timeout centralino 10000\n"
+        )
+        self.sentinel = subprocess.Popen(
+            ["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL
+        )
+        self._wait_for_replica()
+
+    def _ask(self, *command: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(self.sentinel_port), *command],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return done.stdout
+
+    def _wait_for_replica(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if "slave" in self._ask("SENTINEL", "REPLICAS", "centralino"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the sentinel never saw the replica")
+
+    def fail(self) -> str:
+        old = self.master
+        _kill(self.servers.pop(old))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            address = self._ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "centralino").split()
+            if len(address) == 2 and int(address[1]) != old:
+                self.master = int(address[1])
+                return f"Redis master :{old} killed; sentinel promoted :{self.master}"
+            time.sleep(0.1)
+        raise RuntimeError("no failover within 30 s")
+
+    def recover(self) -> str:
+        old = next(p for p in self.ports if p != self.master)
+        self.servers[old] = _redis_server(old, self.root, "--replicaof", "127.0.0.1",
+                                          str(self.master))  # fmt: skip
+        return f"old master :{old} restarted as a replica"
+
+    def kill(self) -> None:
+        for process in [*self.servers.values(), self.sentinel]:
+            _kill(process)
 
 
 @dataclass
@@ -291,7 +375,7 @@ async def _inject(
     t0: float,
     duration: float,
     pg: Postgres,
-    redis: Redis,
+    redis: Redis | SentinelRedis,
     apps: list[App],
     ami: AmiServer,
     faults: Faults,
@@ -307,11 +391,9 @@ async def _inject(
     faults.note(t0, "PostgreSQL restarted")
 
     await at(0.35)
-    faults.note(t0, "Redis killed")
-    await asyncio.to_thread(redis.kill)
+    faults.note(t0, await asyncio.to_thread(redis.fail))
     await asyncio.sleep(REDIS_DOWN_S)
-    await asyncio.to_thread(redis.start)
-    faults.note(t0, "Redis restarted (empty)")
+    faults.note(t0, await asyncio.to_thread(redis.recover))
 
     await at(0.55)
     victim = apps[-1]
@@ -336,11 +418,8 @@ async def _inject(
 
 
 async def _agents_not_ready(redis_url: str) -> dict[str, str]:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
+    async with redis_client(redis_url) as client:  # a sentinel URL too
         states = await RedisLiveStore(client=client).agents()
-    finally:
-        await client.aclose()
     return {a.agent_id: a.state.value for a in states if a.state is not AgentState.READY}
 
 
@@ -382,7 +461,8 @@ async def _settled_records(dsn: str, spool: Path, expected: int) -> dict[str, li
 
 async def run() -> dict[str, object]:
     root = _workdir()
-    pg, redis = Postgres(root), Redis(root)
+    pg = Postgres(root)
+    redis: Redis | SentinelRedis = SentinelRedis(root) if SENTINEL else Redis(root)
     apps: list[App] = []
     rng = np.random.default_rng(2026)
     agents = [f"agent{n:03d}" for n in range(1, AGENTS + 1)]
@@ -527,6 +607,7 @@ async def run() -> dict[str, object]:
             "double_assignments": doubles,
             "answered_or_returned_pct": round(pct, 2),
             "rolling_restarts": sum(1 for _, w in faults.log if w.endswith("(SIGTERM)")),
+            "redis": redis.kind,
         }
     finally:
         for app in apps:
