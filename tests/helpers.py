@@ -10,6 +10,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
 import aiohttp
+import numpy as np
+
+from centralino.asterisk.ami_client import AmiClient
 
 T = TypeVar("T")
 
@@ -63,3 +66,17 @@ async def web_login(
     async with http.get(f"{base_url}/api/session") as response:
         assert response.status == 200
         return str((await response.json())["csrf_token"])
+
+
+def sim_ami_client(port: int, *, seed: int = 1, action_timeout_s: float = 10.0) -> AmiClient:
+    """An AMI client logged in as the simulated Asterisk's default account (`admin`), with a
+    keepalive slow enough not to matter in a test."""
+    return AmiClient(
+        host="127.0.0.1",
+        port=port,
+        username="admin",
+        secret="admin-secret",
+        rng=np.random.default_rng(seed),
+        ping_interval_s=60.0,
+        action_timeout_s=action_timeout_s,
+    )

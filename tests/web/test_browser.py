@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import numpy as np
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
@@ -25,7 +24,6 @@ from playwright.async_api import Browser, Locator, Page
 
 from acd.models import AgentDefinition, AgentState
 from centralino.access.models import Role
-from centralino.asterisk.ami_client import AmiClient
 from centralino.simulator.ami_server import AmiServer
 from centralino.supervision import Supervision
 from centralino.web.app import READINESS
@@ -56,7 +54,7 @@ from context.screen_pop import (
     ivr_view,
     ticket_view,
 )
-from tests.helpers import eventually
+from tests.helpers import eventually, sim_ami_client
 from tests.web.auth_helpers import PASSWORD, add_user, make_access
 from tests.web.browser import Watched, launch_browser, open_page, until
 from tests.web.test_pages import FakeAgents, Site, build_site
@@ -103,14 +101,7 @@ async def served(pg_dsn: str, redis_url: str) -> AsyncIterator[Served]:
     # Supervision over a simulated Asterisk's AMI: "lead" supervises blue from phone PJSIP/lead.
     asterisk = AmiServer(auth_failure_delay_s=0.05)
     await asterisk.start()
-    ami = AmiClient(
-        host="127.0.0.1",
-        port=asterisk.port,
-        username="admin",
-        secret="admin-secret",
-        rng=np.random.default_rng(5),
-        ping_interval_s=60.0,
-    )
+    ami = sim_ami_client(asterisk.port, seed=5)
     await ami.connect()
     phones = {
         a: AgentDefinition(a, {"support": 3}, endpoint=f"PJSIP/{a}") for a in ("a1", "a2", "lead")

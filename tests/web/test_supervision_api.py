@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import numpy as np
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
@@ -17,12 +16,11 @@ from aiohttp.test_utils import TestServer
 from acd.models import AgentDefinition, AgentState
 from centralino.access.models import Role
 from centralino.adapters.pg_accounts import PgAccounts
-from centralino.asterisk.ami_client import AmiClient
 from centralino.simulator.ami_server import AmiServer
 from centralino.supervision import Supervision
 from centralino.web.openapi import add_openapi
 from centralino.web.supervision import add_supervision
-from tests.helpers import web_login
+from tests.helpers import sim_ami_client, web_login
 from tests.web.auth_helpers import PASSWORD, add_user, make_access
 from tests.web.test_pages import build_site
 
@@ -63,14 +61,7 @@ class World:
 async def world(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[World]:
     asterisk = AmiServer(auth_failure_delay_s=0.05)
     await asterisk.start()
-    ami = AmiClient(
-        host="127.0.0.1",
-        port=asterisk.port,
-        username="admin",
-        secret="admin-secret",
-        rng=np.random.default_rng(3),
-        ping_interval_s=60.0,
-    )
+    ami = sim_ami_client(asterisk.port, seed=3)
     await ami.connect()
     states = {"a1": AgentState.BUSY, "a2": AgentState.BUSY, "boss": AgentState.READY}
 
