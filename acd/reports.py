@@ -341,3 +341,31 @@ def build_report(
         lines=lines,
         keys=tuple(ordered),
     )
+
+
+def totals(report: Report) -> list[Figures]:
+    """Each key's figures over the whole period (start: the period's first interval)."""
+    merged: dict[str, Figures] = {}
+    for f in report.lines:
+        t = merged.get(f.key)
+        if t is None:
+            t = merged[f.key] = Figures(
+                key=f.key,
+                start=report.starts[0] if report.starts else f.start,
+                abandoned=None if f.abandoned is None else 0,
+            )
+        t.offered += f.offered
+        t.answered += f.answered
+        if t.abandoned is not None and f.abandoned is not None:
+            t.abandoned += f.abandoned
+        t.short_abandoned += f.short_abandoned
+        t.answered_within_sl += f.answered_within_sl
+        t.transfers += f.transfers
+        t.callbacks += f.callbacks
+        t.wait_total_s += f.wait_total_s
+        t.handled += f.handled
+        t.talk_total_s += f.talk_total_s
+        t.wrap_total_s += f.wrap_total_s
+        t.survey_total += f.survey_total
+        t.surveys += f.surveys
+    return [merged[k] for k in report.keys]

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from acd.models import QueueEvent, QueueLogRow
 from acd.reports import (
+    Figures,
     Group,
     Interval,
+    Report,
     SurveyScores,
     build_report,
     floor_to_interval,
     interval_starts,
+    totals,
 )
 
 E = QueueEvent
@@ -49,8 +54,8 @@ def answered(
     ]
 
 
-def report(rows: list[QueueLogRow], group: Group = Group.QUEUE, **kw: object):  # type: ignore[no-untyped-def]
-    args: dict[str, object] = {
+def report(rows: list[QueueLogRow], group: Group = Group.QUEUE, **kw: Any) -> Report:
+    args: dict[str, Any] = {
         "group": group,
         "interval": Interval.HOUR,
         "since": T0,
@@ -60,10 +65,10 @@ def report(rows: list[QueueLogRow], group: Group = Group.QUEUE, **kw: object):  
         "teams_of": {"joe": {"red"}, "sue": {"blue"}, "max": {"red", "blue"}},
     }
     args.update(kw)
-    return build_report(rows, **args)  # type: ignore[arg-type]
+    return build_report(rows, **args)
 
 
-def lines_of(rep, key: str) -> list:  # type: ignore[no-untyped-def, type-arg]
+def lines_of(rep: Report, key: str) -> list[Figures]:
     return [f for f in rep.lines if f.key == key]
 
 
@@ -220,15 +225,18 @@ def test_days_follow_the_zones_midnight_and_dst() -> None:
     since = datetime(2026, 3, 28, tzinfo=ROME).timestamp()
     until = datetime(2026, 3, 31, tzinfo=ROME).timestamp()
     starts = interval_starts(since, until, Interval.DAY, ROME)
-    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [86400, 82800]
+    assert [b - a for a, b in itertools.pairwise(starts)] == [86400, 82800]
     late = datetime(2026, 3, 29, 23, 30, tzinfo=ROME).timestamp()
     assert floor_to_interval(late, Interval.DAY, ROME) == starts[1]
     assert floor_to_interval(late, Interval.HOUR, ROME) == late - 1800
     kathmandu = ZoneInfo("Asia/Kathmandu")  # +05:45
     t = datetime(2026, 3, 2, 10, 50, tzinfo=kathmandu).timestamp()
-    assert datetime.fromtimestamp(
-        floor_to_interval(t, Interval.QUARTER_HOUR, kathmandu), kathmandu
-    ).minute == 45
+    assert (
+        datetime.fromtimestamp(
+            floor_to_interval(t, Interval.QUARTER_HOUR, kathmandu), kathmandu
+        ).minute
+        == 45
+    )
 
 
 def test_hours_of_a_zone_and_their_calls() -> None:
@@ -242,3 +250,20 @@ def test_hours_of_a_zone_and_their_calls() -> None:
 def test_an_inverted_period_is_refused() -> None:
     with pytest.raises(ValueError, match="end after it starts"):
         report([], since=T0, until=T0)
+
+
+def test_totals_add_up_every_interval_of_a_key() -> None:
+    rows = [
+        *answered("c1", 10, 10, 100, "joe"),
+        row(30, "c3", E.ENTER),
+        row(90, "c3", E.ABANDON, wait_s=60.0),
+        *answered("c4", 2 * 3600 + 5, 30, 60, "joe"),
+    ]
+    rep = report(rows)
+    (billing,) = totals(rep)
+    assert (billing.key, billing.start) == ("billing", T0)
+    assert (billing.offered, billing.answered, billing.abandoned) == (3, 2, 1)
+    assert billing.service_level == pytest.approx(1 / 3)
+    assert billing.aht_s == pytest.approx(80.0)
+    (red,) = [t for t in totals(report(rows, Group.TEAM)) if t.key == "red"]
+    assert (red.answered, red.abandoned) == (2, None)
