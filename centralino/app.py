@@ -49,6 +49,7 @@ from centralino.adapters.pg_accounts import PgAccounts
 from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed, PgTeamSatisfaction
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
+from centralino.adapters.pg_reports import PgReportSource
 from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
@@ -75,6 +76,7 @@ from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.openapi import add_openapi
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
+from centralino.web.reports import ReportsConfig, add_reports
 from centralino.web.supervision import add_supervision
 from contact.inbound import record_failed_call
 from contact.ports import JournalEntry
@@ -410,12 +412,15 @@ def _web_app(
     access: Access,
     teams: Mapping[str, frozenset[str]] | None = None,
     supervision: Supervision | None = None,
+    reports: ReportsConfig | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     add_access(app, access)
     add_openapi(app)
     if supervision is not None:
         add_supervision(app, supervision)
+    if reports is not None:
+        add_reports(app, source=PgReportSource(pool=pool), config=reports)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     add_pages(
         app,
@@ -465,6 +470,23 @@ def _access(
         ),
         agent_teams={agent_id: d.teams for agent_id, d in staff.by_id.items()},
         now=context.clock.now,
+    )
+
+
+def _reports_config(settings: Settings, staff: _Staff) -> ReportsConfig:
+    """Each queue's service-level threshold, each agent's teams, and the teams serving each
+    queue (those with an agent having its skill; every team for a queue without one)."""
+    agents = staff.definitions
+    queue_teams = {
+        q.name: frozenset(
+            t for a in agents if q.skill is None or a.skills.get(q.skill, 0) > 0 for t in a.teams
+        )
+        for q in settings.acd.queues
+    }
+    return ReportsConfig(
+        sl_target_s={q.name: q.sl_target_s for q in settings.acd.queues},
+        teams_of={a.agent_id: a.teams for a in agents},
+        queue_teams=queue_teams,
     )
 
 
@@ -625,6 +647,7 @@ async def running(
             teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
             access=access,
             supervision=_supervision(ami, staff, live),
+            reports=_reports_config(settings, staff),
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
