@@ -51,14 +51,14 @@ def call(item: str, at: float, agent: str, queue: str, wait: float) -> list[Queu
 class World:
     url: str
 
-    async def get(self, who: str, path: str) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+    async def get(self, who: str, path: str) -> tuple[int, Any, dict[str, str]]:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             await web_login(http, self.url, who, PASSWORD)
             async with http.get(self.url + path) as r:
                 body = await r.text()
                 if r.content_type == "application/json":
-                    return r.status, await r.json(), r.headers
-                return r.status, body, r.headers
+                    return r.status, await r.json(), dict(r.headers)
+                return r.status, body, dict(r.headers)
 
 
 @pytest.fixture
