@@ -6,7 +6,7 @@ import { api, clear, el, fmtDuration, fmtNumber, fmtPercent, isNum, text } from 
 const SVG = "http://www.w3.org/2000/svg";
 const W = 480;
 const H = 170;
-const PAD = { left: 40, right: 8, top: 10, bottom: 24 };
+const PAD = { left: 48, right: 8, top: 10, bottom: 24 };
 const SL_GOAL = 0.8; // the dashed line; queues' own goals are on the wallboard
 const WEEKS_DAYS = 28;
 
@@ -18,7 +18,7 @@ const ui = {
 };
 
 const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
-const hourFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", timeZone: zone });
+const hourFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone });
 const dayFmt = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", timeZone: zone });
 
 // Local calendar date as YYYY-MM-DD (the API reads it as midnight in `zone`).
@@ -56,12 +56,18 @@ function svg(tag, attrs, ...children) {
   return node;
 }
 
+// The axis top: the next of 1, 2, 4, 5 x 10^k at or above `v`, so that its half is round too.
+function niceTop(v) {
+  const base = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 4, 5, 10].map((m) => m * base).find((t) => t >= v - 1e-9);
+}
+
 // Grouped bars: series [{cls, values, name}], values may be null (no calls: no bar).
 function barChart({ title, labels, series, max, format, goal, testid }) {
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
   const found = series.flatMap((s) => s.values).filter(isNum);
-  const top = max ?? Math.max(1, ...found);
+  const top = max ?? niceTop(Math.max(1, ...found));
   const y = (v) => PAD.top + plotH - (v / top) * plotH;
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
   for (const frac of [0, 0.5, 1]) {
@@ -79,9 +85,11 @@ function barChart({ title, labels, series, max, format, goal, testid }) {
     const x0 = PAD.left + i * slot + slot * 0.1;
     series.forEach((s, j) => {
       const v = s.values[i];
-      if (!isNum(v)) return;
+      if (!isNum(v) || (v <= 0 && !s.showZero)) return; // no calls, or nothing to draw
       const cls = typeof s.cls === "function" ? s.cls(v) : s.cls;
-      const bar = svg("rect", { class: cls, x: x0 + j * barW, y: y(v), width: Math.max(0.5, barW - 0.5), height: Math.max(0, y(0) - y(v)) });
+      // A 0 % service level is news, not an absence: a sliver shows it.
+      const h = Math.max(v <= 0 ? 2 : 0, y(0) - y(v));
+      const bar = svg("rect", { class: cls, x: x0 + j * barW, y: y(0) - h, width: Math.max(0.5, barW - 0.5), height: h });
       bar.append(svg("title", {}, `${label} · ${s.name}: ${format(v)}`));
       root.append(bar);
     });
@@ -92,7 +100,8 @@ function barChart({ title, labels, series, max, format, goal, testid }) {
   if (!found.length) {
     root.append(svg("text", { class: "none", x: W / 2, y: H / 2, "text-anchor": "middle" }, "No calls"));
   }
-  const legend = el("div", { class: "legend" }, series.length > 1 ? series.map((s) => el("span", { class: s.cls }, s.name)) : []);
+  const legend = el("div", { class: "legend" },
+    series.length > 1 ? series.map((s) => el("span", {}, el("i", { class: `swatch ${s.cls}` }), s.name)) : []);
   return el("figure", { class: "rp-chart", "data-testid": testid }, el("h3", {}, title), legend, root);
 }
 
@@ -108,7 +117,7 @@ function charts(lines, p) {
   return [
     barChart({
       title: "Service level", labels, max: 1, goal: SL_GOAL, format: fmtPercent, testid: "chart-sl",
-      series: [{ name: "Service level", cls: (v) => (v >= SL_GOAL ? "s-sl" : "s-sl miss"), values: pick("service_level") }],
+      series: [{ name: "Service level", cls: (v) => (v >= SL_GOAL ? "s-sl" : "s-sl miss"), values: pick("service_level"), showZero: true }],
     }),
     barChart({ title: "Calls", labels, format: (v) => fmtNumber(v, 0), series: volume, testid: "chart-calls" }),
     barChart({ title: "Average handling time", labels, format: fmtDuration, series: [{ name: "AHT", cls: "s-aht", values: pick("aht_s") }], testid: "chart-aht" }),
