@@ -264,7 +264,7 @@ def build_report(
 
     def keys_for(agent_id: str | None, queue: str) -> Collection[str]:
         if group is Group.QUEUE:
-            return (queue,)
+            return (queue,) if queue else ()  # a survey of a call that never queued
         if not agent_id:
             return ()
         if group is Group.AGENT:

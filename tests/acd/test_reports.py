@@ -192,14 +192,17 @@ def test_callbacks_and_satisfaction() -> None:
         SurveyScores(T0, "billing", "joe", total=9, count=2),
         SurveyScores(T0 + 3600, "billing", "sue", total=2, count=1),
         SurveyScores(T0 + 4 * 3600, "billing", "sue", total=5, count=1),  # after the period
+        SurveyScores(T0, "", "sue", total=1, count=1),  # a call that never queued
     ]
     rep = report(rows, surveys=surveys)
     first, second, third = lines_of(rep, "billing")
     assert (first.callbacks, first.satisfaction, first.surveys) == (1, 4.5, 2)
     assert second.satisfaction == 2.0
     assert third.satisfaction is None
+    assert rep.keys == ("billing",)
     team = report(rows, Group.TEAM, surveys=surveys)
     assert lines_of(team, "red")[0].callbacks == 1
+    assert lines_of(team, "blue")[0].satisfaction == 1.0  # sue's, queued or not
     assert lines_of(team, "blue")[1].satisfaction == 2.0
 
 
