@@ -30,6 +30,7 @@ interval boundary counts once, where it started waiting):
 
 from __future__ import annotations
 
+import bisect
 import enum
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -213,18 +214,16 @@ def _calls(rows: Iterable[QueueLogRow]) -> tuple[list[_Call], dict[str, list[tup
     return sorted(calls.values(), key=lambda c: c.entered_at), agent_states
 
 
-def _wrap_up_s(states: list[tuple[float, str]], ended_at: float) -> float:
+def _wrap_up_s(states: list[tuple[float, str]], times: list[float], ended_at: float) -> float:
     """The wrap-up that followed a conversation ending at `ended_at`: from the `wrap_up` state
     row written then to the agent's next state row; 0 when they went ready at once or no
-    wrap-up row is found, and 0 while it is still running (unknown length)."""
-    for i, (ts, state) in enumerate(states):
-        if ts < ended_at:
-            continue
-        if ts > ended_at or state != "wrap_up":
-            return 0.0
-        if i + 1 < len(states):
-            return min(states[i + 1][0] - ts, MAX_WRAP_UP_S)
+    wrap-up row is found, and 0 while it is still running (unknown length). `times`: the
+    states' timestamps (sorted), for the search."""
+    i = bisect.bisect_left(times, ended_at)
+    if i == len(states) or states[i][0] > ended_at or states[i][1] != "wrap_up":
         return 0.0
+    if i + 1 < len(states):
+        return min(states[i + 1][0] - states[i][0], MAX_WRAP_UP_S)
     return 0.0
 
 
@@ -260,6 +259,7 @@ def build_report(
     teams = teams_of or {}
     starts = interval_starts(since, until, interval, zone)
     calls, agent_states = _calls(rows)
+    state_times = {a: [ts for ts, _ in states] for a, states in agent_states.items()}
     table: dict[tuple[str, float], Figures] = {}
 
     def keys_for(agent_id: str | None, queue: str) -> Collection[str]:
@@ -311,7 +311,9 @@ def build_report(
             for key in keys_for(call.answered_by, call.queue):
                 line(key, start).callbacks += 1
         for agent_id, talk_s, ended_at, transferred in call.conversations:
-            wrap = _wrap_up_s(agent_states.get(agent_id, []), ended_at)
+            wrap = _wrap_up_s(
+                agent_states.get(agent_id, []), state_times.get(agent_id, []), ended_at
+            )
             for key in keys_for(agent_id, call.queue):
                 f = line(key, start)
                 f.handled += 1
