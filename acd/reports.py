@@ -48,6 +48,10 @@ MAX_WRAP_UP_S = 3600.0
 DEFAULT_SHORT_ABANDON_S = 5.0
 
 
+class ReportTooLarge(Exception):
+    """The period holds more rows than one report reads: ask for a shorter one."""
+
+
 class Group(enum.StrEnum):
     QUEUE = "queue"
     TEAM = "team"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncpg
 
 from acd.models import QueueEvent, QueueLogRow
-from acd.reports import PERIOD_TAIL_S, SurveyScores
+from acd.reports import PERIOD_TAIL_S, ReportTooLarge, SurveyScores
 
 # One report reads at most this many queue-log rows: 93 days of a mid-size contact center
 # (15k calls a day, ~6 rows each, plus agent states) fits; more is a period to narrow, not a
@@ -35,10 +35,6 @@ _EVENTS = [
         QueueEvent.TRANSFER,
     )
 ]
-
-
-class ReportTooLarge(Exception):
-    """The period holds more rows than one report reads: ask for a shorter one."""
 
 
 class PgReportSource:

@@ -31,7 +31,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from acd.models import QueueLogRow
-from acd.reports import Figures, Group, Interval, Report, SurveyScores, build_report, totals
+from acd.reports import (
+    Figures,
+    Group,
+    Interval,
+    Report,
+    ReportTooLarge,
+    SurveyScores,
+    build_report,
+    totals,
+)
 from centralino.access.models import Principal, Role
 from centralino.web.auth import current_principal
 from centralino.web.pages import CSP, STATIC_DIR
@@ -290,7 +299,11 @@ async def _report(request: web.Request) -> tuple[ReportQuery, Report] | web.Resp
         keys &= allowed
         visible = allowed.__contains__
     since, until = q.since.timestamp(), q.until.timestamp()
-    rows, surveys = await deps.source.read(since=since, until=until)
+    try:
+        rows, surveys = await deps.source.read(since=since, until=until)
+    except ReportTooLarge as exc:
+        log.warning("refused a report of %s to %s: %s", q.since, q.until, exc)
+        return _bad(f"the period holds too many calls for one report ({exc}): ask for less")
     report = build_report(
         rows,
         surveys,

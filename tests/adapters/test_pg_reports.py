@@ -10,10 +10,10 @@ import asyncpg
 import pytest
 
 from acd.models import QueueEvent, QueueLogRow
-from acd.reports import Group, Interval, build_report
+from acd.reports import Group, Interval, ReportTooLarge, build_report
 from centralino.adapters.pg_context import PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
-from centralino.adapters.pg_reports import PgReportSource, ReportTooLarge
+from centralino.adapters.pg_reports import PgReportSource
 from context.models import ChannelKind, Direction, Interaction
 
 E = QueueEvent

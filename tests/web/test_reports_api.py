@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -183,3 +184,27 @@ async def test_the_api_description_lists_the_report_routes(world: World) -> None
         doc = await r.json()
     assert set(doc["paths"]["/api/reports"]) == {"get"}
     assert "text/csv" in doc["paths"]["/api/reports.csv"]["get"]["responses"]["200"]["content"]
+
+
+async def test_bad_parameters_are_logged(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="centralino.web.reports"):
+        status, _, _ = await world.get("root", "/api/reports?group=team&interval=2h&" + PERIOD)
+    assert status == 400
+    assert any("interval='2h'" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_period_with_too_many_rows_is_refused_not_a_server_error(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    await PgQueueLog(pool=pg_pool).write(call("c1", 0, "a1", "billing", 5))
+    access = make_access(pg_pool, redis_client, agent_teams=TEAMS)
+    site = build_site(pg_pool, redis_client, access=access)
+    add_reports(site.app, source=PgReportSource(pool=pg_pool, max_rows=2), config=CONFIG)
+    await add_user(access, "root", Role.ADMIN)
+    async with TestServer(site.app, host="127.0.0.1", port=0) as server:
+        access.allow_local(server.port or 0)
+        status, body, _ = await World(f"http://127.0.0.1:{server.port}").get(
+            "root", f"/api/reports?group=queue&interval=1d&{PERIOD}"
+        )
+    assert status == 400
+    assert "too many calls" in body["error"]
