@@ -17,18 +17,21 @@ Run: `.venv/bin/python bench/reports.py`. The last line is the JSON summary.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import numpy as np
 
-from acd.models import QueueEvent
-from acd.reports import Group, Interval, build_report
+from acd.models import QueueLogRow
+from acd.reports import Group, Interval, Report, SurveyScores, build_report
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.pg_reports import PgReportSource
 from centralino.storage.migrate import apply_migrations
@@ -50,9 +53,8 @@ def synthetic_log(rng: np.random.Generator) -> tuple[list[Row], list[tuple[objec
     interactions: list[tuple[object, ...]] = []
     start = END - DAYS * 86400
     arrivals = np.sort(rng.uniform(start, END, DAYS * CALLS_PER_DAY))
-    for n, t in enumerate(arrivals):
-        item, queue = f"call-{n}", QUEUES[n % 3]
-        t = float(t)
+    for n, arrival in enumerate(arrivals):
+        item, queue, t = f"call-{n}", QUEUES[n % 3], float(arrival)
         rows.append((t, queue, item, "enter", "", "", None, None, '{"channel":"voice"}'))
         wait = float(rng.exponential(25.0))
         if rng.random() < 0.08:
@@ -86,13 +88,33 @@ def synthetic_log(rng: np.random.Generator) -> tuple[list[Row], list[tuple[objec
     return rows, interactions
 
 
-async def best_ms(fn, repeat: int = 3) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+async def best_ms(fn: Callable[[], Awaitable[T]], repeat: int = 3) -> tuple[float, T]:
     best, value = float("inf"), None
     for _ in range(repeat):
         t0 = time.perf_counter()
         value = await fn()
         best = min(best, (time.perf_counter() - t0) * 1000)
+    assert value is not None
     return best, value
+
+
+async def compute(
+    rows: list[QueueLogRow], surveys: list[SurveyScores], *, since: float, interval: Interval
+) -> Report:
+    return build_report(
+        rows,
+        surveys,
+        group=Group.TEAM,
+        interval=interval,
+        since=since,
+        until=END,
+        zone=ZONE,
+        sl_target_s=dict.fromkeys(QUEUES, 20.0),
+        teams_of=TEAMS,
+    )
 
 
 async def main() -> None:
@@ -142,31 +164,20 @@ async def main() -> None:
             ("weeks", END - DAYS * 86400, Interval.DAY),
             ("day", END - 86400, Interval.HOUR),
         ):
-            read_ms, read = await best_ms(lambda s=since: source.read(since=s, until=END))
-            got_rows, surveys = read  # type: ignore[misc]
-
-            async def compute(
-                s: float = since, i: Interval = interval, r: object = got_rows, v: object = surveys
-            ) -> object:
-                return build_report(
-                    r,  # type: ignore[arg-type]
-                    v,  # type: ignore[arg-type]
-                    group=Group.TEAM,
-                    interval=i,
-                    since=s,
-                    until=END,
-                    zone=ZONE,
-                    sl_target_s=dict.fromkeys(QUEUES, 20.0),
-                    teams_of=TEAMS,
-                )
-
-            build_ms, report = await best_ms(compute)
-            peer_ms, peer_rows = await best_ms(lambda s=since: plain.read(since=s, until=END))
-            answered = sum(f.answered for f in report.lines)  # type: ignore[attr-defined]
+            read_ms, (got_rows, surveys) = await best_ms(
+                functools.partial(source.read, since=since, until=END)
+            )
+            build_ms, report = await best_ms(
+                functools.partial(compute, got_rows, surveys, since=since, interval=interval)
+            )
+            peer_ms, peer_rows = await best_ms(
+                functools.partial(plain.read, since=since, until=END)
+            )
+            answered = sum(f.answered for f in report.lines)
             print(
                 f"{label:>5}: read {read_ms:8.1f} ms ({len(got_rows)} rows)  build {build_ms:8.1f}"
                 f" ms  total {read_ms + build_ms:8.1f} ms  | peer PgQueueLog.read"
-                f" {peer_ms:8.1f} ms ({len(peer_rows)} rows)  answered {answered}"  # type: ignore[arg-type]
+                f" {peer_ms:8.1f} ms ({len(peer_rows)} rows)  answered {answered}"
             )
             results[f"{label}_total_ms"] = round(read_ms + build_ms, 1)
             results[f"{label}_read_ms"] = round(read_ms, 1)
