@@ -30,8 +30,8 @@ interval boundary counts once, where it started waiting):
 
 from __future__ import annotations
 
-import bisect
 import enum
+import itertools
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -180,13 +180,11 @@ class _Call:
     transfer_keys: set[tuple[str, float]] = field(default_factory=set)
 
 
-def _calls(rows: Iterable[QueueLogRow]) -> tuple[list[_Call], dict[str, list[tuple[float, str]]]]:
+def _calls(rows: Iterable[QueueLogRow]) -> list[_Call]:
     """The calls (one per item and queue, in order of entry) and each agent's state rows."""
     calls: dict[tuple[str, str], _Call] = {}
-    agent_states: dict[str, list[tuple[float, str]]] = {}
     for row in sorted(rows, key=lambda r: r.ts):
         if row.event is QueueEvent.AGENT:
-            agent_states.setdefault(row.agent_id, []).append((row.ts, row.data.split(":", 1)[0]))
             continue
         key = (row.item_id, row.queue)
         if row.event is QueueEvent.ENTER:
@@ -215,20 +213,42 @@ def _calls(rows: Iterable[QueueLogRow]) -> tuple[list[_Call], dict[str, list[tup
                 call.transfer_keys.add((row.agent_id, row.ts))
             if row.talk_s is not None:
                 call.conversations.append((row.agent_id, row.talk_s, row.ts, transferred))
-    return sorted(calls.values(), key=lambda c: c.entered_at), agent_states
+    return sorted(calls.values(), key=lambda c: c.entered_at)
 
 
-def _wrap_up_s(states: list[tuple[float, str]], times: list[float], ended_at: float) -> float:
-    """The wrap-up that followed a conversation ending at `ended_at`: from the `wrap_up` state
-    row written then to the agent's next state row; 0 when they went ready at once or no
-    wrap-up row is found, and 0 while it is still running (unknown length). `times`: the
-    states' timestamps (sorted), for the search."""
-    i = bisect.bisect_left(times, ended_at)
-    if i == len(states) or states[i][0] > ended_at or states[i][1] != "wrap_up":
-        return 0.0
-    if i + 1 < len(states):
-        return min(states[i + 1][0] - states[i][0], MAX_WRAP_UP_S)
-    return 0.0
+@dataclass(frozen=True, slots=True)
+class WrapUp:
+    """An agent's wrap-up after a conversation that ended at `at` (the moment of the COMPLETE
+    or TRANSFER row and of the agent's `wrap_up` state row)."""
+
+    agent_id: str
+    at: float
+    wrap_s: float
+
+
+def wrap_ups_from_states(rows: Iterable[QueueLogRow]) -> list[WrapUp]:
+    """Each `wrap_up` state row with the agent's next state row after it: the wrap-up lasted
+    until then (at most MAX_WRAP_UP_S). One still running (no next row) has no known length
+    and is left out: its conversation counts as talk only. The reference for the SQL of
+    `PgReportSource`."""
+    by_agent: dict[str, list[tuple[float, str]]] = {}
+    for row in sorted((r for r in rows if r.event is QueueEvent.AGENT), key=lambda r: r.ts):
+        by_agent.setdefault(row.agent_id, []).append((row.ts, row.data.split(":", 1)[0]))
+    found = []
+    for agent_id, states in by_agent.items():
+        for (ts, state), (next_ts, _) in itertools.pairwise(states):
+            if state == "wrap_up":
+                found.append(WrapUp(agent_id, ts, min(next_ts - ts, MAX_WRAP_UP_S)))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ReportInput:
+    """What a report is computed from, as a store reads it for one period."""
+
+    rows: list[QueueLogRow]  # the calls' rows (no agent state rows needed)
+    surveys: list[SurveyScores]
+    wrap_ups: list[WrapUp]
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -238,6 +258,7 @@ def build_report(
     rows: Iterable[QueueLogRow],
     surveys: Iterable[SurveyScores] = (),
     *,
+    wrap_ups: Iterable[WrapUp] | None = None,
     group: Group,
     interval: Interval,
     since: float,
@@ -253,17 +274,20 @@ def build_report(
     """The report of the calls that entered a queue in [since, until).
 
     `rows`: the queue log of those calls (rows of calls that entered earlier are ignored; rows
-    after `until` of calls that entered before it are used), with the agents' state rows for the
-    wrap-ups. `sl_target_s`: each queue's service-level threshold. `teams_of`: each agent's
-    teams (group=team). `keys`: keys shown even with no calls (every interval zero). `visible`:
+    after `until` of calls that entered before it are used). `wrap_ups`: the agents' wrap-ups;
+    None: derived from the agents' state rows among `rows` (`wrap_ups_from_states`).
+    `sl_target_s`: each queue's service-level threshold. `teams_of`: each agent's teams
+    (group=team). `keys`: keys shown even with no calls (every interval zero). `visible`:
     which keys the reader may see (None: all). Raises ValueError for an empty or inverted
     period."""
     if not (math.isfinite(since) and math.isfinite(until)) or until <= since:
         raise ValueError("the period must end after it starts")
     teams = teams_of or {}
     starts = interval_starts(since, until, interval, zone)
-    calls, agent_states = _calls(rows)
-    state_times = {a: [ts for ts, _ in states] for a, states in agent_states.items()}
+    rows = list(rows)
+    calls = _calls(rows)
+    known = wrap_ups_from_states(rows) if wrap_ups is None else wrap_ups
+    wrap_of = {(w.agent_id, w.at): w.wrap_s for w in known}
     table: dict[tuple[str, float], Figures] = {}
 
     def keys_for(agent_id: str | None, queue: str) -> Collection[str]:
@@ -315,9 +339,7 @@ def build_report(
             for key in keys_for(call.answered_by, call.queue):
                 line(key, start).callbacks += 1
         for agent_id, talk_s, ended_at, transferred in call.conversations:
-            wrap = _wrap_up_s(
-                agent_states.get(agent_id, []), state_times.get(agent_id, []), ended_at
-            )
+            wrap = wrap_of.get((agent_id, ended_at), 0.0)
             for key in keys_for(agent_id, call.queue):
                 f = line(key, start)
                 f.handled += 1

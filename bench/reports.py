@@ -30,8 +30,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import numpy as np
 
-from acd.models import QueueLogRow
-from acd.reports import Group, Interval, Report, SurveyScores, build_report
+from acd.reports import Group, Interval, Report, ReportInput, build_report
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.pg_reports import PgReportSource
 from centralino.storage.migrate import apply_migrations
@@ -101,12 +100,11 @@ async def best_ms(fn: Callable[[], Awaitable[T]], repeat: int = 3) -> tuple[floa
     return best, value
 
 
-async def compute(
-    rows: list[QueueLogRow], surveys: list[SurveyScores], *, since: float, interval: Interval
-) -> Report:
+async def compute(data: ReportInput, *, since: float, interval: Interval) -> Report:
     return build_report(
-        rows,
-        surveys,
+        data.rows,
+        data.surveys,
+        wrap_ups=data.wrap_ups,
         group=Group.TEAM,
         interval=interval,
         since=since,
@@ -164,18 +162,17 @@ async def main() -> None:
             ("weeks", END - DAYS * 86400, Interval.DAY),
             ("day", END - 86400, Interval.HOUR),
         ):
-            read_ms, (got_rows, surveys) = await best_ms(
-                functools.partial(source.read, since=since, until=END)
-            )
+            read_ms, data = await best_ms(functools.partial(source.read, since=since, until=END))
             build_ms, report = await best_ms(
-                functools.partial(compute, got_rows, surveys, since=since, interval=interval)
+                functools.partial(compute, data, since=since, interval=interval)
             )
             peer_ms, peer_rows = await best_ms(
                 functools.partial(plain.read, since=since, until=END)
             )
             answered = sum(f.answered for f in report.lines)
+            read_rows = len(data.rows) + len(data.wrap_ups)
             print(
-                f"{label:>5}: read {read_ms:8.1f} ms ({len(got_rows)} rows)  build {build_ms:8.1f}"
+                f"{label:>5}: read {read_ms:8.1f} ms ({read_rows} rows)  build {build_ms:8.1f}"
                 f" ms  total {read_ms + build_ms:8.1f} ms  | peer PgQueueLog.read"
                 f" {peer_ms:8.1f} ms ({len(peer_rows)} rows)  answered {answered}"
             )

@@ -2,7 +2,8 @@
 
 Queue log: the rows of the calls that ENTERED a queue in the period (found through the partial
 index of 0010_report_indexes.sql), including their rows after its end (a call answered after
-midnight belongs to the day it entered), plus the agents' state rows for the wrap-ups. The
+midnight belongs to the day it entered), and the agents' wrap-ups (a window query over their
+state rows, so that one row per wrap-up crosses the wire instead of every state change). The
 counting itself stays in Python: it follows each call through transfers and re-entries, which
 SQL would express only as a long window query that says less clearly what it counts.
 
@@ -16,7 +17,14 @@ from __future__ import annotations
 import asyncpg
 
 from acd.models import QueueEvent, QueueLogRow
-from acd.reports import PERIOD_TAIL_S, ReportTooLarge, SurveyScores
+from acd.reports import (
+    MAX_WRAP_UP_S,
+    PERIOD_TAIL_S,
+    ReportInput,
+    ReportTooLarge,
+    SurveyScores,
+    WrapUp,
+)
 
 # One report reads at most this many queue-log rows: 93 days of a mid-size contact center
 # (15k calls a day, ~6 rows each, plus agent states) fits; more is a period to narrow, not a
@@ -42,10 +50,9 @@ class PgReportSource:
         self._pool = pool
         self._max_rows = max_rows
 
-    async def read(
-        self, *, since: float, until: float
-    ) -> tuple[list[QueueLogRow], list[SurveyScores]]:
-        """Queue-log rows and survey scores of the calls of [since, until) (epoch seconds)."""
+    async def read(self, *, since: float, until: float) -> ReportInput:
+        """Queue-log rows, wrap-ups and survey scores of the calls of [since, until) (epoch
+        seconds)."""
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
             calls = await conn.fetch(
                 "SELECT ts, queue, item_id, event, agent_id, wait_s, talk_s FROM queue_log"
@@ -61,17 +68,23 @@ class PgReportSource:
             )
             if len(calls) > self._max_rows:
                 raise ReportTooLarge(f"more than {self._max_rows} queue-log rows")
-            states = await conn.fetch(
-                "SELECT ts, agent_id, split_part(data, ':', 1) AS state FROM queue_log"
-                " WHERE event = 'agent' AND ts >= $1 AND ts < $2::float8 + $3::float8"
-                " ORDER BY ts, id LIMIT $4",
+            # acd.reports.wrap_ups_from_states in SQL: each wrap_up state row and the agent's
+            # next state row, one row per wrap-up instead of every state change.
+            wraps = await conn.fetch(
+                "SELECT agent_id, ts, least(next_ts - ts, $4::float8) AS wrap_s FROM ("
+                "  SELECT agent_id, ts, data,"
+                "  lead(ts) OVER (PARTITION BY agent_id ORDER BY ts, id) AS next_ts"
+                "  FROM queue_log WHERE event = 'agent' AND ts >= $1"
+                "  AND ts < $2::float8 + $3::float8) s"
+                " WHERE split_part(data, ':', 1) = 'wrap_up' AND next_ts IS NOT NULL LIMIT $5",
                 since,
                 until,
                 PERIOD_TAIL_S,
+                MAX_WRAP_UP_S,
                 self._max_rows + 1,
             )
-            if len(states) > self._max_rows:
-                raise ReportTooLarge(f"more than {self._max_rows} agent state rows")
+            if len(wraps) > self._max_rows:
+                raise ReportTooLarge(f"more than {self._max_rows} wrap-ups")
             scores = await conn.fetch(
                 "SELECT floor(extract(epoch FROM started_at) / 900) * 900 AS bin,"
                 " coalesce(queue, '') AS queue, agent_id, sum(survey_score) AS total,"
@@ -82,37 +95,28 @@ class PgReportSource:
                 since,
                 until,
             )
-        rows = [
-            QueueLogRow(
-                ts=r["ts"],
-                queue=r["queue"],
-                item_id=r["item_id"],
-                event=QueueEvent(r["event"]),
-                agent_id=r["agent_id"],
-                wait_s=r["wait_s"],
-                talk_s=r["talk_s"],
-            )
-            for r in calls
-        ]
-        rows.extend(
-            QueueLogRow(
-                ts=r["ts"],
-                queue="",
-                item_id="",
-                event=QueueEvent.AGENT,
-                agent_id=r["agent_id"],
-                data=r["state"],
-            )
-            for r in states
+        return ReportInput(
+            rows=[
+                QueueLogRow(
+                    ts=r["ts"],
+                    queue=r["queue"],
+                    item_id=r["item_id"],
+                    event=QueueEvent(r["event"]),
+                    agent_id=r["agent_id"],
+                    wait_s=r["wait_s"],
+                    talk_s=r["talk_s"],
+                )
+                for r in calls
+            ],
+            surveys=[
+                SurveyScores(
+                    bin_start=float(r["bin"]),
+                    queue=r["queue"],
+                    agent_id=r["agent_id"],
+                    total=int(r["total"]),
+                    count=int(r["n"]),
+                )
+                for r in scores
+            ],
+            wrap_ups=[WrapUp(r["agent_id"], r["ts"], r["wrap_s"]) for r in wraps],
         )
-        surveys = [
-            SurveyScores(
-                bin_start=float(r["bin"]),
-                queue=r["queue"],
-                agent_id=r["agent_id"],
-                total=int(r["total"]),
-                count=int(r["n"]),
-            )
-            for r in scores
-        ]
-        return rows, surveys

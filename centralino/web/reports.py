@@ -30,14 +30,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
-from acd.models import QueueLogRow
 from acd.reports import (
     Figures,
     Group,
     Interval,
     Report,
+    ReportInput,
     ReportTooLarge,
-    SurveyScores,
     build_report,
     totals,
 )
@@ -62,9 +61,7 @@ REPORTS_CSV_PATH = "/api/reports.csv"
 class ReportSource(Protocol):
     """What a report reads for one period (`PgReportSource`)."""
 
-    async def read(
-        self, *, since: float, until: float
-    ) -> tuple[list[QueueLogRow], list[SurveyScores]]: ...
+    async def read(self, *, since: float, until: float) -> ReportInput: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,13 +297,14 @@ async def _report(request: web.Request) -> tuple[ReportQuery, Report] | web.Resp
         visible = allowed.__contains__
     since, until = q.since.timestamp(), q.until.timestamp()
     try:
-        rows, surveys = await deps.source.read(since=since, until=until)
+        data = await deps.source.read(since=since, until=until)
     except ReportTooLarge as exc:
         log.warning("refused a report of %s to %s: %s", q.since, q.until, exc)
         return _bad(f"the period holds too many calls for one report ({exc}): ask for less")
     report = build_report(
-        rows,
-        surveys,
+        data.rows,
+        data.surveys,
+        wrap_ups=data.wrap_ups,
         group=q.group,
         interval=q.interval,
         since=since,

@@ -10,7 +10,14 @@ import asyncpg
 import pytest
 
 from acd.models import QueueEvent, QueueLogRow
-from acd.reports import Group, Interval, ReportTooLarge, build_report
+from acd.reports import (
+    Group,
+    Interval,
+    ReportTooLarge,
+    WrapUp,
+    build_report,
+    wrap_ups_from_states,
+)
 from centralino.adapters.pg_context import PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.pg_reports import PgReportSource
@@ -58,6 +65,7 @@ ROWS = [
     row(32406, "c1", E.CONNECT, agent_id="sue", wait_s=6.0),
     row(32506, "c1", E.TRANSFER, agent_id="sue", talk_s=100.0, data="sales"),
     row(32506, "", E.AGENT, queue="", agent_id="sue", data="ready"),
+    row(40000, "", E.AGENT, queue="", agent_id="max", data="wrap_up"),  # still running
     row(32500, "c2", E.ENTER),
     row(32560, "c2", E.ABANDON, wait_s=60.0, data="caller_hangup"),
 ]
@@ -72,15 +80,18 @@ async def test_given_a_day_then_its_calls_are_read_by_entry_and_reported(
     await timeline.append(rated("sue", 2, 32410))
     await timeline.append(rated("joe", 4, -600))  # the day before
 
-    rows, surveys = await PgReportSource(pool=pg_pool).read(since=T0, until=END)
+    data = await PgReportSource(pool=pg_pool).read(since=T0, until=END)
 
-    assert {r.item_id for r in rows if r.event is not E.AGENT} == {"late", "c1", "c2"}
-    assert all(r.data == "" for r in rows if r.event is E.ENTER)  # the item's JSON is not read
-    assert [(s.agent_id, s.total, s.count) for s in surveys] == [("sue", 7, 2)]
-    assert surveys[0].bin_start == T0 + 32400
+    assert {r.item_id for r in data.rows} == {"late", "c1", "c2"}
+    assert all(r.data == "" for r in data.rows if r.event is E.ENTER)  # the item's JSON: unread
+    assert [(s.agent_id, s.total, s.count) for s in data.surveys] == [("sue", 7, 2)]
+    assert data.surveys[0].bin_start == T0 + 32400
+    # The SQL window query finds the wrap-ups the pure reference finds in the state rows.
+    assert data.wrap_ups == wrap_ups_from_states(ROWS) == [WrapUp("joe", T0 + 86470, 20.0)]
     rep = build_report(
-        rows,
-        surveys,
+        data.rows,
+        data.surveys,
+        wrap_ups=data.wrap_ups,
         group=Group.QUEUE,
         interval=Interval.DAY,
         since=T0,
