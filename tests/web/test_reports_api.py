@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
@@ -19,12 +20,13 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from acd.models import QueueEvent, QueueLogRow
+from acd.reports import Figures, Group, Interval, Report
 from centralino.access.models import Role
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.pg_reports import PgReportSource
 from centralino.web.auth import ROUTE_RULES
 from centralino.web.openapi import add_openapi
-from centralino.web.reports import ReportsConfig, add_reports
+from centralino.web.reports import ReportsConfig, add_reports, report_csv
 from tests.helpers import web_login
 from tests.web.auth_helpers import PASSWORD, add_user, make_access
 from tests.web.test_pages import build_site
@@ -208,3 +210,21 @@ async def test_a_period_with_too_many_rows_is_refused_not_a_server_error(
         )
     assert status == 400
     assert "too many calls" in body["error"]
+
+
+def test_csv_cells_are_quoted_and_never_formulas() -> None:
+    report = Report(
+        group=Group.AGENT,
+        interval=Interval.DAY,
+        zone="UTC",
+        starts=(T0,),
+        lines=(Figures(key='=HYPERLINK("x"),a', start=T0, answered=2, abandoned=None),),
+        keys=('=HYPERLINK("x"),a',),
+    )
+    body = report_csv(report, ZoneInfo("UTC"))
+    header, _, end = body.split("\r\n")
+    assert header.split(",")[:3] == ["group", "key", "interval_start"]
+    assert end == ""
+    (parsed,) = csv.DictReader(io.StringIO(body))
+    assert parsed["key"] == '\'=HYPERLINK("x"),a'  # quoted, and starts with ' not =
+    assert (parsed["answered"], parsed["abandoned"], parsed["service_level"]) == ("2", "", "0.0")
