@@ -63,7 +63,7 @@ function niceTop(v) {
 }
 
 // Grouped bars: series [{cls, values, name}], values may be null (no calls: no bar).
-function barChart({ title, labels, series, max, format, goal, testid }) {
+function barChart({ title, labels, series, max, format, goal, testid, empty = "No calls" }) {
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
   const found = series.flatMap((s) => s.values).filter(isNum);
@@ -98,7 +98,7 @@ function barChart({ title, labels, series, max, format, goal, testid }) {
     }
   });
   if (!found.length) {
-    root.append(svg("text", { class: "none", x: W / 2, y: H / 2, "text-anchor": "middle" }, "No calls"));
+    root.append(svg("text", { class: "none", x: W / 2, y: H / 2, "text-anchor": "middle" }, empty));
   }
   const legend = el("div", { class: "legend" },
     series.length > 1 ? series.map((s) => el("span", {}, el("i", { class: `swatch ${s.cls}` }), s.name)) : []);
@@ -121,7 +121,7 @@ function charts(lines, p) {
     }),
     barChart({ title: "Calls", labels, format: (v) => fmtNumber(v, 0), series: volume, testid: "chart-calls" }),
     barChart({ title: "Average handling time", labels, format: fmtDuration, series: [{ name: "AHT", cls: "s-aht", values: pick("aht_s") }], testid: "chart-aht" }),
-    barChart({ title: "Satisfaction (1–5)", labels, max: 5, format: (v) => fmtNumber(v), series: [{ name: "Satisfaction", cls: "s-sat", values: pick("satisfaction") }], testid: "chart-sat" }),
+    barChart({ title: "Satisfaction (1–5)", labels, max: 5, empty: "No surveys", format: (v) => fmtNumber(v), series: [{ name: "Satisfaction", cls: "s-sat", values: pick("satisfaction") }], testid: "chart-sat" }),
   ];
 }
 
