@@ -76,7 +76,7 @@ from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.openapi import add_openapi
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
-from centralino.web.reports import ReportsConfig, add_reports
+from centralino.web.reports import ReportsConfig, add_reports, reports_config
 from centralino.web.supervision import add_supervision
 from contact.inbound import record_failed_call
 from contact.ports import JournalEntry
@@ -473,23 +473,6 @@ def _access(
     )
 
 
-def _reports_config(settings: Settings, staff: _Staff) -> ReportsConfig:
-    """Each queue's service-level threshold, each agent's teams, and the teams serving each
-    queue (those with an agent having its skill; every team for a queue without one)."""
-    agents = staff.definitions
-    queue_teams = {
-        q.name: frozenset(
-            t for a in agents if q.skill is None or a.skills.get(q.skill, 0) > 0 for t in a.teams
-        )
-        for q in settings.acd.queues
-    }
-    return ReportsConfig(
-        sl_target_s={q.name: q.sl_target_s for q in settings.acd.queues},
-        teams_of={a.agent_id: a.teams for a in agents},
-        queue_teams=queue_teams,
-    )
-
-
 def _supervision(ami: AmiGroup | None, staff: _Staff, live: RedisLiveStore) -> Supervision:
     """Listen, whisper, barge: over AMI, for an agent the live state shows on a call."""
 
@@ -647,7 +630,7 @@ async def running(
             teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
             access=access,
             supervision=_supervision(ami, staff, live),
-            reports=_reports_config(settings, staff),
+            reports=reports_config(queues=settings.acd.queues, agents=staff.definitions),
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server

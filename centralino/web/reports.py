@@ -22,7 +22,7 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol, TypedDict
@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
+from acd.models import AgentDefinition
 from acd.reports import (
     Figures,
     Group,
@@ -70,6 +71,41 @@ class ReportsConfig:
     teams_of: Mapping[str, Collection[str]]  # agent -> their teams
     queue_teams: Mapping[str, Collection[str]]  # queue -> the teams whose agents serve it
     default_zone: str = "UTC"
+
+
+class QueueDefinition(Protocol):
+    """What reports need of a queue's settings (`QueueSettings` has these)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def skill(self) -> str | None: ...
+
+    @property
+    def sl_target_s(self) -> float: ...
+
+
+def reports_config(
+    *, queues: Iterable[QueueDefinition], agents: Iterable[AgentDefinition]
+) -> ReportsConfig:
+    """Each queue's service-level threshold, each agent's teams, and the teams serving each
+    queue: those with an agent who has its skill (every team, for a queue without a skill)."""
+    agents = list(agents)
+    queues = list(queues)
+    return ReportsConfig(
+        sl_target_s={q.name: q.sl_target_s for q in queues},
+        teams_of={a.agent_id: a.teams for a in agents},
+        queue_teams={
+            q.name: frozenset(
+                t
+                for a in agents
+                if q.skill is None or a.skills.get(q.skill, 0) > 0
+                for t in a.teams
+            )
+            for q in queues
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,14 +19,15 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from acd.models import QueueEvent, QueueLogRow
+from acd.models import AgentDefinition, QueueEvent, QueueLogRow
 from acd.reports import Figures, Group, Interval, Report
 from centralino.access.models import Role
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.pg_reports import PgReportSource
+from centralino.settings import QueueSettings
 from centralino.web.auth import ROUTE_RULES
 from centralino.web.openapi import add_openapi
-from centralino.web.reports import ReportsConfig, add_reports, report_csv
+from centralino.web.reports import ReportsConfig, add_reports, report_csv, reports_config
 from tests.helpers import web_login
 from tests.web.auth_helpers import PASSWORD, add_user, make_access
 from tests.web.test_pages import build_site
@@ -228,3 +229,24 @@ def test_csv_cells_are_quoted_and_never_formulas() -> None:
     (parsed,) = csv.DictReader(io.StringIO(body))
     assert parsed["key"] == '\'=HYPERLINK("x"),a'  # quoted, and starts with ' not =
     assert (parsed["answered"], parsed["abandoned"], parsed["service_level"]) == ("2", "", "0.0")
+
+
+def test_a_queue_is_served_by_the_teams_of_the_agents_with_its_skill() -> None:
+    config = reports_config(
+        queues=[
+            QueueSettings(name="billing", skill="billing", sl_target_s=30),
+            QueueSettings(name="general", skill=None),
+            QueueSettings(name="sales", skill="sales"),
+        ],
+        agents=[
+            AgentDefinition("a1", {"billing": 2}, teams=frozenset({"blue"})),
+            AgentDefinition("a2", {"support": 5}, teams=frozenset({"green", "night"})),
+        ],
+    )
+    assert config.sl_target_s == {"billing": 30.0, "general": 20.0, "sales": 20.0}
+    assert config.queue_teams == {
+        "billing": {"blue"},
+        "general": {"blue", "green", "night"},
+        "sales": set(),
+    }
+    assert config.teams_of["a2"] == {"green", "night"}
