@@ -49,6 +49,7 @@ from centralino.adapters.pg_accounts import PgAccounts
 from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed, PgTeamSatisfaction
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
+from centralino.adapters.pg_reports import PgReportSource
 from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
@@ -75,6 +76,7 @@ from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.openapi import add_openapi
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
+from centralino.web.reports import ReportsConfig, add_reports, reports_config
 from centralino.web.supervision import add_supervision
 from contact.inbound import record_failed_call
 from contact.ports import JournalEntry
@@ -410,12 +412,15 @@ def _web_app(
     access: Access,
     teams: Mapping[str, frozenset[str]] | None = None,
     supervision: Supervision | None = None,
+    reports: ReportsConfig | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     add_access(app, access)
     add_openapi(app)
     if supervision is not None:
         add_supervision(app, supervision)
+    if reports is not None:
+        add_reports(app, source=PgReportSource(pool=pool), config=reports)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     add_pages(
         app,
@@ -625,6 +630,7 @@ async def running(
             teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
             access=access,
             supervision=_supervision(ami, staff, live),
+            reports=reports_config(queues=settings.acd.queues, agents=staff.definitions),
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server

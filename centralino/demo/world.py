@@ -277,6 +277,7 @@ def _banner(world: DemoWorld) -> str:
     return (
         "\n  Centralino demo is running (Ctrl-C stops it)\n"
         f"    wallboard       {url}/wallboard\n"
+        f"    reports         {url}/reports   (the demo's calls, today and by day)\n"
         f"    agent desktop   {url}/desktop/agent101   (agents: {agents})\n"
         f"    home            {url}/\n"
         f"    log in          {url}/login   as admin, supervisor (teams: every demo team) or\n"

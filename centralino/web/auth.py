@@ -109,6 +109,10 @@ ROUTE_RULES: dict[str, Rule] = {
     "/wallboard": Rule.SUPERVISION,
     "/api/wallboard": Rule.SUPERVISION,
     "/ws/wallboard": Rule.SUPERVISION,
+    # Filtered to the supervisor's teams, their agents and the queues they serve (web/reports.py).
+    "/reports": Rule.SUPERVISION,
+    "/api/reports": Rule.SUPERVISION,
+    "/api/reports.csv": Rule.SUPERVISION,
 }
 
 LOGIN_CSP = (

@@ -43,6 +43,77 @@ _CSRF = {
 }
 
 
+_REPORT_PARAMETERS = [
+    {
+        "name": "group",
+        "in": "query",
+        "required": True,
+        "schema": {"enum": ["queue", "team", "agent"]},
+    },
+    {"name": "interval", "in": "query", "required": True, "schema": {"enum": ["15m", "1h", "1d"]}},
+    {
+        "name": "from",
+        "in": "query",
+        "required": True,
+        "description": "ISO 8601 date or date-time (read in tz without an offset)",
+        "schema": {"type": "string", "maxLength": 64},
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "required": True,
+        "description": "end, excluded; at most 93 days after from (31 with 15m)",
+        "schema": {"type": "string", "maxLength": 64},
+    },
+    {
+        "name": "tz",
+        "in": "query",
+        "required": False,
+        "description": "IANA time zone of the intervals (default UTC)",
+        "schema": {"type": "string", "maxLength": 64},
+    },
+]
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_REPORT_LINE = {
+    "type": "object",
+    "required": ["key", "start", "offered", "answered", "abandoned", "service_level"],
+    "properties": {
+        "key": {"type": "string"},
+        "start": {"type": "string", "format": "date-time"},
+        "offered": {"type": "integer"},
+        "answered": {"type": "integer"},
+        "abandoned": {"type": ["integer", "null"]},
+        "short_abandoned": {"type": "integer"},
+        "answered_within_sl": {"type": "integer"},
+        "service_level": _NUMBER_OR_NULL,
+        "asa_s": _NUMBER_OR_NULL,
+        "aht_s": _NUMBER_OR_NULL,
+        "talk_s": _NUMBER_OR_NULL,
+        "wrap_up_s": _NUMBER_OR_NULL,
+        "handled": {"type": "integer"},
+        "transfers": {"type": "integer"},
+        "callbacks": {"type": "integer"},
+        "satisfaction": _NUMBER_OR_NULL,
+        "surveys": {"type": "integer"},
+    },
+}
+_REPORT = {
+    "type": "object",
+    "required": ["group", "interval", "tz", "from", "to", "keys", "starts", "lines", "totals"],
+    "properties": {
+        "group": {"enum": ["queue", "team", "agent"]},
+        "interval": {"enum": ["15m", "1h", "1d"]},
+        "tz": {"type": "string"},
+        "from": {"type": "string"},
+        "to": {"type": "string"},
+        "keys": {"type": "array", "items": {"type": "string"}},
+        "starts": {"type": "array", "items": {"type": "string"}},
+        "lines": {"type": "array", "items": _REPORT_LINE},
+        "totals": {"type": "array", "items": _REPORT_LINE},
+    },
+}
+
+
 def spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -71,6 +142,7 @@ def spec() -> dict[str, Any]:
                         "load": {"type": "object", "additionalProperties": {"type": "integer"}},
                     },
                 },
+                "Report": _REPORT,
                 "Session": {
                     "type": "object",
                     "properties": {
@@ -220,6 +292,30 @@ def spec() -> dict[str, Any]:
                 "get": {
                     "summary": "queue and team figures (supervisors and admins)",
                     "responses": {"200": _json({"type": "object"}), **_errors(401, 403, 503)},
+                }
+            },
+            "/api/reports": {
+                "get": {
+                    "summary": "figures per queue, team or agent by interval (supervisors: "
+                    "their teams, their agents and the queues they serve; admins: all)",
+                    "parameters": _REPORT_PARAMETERS,
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Report"}),
+                        **_errors(400, 401, 403),
+                    },
+                }
+            },
+            "/api/reports.csv": {
+                "get": {
+                    "summary": "the same report's lines as CSV (an attachment, a header row)",
+                    "parameters": _REPORT_PARAMETERS,
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"text/csv": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(400, 401, 403),
+                    },
                 }
             },
         },

@@ -27,6 +27,14 @@ function superviseButtons(agentId) {
   return el("span", { class: "supervise" }, ...buttons, status);
 }
 
+// Reports are for supervisors and admins (the server refuses anyone else anyway).
+function showReportsLink() {
+  if (document.getElementById("reports-link")) return;
+  document.getElementById("pages").append(
+    el("li", { id: "reports-link" }, el("a", { href: "/reports" }, "Reports"),
+      el("span", { class: "muted small" }, "today, last 4 weeks, CSV")));
+}
+
 async function renderAgents(agents) {
   let role = "";
   try {
@@ -35,6 +43,7 @@ async function renderAgents(agents) {
     role = "";
   }
   const supervises = role === "supervisor" || role === "admin";
+  if (supervises) showReportsLink();
   const list = clear(document.getElementById("agents"));
   if (!agents.length) {
     list.append(el("li", { class: "empty" }, "No agents configured"));
