@@ -90,8 +90,8 @@ def knowledge_from(snapshot: FanoutSnapshot, *, owners: Mapping[str, str]) -> Ca
                 intent
                 for intent, words in (
                     ("billing", ("fattura", "invoice", "pagamento", "payment")),
-                    ("delivery", ("ordine", "order", "spedizione", "shipment", "consegna")),
-                    ("support", ("guasto", "problem", "errore", "broken")),
+                    ("order_status", ("ordine", "order", "spedizione", "shipment", "consegna")),
+                    ("technical_support", ("guasto", "problem", "errore", "broken")),
                 )
                 if any(w in title for w in words)
             ),
