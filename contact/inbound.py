@@ -120,6 +120,7 @@ class CallRecord:
     intent: str | None = None
     confidence: float | None = None
     reasons: tuple[str, ...] = ()
+    transcript: str = ""  # what the caller said (speech recognised), if anything
     steps: list[str] = field(default_factory=list)
     enqueued_at: float | None = None
     connected_at: float | None = None  # the agent answered (telephony's report), router clock
@@ -197,12 +198,16 @@ class InboundCallServices:
         self.record.steps.append(f"{step}: {detail}" if detail else step)
         self._publish_ivr()
 
-    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None:
+    async def predicted(
+        self, intent: str, confidence: float, reasons: tuple[str, ...], *, transcript: str = ""
+    ) -> None:
         self.record.intent, self.record.confidence, self.record.reasons = (
             intent,
             confidence,
             reasons,
         )
+        if transcript:
+            self.record.transcript = transcript
         self._publish_ivr()
 
     def _publish_ivr(self) -> None:
@@ -211,8 +216,9 @@ class InboundCallServices:
             IvrSummary(
                 predicted_intent=self.record.intent,
                 confidence=self.record.confidence,
-                transcript="",
+                transcript=self.record.transcript,
                 steps=steps,
+                reasons=self.record.reasons,
             )
         )
 
@@ -352,12 +358,15 @@ class InboundCallServices:
                 intent=self.record.intent,
                 outcome=outcome.value,
                 summary=summary,
+                transcript=self.record.transcript,
                 wait_s=wait_s,
                 talk_s=self.record.talk_s,
                 pop_pushed_at=self.record.pop_pushed_at,
                 pop_acked_at=self.record.pop_acked_at,
                 ring_at=self.record.ring_at,
                 ticket_id=ticket_id,
+                intent_confidence=self.record.confidence,
+                intent_reasons=self.record.reasons,
             )
         )
 

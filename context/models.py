@@ -161,6 +161,9 @@ class Interaction:
     original_customer_id: int | None = None  # who it belonged to before a merge
     # Idempotency key: a retried write of the same record (same key) is stored once.
     record_key: str | None = None
+    # How sure the IVR was of `intent`, and why (context, words said, keys pressed).
+    intent_confidence: float | None = None
+    intent_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

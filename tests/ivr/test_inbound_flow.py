@@ -170,7 +170,9 @@ class RecordingServices:
     async def note(self, step: str, detail: str = "") -> None:
         self.events.append(f"note {step}")
 
-    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None:
+    async def predicted(
+        self, intent: str, confidence: float, reasons: tuple[str, ...], *, transcript: str = ""
+    ) -> None:
         self.events.append(f"intent {intent}")
 
     async def resume_transfer(self) -> QueuedCall | QueueRefusal | None:

@@ -67,10 +67,12 @@ def test_tf_idf_model_beats_the_old_naive_bayes_on_held_out() -> None:
 
 def test_training_is_deterministic_and_fast() -> None:
     times = []
-    for _ in range(3):  # the best of three: the test machine's cores are shared
-        started = time.perf_counter()
+    # CPU time of this thread, best of three: the test machine's cores are shared with other
+    # work, which stretches wall-clock time but not the work done here.
+    for _ in range(3):
+        started = time.thread_time()
         again = IntentModel.train()
-        times.append(time.perf_counter() - started)
+        times.append(time.thread_time() - started)
     assert min(times) < 1.0
     assert (again.classifier.weights == MODEL.classifier.weights).all()
 
