@@ -126,7 +126,8 @@ class IntentModel:
             }
             reasons.append(f"pressed {menu_key} ({chosen})")
             evidence = "dtmf"
-        best = max(INTENTS, key=lambda i: probabilities[i])
+        # Ties (nothing known, nothing said) go to a person, never to the first label.
+        best = max(INTENTS, key=lambda i: (probabilities[i], i == "agent"))
         confidence = probabilities[best]
         action = ROUTE
         if evidence != "dtmf" and confidence < self.confirm_below:
