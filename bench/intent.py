@@ -28,7 +28,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from centralino.adapters.speech_audiosocket import Heard, hear
 from centralino.adapters.speech_vosk import VoskModel
@@ -44,7 +43,7 @@ from centralino.simulator.speech_audio import silence, speak
 from ivr.intent import IntentModel, load
 from ivr.intent.dataset import Example
 from ivr.intent.naive_bayes import NaiveBayes
-from ivr.speech import Listener, ListenSettings, Recognizer
+from ivr.speech import Listener, ListenSettings, Recognizer, RecognizerFactory
 
 SPEEDUP = float(os.environ.get("BENCH_SPEEDUP", "10"))
 AUDIO_LIMIT = int(os.environ.get("BENCH_AUDIO_LIMIT", "0")) or None
@@ -95,10 +94,6 @@ def text_bench(model: IntentModel, peer: NaiveBayes, test: Sequence[Example]) ->
 
 
 # --- 2. audio --------------------------------------------------------------------------------
-
-
-class Engine(Protocol):
-    def recognizer(self) -> Recognizer: ...
 
 
 class Timed:
@@ -158,7 +153,7 @@ async def _one_call(port: int, results: asyncio.Queue[Heard], audio: bytes) -> H
 
 async def audio_bench(
     engine: str,
-    make: Engine,
+    make: RecognizerFactory,
     examples: Sequence[tuple[Example, bytes]],
     model: IntentModel,
     peer: NaiveBayes,

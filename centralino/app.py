@@ -56,6 +56,7 @@ from centralino.metrics import Metrics
 from centralino.observability import register_checks, register_metrics
 from centralino.recovery import LiveStateGuard
 from centralino.settings import AgentSettings, QueueSettings, Settings, SettingsError
+from centralino.speech import load_speech
 from centralino.storage.connections import postgres_pool, redis_client
 from centralino.storage.migrate import apply_migrations
 from centralino.web.app import init_app
@@ -70,6 +71,7 @@ from context.identity import PhoneNormaliser
 from context.service import ContextService
 from ivr.inbound import FlowSettings
 from ivr.intent import IntentModel
+from ivr.speech import RecognizerFactory
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,8 @@ class Runtime:
     metrics: Metrics
     readiness: Readiness
     outcomes: dict[str, int] = field(default_factory=dict)
+    # language -> speech engine (settings [speech]); empty: DTMF only
+    speech: Mapping[str, RecognizerFactory] = field(default_factory=dict)
 
 
 async def _keep_ami_connected(client: AmiClient, initial_s: float = 0.5) -> None:
@@ -498,6 +502,7 @@ async def running(
             queues=[q.name for q in settings.acd.queues],
         )
         agi, audiosocket = _protocol_servers(settings, inbound)
+        speech = load_speech(settings.speech)  # a missing model stops the start here
         metrics, readiness = Metrics(), Readiness()
         app = _web_app(
             settings,
@@ -542,6 +547,7 @@ async def running(
             metrics=metrics,
             readiness=readiness,
             outcomes=outcomes,
+            speech=speech,
         )
         register_checks(runtime)
         register_metrics(runtime)

@@ -69,6 +69,12 @@ class Recognizer(Protocol):
         ...
 
 
+class RecognizerFactory(Protocol):
+    """A loaded model: gives each call its own recogniser (the model itself is shared)."""
+
+    def recognizer(self) -> Recognizer: ...
+
+
 # --- events ----------------------------------------------------------------------------------
 
 
