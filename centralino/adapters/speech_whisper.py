@@ -106,6 +106,9 @@ class WhisperRecognizer:
                 wave,
                 language=self._model.language,
                 beam_size=1,
+                # No fallback to sampling at higher temperatures: it is unseeded, so the same
+                # audio could give different words from one call (or benchmark run) to the next.
+                temperature=0.0,
                 vad_filter=False,  # ivr.speech already cut the utterance
                 without_timestamps=True,
                 condition_on_previous_text=False,
