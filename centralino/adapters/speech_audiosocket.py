@@ -8,8 +8,9 @@ turn as `NoMatch`, logged: the call goes on by DTMF, never stops because speech 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -63,7 +64,7 @@ async def hear(
     heard = Heard()
     run = offload or _in_thread
 
-    async def frames() -> AsyncIterator[bytes]:
+    async def frames() -> AsyncGenerator[bytes, None]:
         async for event in session:
             if isinstance(event, AudioFrame):
                 yield event.pcm
@@ -75,10 +76,13 @@ async def hear(
                 return
 
     try:
-        async for event in listen(frames(), listener, offload=run):
-            heard.events.append(event)
-            if isinstance(event, FinalText | NoInput | NoMatch):
-                heard.final = event
+        # aclosing: the turn may end before the call does; the frame reader is closed now,
+        # not whenever the garbage collector gets to it.
+        async with contextlib.aclosing(frames()) as audio:
+            async for event in listen(audio, listener, offload=run):
+                heard.events.append(event)
+                if isinstance(event, FinalText | NoInput | NoMatch):
+                    heard.final = event
     except SpeechError:
         log.exception("speech recogniser failed on call %s: going on without it", session.uuid)
         heard.engine_failed = True
