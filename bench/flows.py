@@ -110,7 +110,9 @@ class Services:
     async def note(self, step: str, detail: str = "") -> None:
         return None
 
-    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None:
+    async def predicted(
+        self, intent: str, confidence: float, reasons: tuple[str, ...], *, transcript: str = ""
+    ) -> None:
         return None
 
     async def rated(self, score: int) -> None:

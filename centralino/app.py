@@ -67,6 +67,7 @@ from centralino.metrics import Metrics
 from centralino.observability import register_checks, register_metrics
 from centralino.recovery import LiveStateGuard
 from centralino.settings import AgentSettings, QueueSettings, Settings, SettingsError
+from centralino.speech import load_speech
 from centralino.storage.connections import postgres_pool, redis_client
 from centralino.storage.migrate import apply_migrations
 from centralino.supervision import Supervision
@@ -88,6 +89,7 @@ from context.identity import PhoneNormaliser
 from context.service import ContextService
 from ivr.inbound import FlowSettings
 from ivr.intent import IntentModel
+from ivr.speech import RecognizerFactory
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,8 @@ class Runtime:
     readiness: Readiness
     outcomes: dict[str, int] = field(default_factory=dict)
     access: Access | None = None
+    # language -> speech engine (settings [speech]); empty: DTMF only
+    speech: Mapping[str, RecognizerFactory] = field(default_factory=dict)
 
 
 async def _keep_ami_connected(client: AmiClient, initial_s: float = 0.5) -> None:
@@ -614,6 +618,7 @@ async def running(
             flows=lambda: flows.library,
         )
         agi, audiosocket = _protocol_servers(settings, inbound)
+        speech = load_speech(settings.speech)  # a missing model stops the start here
         metrics, readiness = Metrics(), Readiness()
         access = _access(settings, pool=pool, redis=redis, staff=staff, context=context)
         app = _web_app(
@@ -672,6 +677,7 @@ async def running(
             readiness=readiness,
             outcomes=outcomes,
             access=access,
+            speech=speech,
         )
         register_checks(runtime)
         register_metrics(runtime)

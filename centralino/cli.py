@@ -1,4 +1,4 @@
-"""`centralino` command line: serve, demo, migrate, simulate, check-config, user, token."""
+"""`centralino` command line: serve, demo, migrate, simulate, check-config, user, token, intent."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--calls", type=int, default=100)
     sim.add_argument("--concurrency", type=int, default=20)
     _add_account_commands(sub)
+    intent = sub.add_parser("intent", help="the intent model (ivr/intent/)")
+    intent_sub = intent.add_subparsers(dest="intent_command", required=True)
+    intent_sub.add_parser(
+        "classify",
+        help="utterances on stdin, one per line; one JSON object per line on stdout",
+    )
     return parser
 
 
@@ -222,6 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(
             run_load(host=args.host, port=args.port, calls=args.calls, concurrency=args.concurrency)
         )
+    if args.command == "intent":
+        from centralino.intent_cli import classify_stream
+        from ivr.intent import IntentModel
+
+        classify_stream(IntentModel.train(), sys.stdin.buffer, sys.stdout)
+        return 0
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -67,17 +67,22 @@ PROMPTS: Final[tuple[Prompt, ...]] = (
         en="Welcome, and thank you for calling.",
         it="Benvenuto, e grazie per aver chiamato.",
     ),
-    # One DTMF key (ivr/intent.py MENU): 1 billing, 2 delivery, 3 support, 4 sales, 0 operator.
+    # One DTMF key (ivr/intent/labels.py MENU): 1 billing, 2 order_status, 3 technical_support,
+    # 4 sales, 5 cancel, 6 account_update, 0 agent.
     _prompt(
         "menu",
         en=(
-            "For invoices and payments, press 1. For deliveries, press 2. "
+            "For invoices and payments, press 1. For orders and deliveries, press 2. "
             "For technical support, press 3. For sales, press 4. "
+            "To cancel a contract or an order, press 5. "
+            "To change your address or your details, press 6. "
             "To speak to an operator, press 0."
         ),
         it=(
-            "Per fatture e pagamenti, prema 1. Per le spedizioni, prema 2. "
+            "Per fatture e pagamenti, prema 1. Per ordini e spedizioni, prema 2. "
             "Per l'assistenza tecnica, prema 3. Per le vendite, prema 4. "
+            "Per disdire un contratto o annullare un ordine, prema 5. "
+            "Per cambiare indirizzo o dati personali, prema 6. "
             "Per parlare con un operatore, prema 0."
         ),
     ),

@@ -246,6 +246,26 @@ class ContactSettings(_Section):
         }
 
 
+class SpeechEngineSettings(_Section):
+    # whisper: faster-whisper per utterance; vosk: streaming (centralino/adapters/speech_*.py)
+    engine: Literal["whisper", "vosk"]
+    # A folder, `package:PKG/folder` (a model wheel) or `parts:PKG1/dir+PKG2/dir` (a model
+    # split across wheels, joined once under speech.cache_dir). Never downloaded.
+    model: str = Field(min_length=1)
+    # Whisper's prompt (what the caller was asked); unset: the language's built-in one.
+    prompt: str | None = None
+
+
+class SpeechSettings(_Section):
+    # language -> engine; none: the IVR asks by DTMF only. Models load at start: a missing
+    # one stops the start, naming it.
+    engines: dict[str, SpeechEngineSettings] = Field(default_factory=dict)
+    cache_dir: Path = Path("build/models")
+    no_input_ms: int = Field(5000, ge=500, le=60000)
+    end_silence_ms: int = Field(700, ge=200, le=5000)
+    max_speech_ms: int = Field(15000, ge=1000, le=30000)
+
+
 class DemoSettings(_Section):
     data_dir: Path = Path(".demo-data")
     calls_per_minute: float = Field(8.0, ge=0)
@@ -318,6 +338,7 @@ class Settings(_Section):
     context: ContextSettings = ContextSettings()
     acd: AcdSettings = AcdSettings()
     contact: ContactSettings = ContactSettings()
+    speech: SpeechSettings = SpeechSettings()
     demo: DemoSettings = DemoSettings()
     ivr: IvrSettings = IvrSettings()
     # Call flows by name, one TOML table each (README "Call flows"); `default` replaces the

@@ -97,8 +97,8 @@ def knowledge_from(snapshot: FanoutSnapshot, *, owners: Mapping[str, str]) -> Ca
                 intent
                 for intent, words in (
                     ("billing", ("fattura", "invoice", "pagamento", "payment")),
-                    ("delivery", ("ordine", "order", "spedizione", "shipment", "consegna")),
-                    ("support", ("guasto", "problem", "errore", "broken")),
+                    ("order_status", ("ordine", "order", "spedizione", "shipment", "consegna")),
+                    ("technical_support", ("guasto", "problem", "errore", "broken")),
                 )
                 if any(w in title for w in words)
             ),
@@ -127,6 +127,7 @@ class CallRecord:
     intent: str | None = None
     confidence: float | None = None
     reasons: tuple[str, ...] = ()
+    transcript: str = ""  # what the caller said (speech recognised), if anything
     steps: list[str] = field(default_factory=list)
     survey_score: int | None = None  # 1..5, from the post-call survey
     enqueued_at: float | None = None
@@ -224,12 +225,16 @@ class InboundCallServices:
         self.record.steps.append(f"{step}: {detail}" if detail else step)
         self._publish_ivr()
 
-    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None:
+    async def predicted(
+        self, intent: str, confidence: float, reasons: tuple[str, ...], *, transcript: str = ""
+    ) -> None:
         self.record.intent, self.record.confidence, self.record.reasons = (
             intent,
             confidence,
             reasons,
         )
+        if transcript:
+            self.record.transcript = transcript
         self._publish_ivr()
 
     async def rated(self, score: int) -> None:
@@ -243,8 +248,9 @@ class InboundCallServices:
             IvrSummary(
                 predicted_intent=self.record.intent,
                 confidence=self.record.confidence,
-                transcript="",
+                transcript=self.record.transcript,
                 steps=steps,
+                reasons=self.record.reasons,
             )
         )
 
@@ -395,6 +401,7 @@ class InboundCallServices:
                 intent=self.record.intent,
                 outcome=outcome.value,
                 summary=summary,
+                transcript=self.record.transcript,
                 wait_s=wait_s,
                 talk_s=self.record.talk_s,
                 pop_pushed_at=self.record.pop_pushed_at,
@@ -403,6 +410,8 @@ class InboundCallServices:
                 ticket_id=ticket_id,
                 record_key=self.record_key,
                 survey_score=self.record.survey_score,
+                intent_confidence=self.record.confidence,
+                intent_reasons=self.record.reasons,
             )
         )
 

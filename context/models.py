@@ -165,6 +165,9 @@ class Interaction:
     # Idempotency key: a retried write of the same record (same key) is stored once.
     record_key: str | None = None
     survey_score: int | None = None  # 1..5 from the post-call survey
+    # How sure the IVR was of `intent`, and why (context, words said, keys pressed).
+    intent_confidence: float | None = None
+    intent_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,12 @@ class InboundServices(Protocol):
         """Record what the caller did in the IVR (shown on the screen-pop and the timeline)."""
         ...
 
-    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None: ...
+    async def predicted(
+        self, intent: str, confidence: float, reasons: tuple[str, ...], *, transcript: str = ""
+    ) -> None:
+        """What the flow concluded (and, after speech, what the caller said): for the
+        screen-pop now and the interaction's record at the end."""
+        ...
 
     async def rated(self, score: int) -> None:
         """The caller rated the call 1..5 in the post-call survey (stored on the interaction)."""

@@ -91,8 +91,14 @@ async def test_given_known_caller_when_agent_answers_then_pop_was_acked_before_r
     assert row["agent_id"] == result.agent
     assert row["customer_id"] is not None
     assert row["pop_pushed_at"] <= row["pop_acked_at"] <= row["ring_at"]
+    # the menu key decided the intent: the record says how sure and why
+    assert row["intent"] == "technical_support"
+    assert row["intent_confidence"] == pytest.approx(0.9)
+    assert "pressed 3 (technical_support)" in row["intent_reasons"]
     desktop = world.desktops[result.agent]
     assert desktop.pops and desktop.pops[-1]["linkedid"] == result.uniqueid
+    ivr = desktop.pops[-1]["ivr"]
+    assert isinstance(ivr, dict) and "pressed 3 (technical_support)" in ivr["reasons"]
     caller = desktop.pops[-1]["caller"]
     assert isinstance(caller, dict) and caller["status"] == "found"
 

@@ -173,7 +173,7 @@ _INTERACTION_COLS = (
     "id, customer_id, original_customer_id, channel, direction, identity_kind, identity_value,"
     " linkedid, agent_id, queue, intent, outcome, summary, transcript, wait_s, talk_s,"
     " started_at, ended_at, pop_pushed_at, pop_acked_at, ring_at, ticket_id, record_key,"
-    " survey_score"
+    " survey_score, intent_confidence, intent_reasons"
 )
 
 
@@ -207,6 +207,8 @@ def _interaction(row: asyncpg.Record) -> Interaction:
         original_customer_id=row["original_customer_id"],
         record_key=row["record_key"],
         survey_score=row["survey_score"],
+        intent_confidence=row["intent_confidence"],
+        intent_reasons=tuple(row["intent_reasons"]),
     )
 
 
@@ -221,9 +223,9 @@ class PgTimelineStore:
             "INSERT INTO interactions (customer_id, original_customer_id, channel, direction,"
             " identity_kind, identity_value, linkedid, agent_id, queue, intent, outcome,"
             " summary, transcript, wait_s, talk_s, started_at, ended_at, pop_pushed_at,"
-            " pop_acked_at, ring_at, ticket_id, record_key, survey_score) VALUES ($1, $2, $3, $4,"
-            " $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,"
-            " $22, $23)"
+            " pop_acked_at, ring_at, ticket_id, record_key, survey_score, intent_confidence,"
+            " intent_reasons) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+            " $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
             f" ON CONFLICT (record_key) DO NOTHING RETURNING {_INTERACTION_COLS}",
             i.customer_id,
             i.original_customer_id,
@@ -248,6 +250,8 @@ class PgTimelineStore:
             i.ticket_id,
             i.record_key,
             i.survey_score,
+            i.intent_confidence,
+            list(i.intent_reasons),
         )
         if row is None:  # the key was stored by an earlier attempt of this same record
             row = await self._pool.fetchrow(

@@ -93,6 +93,7 @@ def decode_interaction(data: dict[str, Any]) -> Interaction:
     for name in _DATETIMES:
         if kw.get(name) is not None:
             kw[name] = datetime.fromisoformat(kw[name])
+    kw["intent_reasons"] = tuple(kw.get("intent_reasons", ()))  # JSON gave a list
     kw["channel"] = ChannelKind(kw["channel"])
     kw["direction"] = Direction(kw["direction"])
     if kw.get("identity") is not None:

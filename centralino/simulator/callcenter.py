@@ -721,9 +721,16 @@ def poisson_arrivals(rng: np.random.Generator, rate_per_s: float, duration_s: fl
     return sorted(float(t) for t in rng.uniform(0.0, duration_s, size=count))
 
 
-# Where the demo's menu keys lead (ivr.intent.MENU, FlowSettings.intent_queues): a transferred
-# caller goes to one of the other queues.
-_KEY_QUEUES: Mapping[str, str] = {"1": "billing", "2": "support", "3": "support", "4": "sales"}
+# Where the demo's menu keys lead (ivr.intent.MENU through contact.rules.DEFAULT_ROUTES): a
+# transferred caller goes to one of the other queues.
+_KEY_QUEUES: Mapping[str, str] = {
+    "1": "billing",
+    "2": "support",
+    "3": "support",
+    "4": "sales",
+    "5": "sales",
+    "6": "billing",
+}
 _DEMO_QUEUES = ("billing", "support", "sales")
 
 

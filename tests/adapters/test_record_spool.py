@@ -345,6 +345,8 @@ def test_every_interaction_field_survives_the_spool() -> None:
         original_customer_id=8,
         record_key="k",
         survey_score=4,
+        intent_confidence=0.75,
+        intent_reasons=("pressed 1 (billing)", "said fattura → billing"),
     )
     # A field added to Interaction without a value here fails this test: give it one.
     assert all(getattr(full, f.name) is not None for f in fields(Interaction) if f.name != "id")
