@@ -15,6 +15,7 @@ COPY queueing_models/ queueing_models/
 COPY acd/ acd/
 COPY context/ context/
 COPY ivr/ ivr/
+COPY contact/ contact/
 COPY agi_scripts/ agi_scripts/
 RUN pip install . \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin centralino

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from centralino.asterisk.ami import AmiEvent
 from centralino.asterisk.ami_client import AmiClient
+from centralino.asterisk.ami_group import AmiGroup
 from contact.ports import AnswerCallback, CallTransfer, TransferCallback
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class DialWatch:
         self._tasks: set[asyncio.Task[None]] = set()
         self.answers_total = 0
 
-    def attach(self, client: AmiClient) -> Callable[[], None]:
+    def attach(self, client: AmiClient | AmiGroup) -> Callable[[], None]:
         return client.subscribe("DialEnd", self.on_dial_end)
 
     def watch(self, uniqueid: str, on_answer: AnswerCallback) -> Callable[[], None]:
@@ -77,7 +78,7 @@ class DeviceWatch:
         self._tasks: set[asyncio.Task[None]] = set()
         self.logouts_total = 0
 
-    def attach(self, client: AmiClient) -> Callable[[], None]:
+    def attach(self, client: AmiClient | AmiGroup) -> Callable[[], None]:
         return client.subscribe("DeviceStateChange", self.on_device_state)
 
     def on_device_state(self, event: AmiEvent) -> None:
@@ -216,12 +217,12 @@ class TransferWatch:
         self._agents_by_endpoint = {e: a for a, e in (endpoints or {}).items()}
         self._settle_s = settle_s
         self._conversations: dict[str, _Conversation] = {}
-        self._client: AmiClient | None = None
+        self._client: AmiClient | AmiGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.transfers_total = 0
         self.ignored_total = 0
 
-    def attach(self, client: AmiClient) -> Callable[[], None]:
+    def attach(self, client: AmiClient | AmiGroup) -> Callable[[], None]:
         self._client = client
         detach = [
             client.subscribe("BlindTransfer", self.on_blind_transfer),

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,6 +27,7 @@ from aiohttp import web
 from acd.models import (
     ActionKind,
     AgentDefinition,
+    AgentState,
     QueueAction,
     QueuePolicy,
     RoutingStep,
@@ -32,6 +35,9 @@ from acd.models import (
 )
 from acd.ports import SystemClock as AcdClock
 from acd.service import Router
+from centralino.access.passwords import Passwords
+from centralino.access.policy import LoginLimits, SessionPolicy
+from centralino.adapters.call_journal import FileCallJournal
 from centralino.adapters.http_client import HttpClient
 from centralino.adapters.http_connector import (
     FactExtract,
@@ -39,17 +45,22 @@ from centralino.adapters.http_connector import (
     HttpConnector,
     HttpRequestSpec,
 )
-from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed
+from centralino.adapters.pg_accounts import PgAccounts
+from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed, PgTeamSatisfaction
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_queue_log import PgQueueLog
+from centralino.adapters.pg_reports import PgReportSource
 from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
+from centralino.adapters.redis_login_limiter import RedisLoginLimiter
 from centralino.ami_watch import DeviceWatch, DialWatch, TransferWatch
 from centralino.asterisk.agi_server import AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
+from centralino.asterisk.ami_group import DEFAULT_SERVER, AmiGroup
 from centralino.asterisk.audiosocket_server import AudioSocketServer
 from centralino.callbacks import CallbackDialer
+from centralino.flows import FlowStore
 from centralino.gc_tuning import startup_objects_frozen
 from centralino.inbound_script import InboundHandler, audiosocket_call
 from centralino.messaging import add_messaging
@@ -57,12 +68,20 @@ from centralino.metrics import Metrics
 from centralino.observability import register_checks, register_metrics
 from centralino.recovery import LiveStateGuard
 from centralino.settings import AgentSettings, QueueSettings, Settings, SettingsError
+from centralino.speech import load_speech
 from centralino.storage.connections import postgres_pool, redis_client
 from centralino.storage.migrate import apply_migrations
+from centralino.supervision import Supervision
 from centralino.web.app import init_app
+from centralino.web.auth import Access, AccessConfig, add_access, origins_from_urls
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
+from centralino.web.openapi import add_openapi
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
+from centralino.web.reports import ReportsConfig, add_reports, reports_config
+from centralino.web.supervision import add_supervision
+from contact.inbound import record_failed_call
+from contact.ports import JournalEntry
 from contact.reconcile import ReconcilePolicy
 from contact.rules import route_problems
 from context.clock import SystemClock as ContextClock
@@ -71,6 +90,7 @@ from context.identity import PhoneNormaliser
 from context.service import ContextService
 from ivr.inbound import FlowSettings
 from ivr.intent import IntentModel
+from ivr.speech import RecognizerFactory
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +175,15 @@ class Runtime:
     agents: Mapping[str, AgentDefinition]
     agi: FastAgiServer
     audiosocket: AudioSocketServer
-    ami: AmiClient | None
+    ami: AmiGroup | None
     web_runner: web.AppRunner
     http_port: int
     metrics: Metrics
     readiness: Readiness
     outcomes: dict[str, int] = field(default_factory=dict)
+    access: Access | None = None
+    # language -> speech engine (settings [speech]); empty: DTMF only
+    speech: Mapping[str, RecognizerFactory] = field(default_factory=dict)
 
 
 async def _keep_ami_connected(client: AmiClient, initial_s: float = 0.5) -> None:
@@ -257,7 +280,8 @@ async def _context(
 
 def _ami_client(
     settings: Settings, endpoint: tuple[str, int, str, str] | None, *, owner: str
-) -> AmiClient | None:
+) -> AmiGroup | None:
+    """One AMI link per Asterisk server ([ami], then `ami.servers`), as one group."""
     if endpoint is None and not (settings.ami.enabled and settings.ami.secret is not None):
         return None
     host, port, user, secret = endpoint or (
@@ -266,16 +290,25 @@ def _ami_client(
         settings.ami.username,
         settings.ami.secret.get_secret_value() if settings.ami.secret else "",
     )
-    return AmiClient(
-        host=host,
-        port=port,
-        username=user,
-        secret=secret,
-        rng=np.random.default_rng(),
-        ping_interval_s=settings.ami.ping_interval_s,
-        # Every process sees every event (OriginateResponse too): ActionIDs tell whose it is.
-        action_id_prefix=f"centralino-{owner}",
-    )
+
+    def client(host: str, port: int, user: str, secret: str) -> AmiClient:
+        return AmiClient(
+            host=host,
+            port=port,
+            username=user,
+            secret=secret,
+            rng=np.random.default_rng(),
+            ping_interval_s=settings.ami.ping_interval_s,
+            # Every process sees every event (OriginateResponse too): ActionIDs tell whose.
+            action_id_prefix=f"centralino-{owner}",
+        )
+
+    clients = {DEFAULT_SERVER: client(host, port, user, secret)}
+    for server in settings.ami.servers:  # secrets checked present when the settings loaded
+        secret = os.environ.get(server.secret_env, "")
+        clients[server.name] = client(server.host, server.port, server.username, secret)
+    placed = {agent_definition(a).endpoint: a.asterisk for a in settings.acd.agents if a.asterisk}
+    return AmiGroup(clients, endpoints=placed)
 
 
 async def _acd(
@@ -284,7 +317,7 @@ async def _acd(
     *,
     pool: asyncpg.Pool,
     redis: aioredis.Redis,
-    ami: AmiClient | None,
+    ami: AmiGroup | None,
     staff: _Staff,
     owner: str,
     live_check_s: float,
@@ -333,7 +366,7 @@ async def _acd(
 
 
 def _telephony_watchers(
-    ami: AmiClient | None, settings: Settings, staff: _Staff, router: Router
+    ami: AmiGroup | None, settings: Settings, staff: _Staff, router: Router
 ) -> tuple[DialWatch | None, TransferWatch | None]:
     """AMI's word on answers, transfers and agents' phones (none without AMI)."""
     if ami is None:
@@ -380,42 +413,103 @@ def _web_app(
     pool: asyncpg.Pool,
     context: ContextService,
     phones: PhoneNormaliser,
-    ami: AmiClient | None,
+    ami: AmiGroup | None,
+    access: Access,
+    teams: Mapping[str, frozenset[str]] | None = None,
+    supervision: Supervision | None = None,
+    reports: ReportsConfig | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
+    add_access(app, access)
+    add_openapi(app)
+    if supervision is not None:
+        add_supervision(app, supervision)
+    if reports is not None:
+        add_reports(app, source=PgReportSource(pool=pool), config=reports)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
     add_pages(
         app,
         wallboard=AcdWallboardFeed(
-            source=router, queues=[q.name for q in settings.acd.queues], now=context.clock.now
+            source=router,
+            queues=[q.name for q in settings.acd.queues],
+            now=context.clock.now,
+            satisfaction=PgTeamSatisfaction(
+                pool=pool, teams=dict(teams or {}), now=context.clock.now
+            ),
         ),
         agents=AcdAgentControl(desk=router, directory=live),
         calls=PgCallsFeed(pool=pool),
         linker=ContextIdentityLinker(context=context, phones=phones),
         about=_about(settings, ami),
+        notices=hub,
     )
     add_messaging(app, settings, pool=pool, context=context, phones=phones, router=router, hub=hub)
     return app
 
 
-def _about(settings: Settings, ami: AmiClient | None) -> dict[str, str]:
+def _access(
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    staff: _Staff,
+    context: ContextService,
+) -> Access:
+    """Accounts in PostgreSQL, failed-login counters in Redis, the policy from settings."""
+    a = settings.access
+    return Access(
+        accounts=PgAccounts(pool=pool),
+        limiter=RedisLoginLimiter(
+            redis=redis,
+            limits=LoginLimits(
+                max_failures_per_user=a.login_max_failures,
+                max_failures_per_address=a.login_max_failures_per_address,
+                window_s=a.login_window_s,
+            ),
+        ),
+        passwords=Passwords(),
+        config=AccessConfig(
+            origins=origins_from_urls(a.public_urls),
+            cookie_secure=a.cookie_secure,
+            session=SessionPolicy(ttl_s=a.session_ttl_s, idle_s=a.session_idle_s),
+            ws_recheck_s=a.ws_recheck_s,
+        ),
+        agent_teams={agent_id: d.teams for agent_id, d in staff.by_id.items()},
+        now=context.clock.now,
+    )
+
+
+def _supervision(ami: AmiGroup | None, staff: _Staff, live: RedisLiveStore) -> Supervision:
+    """Listen, whisper, barge: over AMI, for an agent the live state shows on a call."""
+
+    async def state(agent_id: str) -> AgentState | None:
+        return next((a.state for a in await live.agents() if a.agent_id == agent_id), None)
+
+    return Supervision(ami=ami, agents=staff.by_id, agent_state=state)
+
+
+def _about(settings: Settings, ami: AmiGroup | None) -> dict[str, str]:
     server = settings.server
     return {
         "FastAGI": f"{server.host}:{server.agi_port}",
         "AudioSocket": f"{server.host}:{server.audiosocket_port}",
-        "AMI": "off" if ami is None else f"{ami.host}:{ami.port}",
+        "AMI": "off" if ami is None else ami.describe(),
     }
 
 
-async def _start_ami(stack: AsyncExitStack, ami: AmiClient | None) -> None:
+async def _start_ami(stack: AsyncExitStack, ami: AmiGroup | None) -> None:
     if ami is None:
         return
-    task = asyncio.create_task(_keep_ami_connected(ami), name="ami-connect")
+    tasks = [
+        asyncio.create_task(_keep_ami_connected(client), name=f"ami-connect-{name or 'main'}")
+        for name, client in ami.clients.items()
+    ]
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ami.close()
 
     stack.push_async_callback(stop)
@@ -432,6 +526,24 @@ async def _start_web(
     return runner, bound_port(site)
 
 
+async def _call_journal(
+    stack: AsyncExitStack, settings: Settings, context: ContextService, *, database_url: str
+) -> FileCallJournal:
+    """Calls in progress, on disk beside the record spool: entering records the calls of
+    processes that died (theirs are files nobody holds); see `adapters.call_journal`."""
+
+    async def record_orphan(entry: JournalEntry) -> None:
+        await record_failed_call(context, entry)
+
+    return await stack.enter_async_context(
+        FileCallJournal(
+            directory=settings.database.spool_dir,
+            scope=hashlib.sha256(database_url.encode()).hexdigest()[:12],
+            record_orphan=record_orphan,
+        )
+    )
+
+
 @asynccontextmanager
 async def running(
     settings: Settings,
@@ -446,6 +558,8 @@ async def running(
     owner: str | None = None,
     live_check_s: float = 2.0,
     reconcile: ReconcilePolicy | None = DEFAULT_RECONCILE,
+    flows: FlowStore | None = None,
+    sighup_reloads_flows: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Build and start everything; on exit stop it in reverse order (graceful for calls).
 
@@ -454,7 +568,11 @@ async def running(
     whose channel list does not show its calls."""
     server = settings.server
     staff = _staff(settings, agents, agent_names)
+    # Before any connection: a flow with a problem (a missing prompt, an unknown queue) stops
+    # the start with a message naming the flow and the step.
+    flows = flows or FlowStore(settings=settings)
     async with AsyncExitStack() as stack:
+        await _watch_flows(stack, flows, sighup=sighup_reloads_flows)
         pool = await stack.enter_async_context(
             postgres_pool(
                 database_url,
@@ -498,9 +616,13 @@ async def running(
             transfer_watch=transfers,
             routes=settings.contact.routes(),
             queues=[q.name for q in settings.acd.queues],
+            journal=await _call_journal(stack, settings, context, database_url=database_url),
+            flows=lambda: flows.library,
         )
         agi, audiosocket = _protocol_servers(settings, inbound)
+        speech = load_speech(settings.speech)  # a missing model stops the start here
         metrics, readiness = Metrics(), Readiness()
+        access = _access(settings, pool=pool, redis=redis, staff=staff, context=context)
         app = _web_app(
             settings,
             metrics=metrics,
@@ -512,6 +634,10 @@ async def running(
             context=context,
             phones=phones,
             ami=ami,
+            teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
+            access=access,
+            supervision=_supervision(ami, staff, live),
+            reports=reports_config(queues=settings.acd.queues, agents=staff.definitions),
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
@@ -519,6 +645,14 @@ async def running(
         # the desktops still work; then the desktops are closed (an open one must not hold up
         # the web server), the web server, and (after the ACD) AMI last.
         runner, http_port = await _start_web(stack, app, settings)
+        if not settings.access.public_urls:
+            access.allow_local(http_port, hosts=("127.0.0.1", "localhost", server.host))
+            if server.host not in ("127.0.0.1", "localhost", "::1"):
+                log.warning(
+                    "access.public_urls is empty: pages answer only as %s; set "
+                    "CENTRALINO_ACCESS_PUBLIC_URLS to the address people open",
+                    ", ".join(sorted(map(str, access.config.origins))),
+                )
         await hub.start()  # pops from the other processes; desktops held meanwhile are included
         stack.push_async_callback(hub.close)
         await audiosocket.start()
@@ -544,6 +678,8 @@ async def running(
             metrics=metrics,
             readiness=readiness,
             outcomes=outcomes,
+            access=access,
+            speech=speech,
         )
         register_checks(runtime)
         register_metrics(runtime)
@@ -559,6 +695,23 @@ async def running(
         )
         yield runtime
         log.info("stopping: no new calls; %d in progress", agi.calls_active)
+
+
+async def _watch_flows(stack: AsyncExitStack, flows: FlowStore, *, sighup: bool) -> None:
+    """Reload flows when their files change, and on SIGHUP (`serve` only: tests and the demo
+    share a process whose signals are not theirs)."""
+    watcher = asyncio.create_task(flows.watch(), name="flows-watch")
+
+    async def stop() -> None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+    stack.push_async_callback(stop)
+    if sighup:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, flows.request_reload)
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
 
 
 def bound_port(site: web.TCPSite) -> int:
@@ -588,6 +741,7 @@ async def serve(settings: Settings) -> int:
         settings,
         database_url=settings.database.url.get_secret_value(),
         redis_url=settings.redis.url.get_secret_value(),
+        sighup_reloads_flows=True,
     ):
         with startup_objects_frozen():
             await asyncio.Event().wait()  # until cancelled by a signal

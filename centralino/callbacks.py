@@ -46,6 +46,7 @@ from acd.models import Offer, WorkItem
 from acd.service import Router
 from centralino.asterisk.ami import AmiError, AmiEvent
 from centralino.asterisk.ami_client import AmiClient
+from centralino.asterisk.ami_group import AmiGroup
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class CallbackDialer:
     def __init__(
         self,
         *,
-        ami: AmiClient,
+        ami: AmiGroup | AmiClient,
         router: Callable[[], Router],
         ring_timeout_s: float = 20.0,
         caller_id: str = "",
@@ -90,7 +91,7 @@ class CallbackDialer:
         # `router` is a getter: the router takes this dialer as its hook, so it exists later.
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self._ami = ami
+        self._ami = AmiGroup.of(ami)  # an Originate goes to the server of the agent's phone
         self._router = router
         self._ring_timeout_s = ring_timeout_s
         self._caller_id = caller_id
@@ -119,7 +120,8 @@ class CallbackDialer:
         router = self._router()
         rid = offer.reservation.reservation_id
         number = item.callback_number or ""
-        if not number or not self._ami.connected:
+        endpoint = offer.endpoint
+        if not number or not self._ami.link(endpoint).connected:
             log.warning(
                 "callback %s: cannot originate (%s)",
                 item.item_id,
@@ -194,7 +196,7 @@ class CallbackDialer:
         the agent's channel (its name, once answered)."""
         expected = _Expected(CALLBACK_CONTEXT, number)
         try:
-            response = await self._ami.action(
+            response = await self._ami.link(endpoint).action(
                 "Originate",
                 Channel=endpoint,
                 Context=CALLBACK_CONTEXT,

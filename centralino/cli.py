@@ -1,4 +1,4 @@
-"""`centralino` command line: serve, demo, migrate, simulate, check-config."""
+"""`centralino` command line: serve, demo, migrate, simulate, check-config, user, token, intent."""
 
 from __future__ import annotations
 
@@ -38,7 +38,70 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=4573)
     sim.add_argument("--calls", type=int, default=100)
     sim.add_argument("--concurrency", type=int, default=20)
+    _add_account_commands(sub)
+    intent = sub.add_parser("intent", help="the intent model (ivr/intent/)")
+    intent_sub = intent.add_subparsers(dest="intent_command", required=True)
+    intent_sub.add_parser(
+        "classify",
+        help="utterances on stdin, one per line; one JSON object per line on stdout",
+    )
     return parser
+
+
+def _add_account_commands(sub: Any) -> None:
+    user = sub.add_parser("user", help="accounts: add, passwd, disable")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create an account (password from stdin)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["agent", "supervisor", "admin"])
+    add.add_argument("--agent-id", default=None, help="the ACD agent an account logs in as")
+    add.add_argument("--team", action="append", default=[], help="a supervisor's team (repeat)")
+    add.add_argument(
+        "--password-stdin", action="store_true", required=True, help="read the password from stdin"
+    )
+    user_sub.add_parser("passwd", help="set a new password (from stdin)").add_argument("name")
+    disable = user_sub.add_parser("disable", help="disable; revokes its sessions and tokens")
+    disable.add_argument("name")
+    token = sub.add_parser("token", help="API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="print a new API token for an account, once")
+    create.add_argument("name")
+    create.add_argument("--label", default="", help="what the token is for")
+
+
+def _accounts(args: argparse.Namespace, settings: Settings) -> int:
+    from centralino import accounts_cli as cli
+    from centralino.access.errors import AccessError
+
+    if settings.database.url is None:
+        print(
+            f"centralino: {args.command} needs database.url (CENTRALINO_DATABASE_URL)",
+            file=sys.stderr,
+        )
+        return 2
+    url = settings.database.url.get_secret_value()
+    try:
+        if args.command == "token":
+            return _run(cli.token_create(url, username=args.name, label=args.label))
+        if args.user_command == "add":
+            password = cli.read_password(sys.stdin)
+            return _run(
+                cli.user_add(
+                    url,
+                    username=args.name,
+                    role=args.role,
+                    agent_id=args.agent_id,
+                    teams=args.team,
+                    password=password,
+                )
+            )
+        if args.user_command == "passwd":
+            password = cli.read_password(sys.stdin)
+            return _run(cli.user_passwd(url, username=args.name, password=password))
+        return _run(cli.user_disable(url, username=args.name))
+    except AccessError as exc:
+        print(f"centralino: {exc}", file=sys.stderr)
+        return 2
 
 
 def _require_storage(settings: Settings) -> None:
@@ -53,6 +116,18 @@ def _require_storage(settings: Settings) -> None:
         raise MissingDependencyError(
             "centralino serve cannot start; missing: " + "; ".join(missing)
         )
+
+
+def _flow_problems(settings: Settings) -> list[str]:
+    """Every problem of the call flows (ivr/flow): documents, references, prompts on disk."""
+    from centralino.flows import build_library
+    from ivr.flow.errors import FlowError
+
+    try:
+        build_library(settings)
+    except FlowError as exc:
+        return list(exc.problems)
+    return []
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:
@@ -101,8 +176,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.logging.level, json_lines=settings.logging.json_lines)
 
     if args.command == "check-config":
+        flow_problems = _flow_problems(settings)
+        if flow_problems:
+            print("centralino: invalid flows:", file=sys.stderr)
+            for problem in flow_problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 2
         print(json.dumps(settings.redacted(), indent=2, default=str))
         return 0
+    if args.command in ("serve", "demo") and (flow_problems := _flow_problems(settings)):
+        # The start would fail on them anyway: say so plainly, before connecting anywhere.
+        print("centralino: invalid flows:", file=sys.stderr)
+        for problem in flow_problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         try:
             _require_storage(settings)
@@ -133,12 +220,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from centralino.app import migrate
 
         return _run(migrate(settings))
+    if args.command in ("user", "token"):
+        return _accounts(args, settings)
     if args.command == "simulate":
         from centralino.simulator.load import run_load
 
         return _run(
             run_load(host=args.host, port=args.port, calls=args.calls, concurrency=args.concurrency)
         )
+    if args.command == "intent":
+        from centralino.intent_cli import classify_stream
+        from ivr.intent import IntentModel
+
+        classify_stream(IntentModel.train(), sys.stdin.buffer, sys.stdout)
+        return 0
     raise AssertionError(f"unhandled command {args.command}")
 
 

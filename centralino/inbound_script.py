@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection, Mapping
+import uuid
+from collections.abc import Callable, Collection, Mapping
 
 from acd.models import AgentDefinition
 from acd.service import Router
@@ -19,11 +20,14 @@ from centralino.asterisk.audiosocket_server import AudioSocketSession
 from centralino.logs import bind_call
 from centralino.web.desktop_ws import DesktopHub
 from contact.inbound import InboundCallServices
+from contact.ports import CallJournal
 from contact.rules import IntentRoute, call_language
 from context.fanout import PreAnswerFanout
 from context.models import Outcome
 from context.service import ContextService
 from ivr.errors import CallHandedBack, ChannelHungUp
+from ivr.flow.default import default_flow
+from ivr.flow.library import FlowLibrary, UnknownFlow
 from ivr.inbound import FlowSettings, InboundCall, run_inbound
 from ivr.intent import IntentModel
 
@@ -54,7 +58,18 @@ class InboundHandler:
         transfer_watch: TransferWatch | None = None,
         routes: Mapping[str, IntentRoute],
         queues: Collection[str],
+        journal: CallJournal | None = None,
+        flows: Callable[[], FlowLibrary] | None = None,
     ) -> None:
+        self.journal = journal
+        # The flows in force at each call (a reload swaps them); the built-in default alone
+        # when none are configured.
+        only_default = FlowLibrary.of({"default": default_flow()})
+
+        def default_only() -> FlowLibrary:
+            return only_default
+
+        self.flows: Callable[[], FlowLibrary] = flows or default_only
         self.routes = routes
         self.queues = queues
         self.spoken = frozenset(lang for a in agents.values() for lang in a.languages)
@@ -89,6 +104,20 @@ class InboundHandler:
                 with contextlib.suppress(ChannelHungUp, CallHandedBack):
                     await call.channel.set_variable("CENTRALINO_STATUS", STATUS_NOROUTE)
                 return
+            library = self.flows()
+            try:
+                flow = library.choose(
+                    requested=query.get("flow") or None, dnid=env.dnid, extension=env.extension
+                )
+            except UnknownFlow:
+                log.warning(
+                    "refused: the AGI request names flow %.64r, which is not configured; "
+                    "the dialplan's fallback takes the call",
+                    query.get("flow"),
+                )
+                with contextlib.suppress(ChannelHungUp, CallHandedBack):
+                    await call.channel.set_variable("CENTRALINO_STATUS", STATUS_NOROUTE)
+                return
             handle = self.fanout.start(linkedid=linkedid, caller_id=env.callerid)
             services = InboundCallServices(
                 uniqueid=env.uniqueid,
@@ -103,6 +132,8 @@ class InboundHandler:
                 routes=self.routes,
                 answers=self.dial_watch,
                 transfers=self.transfer_watch,
+                record_key=str(uuid.uuid4()),
+                journal=self.journal,
             )
             outcome = await run_inbound(
                 InboundCall(
@@ -110,12 +141,16 @@ class InboundHandler:
                     caller_id=services.caller_id,
                     language=call_language(query.get("lang"), env.language, spoken=self.spoken),
                     queue=queue,
+                    channel_language=env.language or None,
                 ),
                 call.channel,
                 services,
                 model=self.model,
                 settings=self.flow,
                 monotonic=asyncio.get_running_loop().time,
+                flow=flow,
+                flows=dict(library.flows),
+                now=self.context.clock.now,
             )
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             log.info("call ended: %s", outcome.value)

@@ -9,6 +9,7 @@ from context.models import Outcome
 
 if TYPE_CHECKING:
     from centralino.app import Runtime
+    from centralino.asterisk.ami_client import AmiClient
 
 
 def register_checks(rt: Runtime) -> None:
@@ -30,15 +31,15 @@ def register_checks(rt: Runtime) -> None:
     rt.readiness.add("fastagi", fastagi)
     # Live audio is an extra: without its listener calls are still answered and routed.
     rt.readiness.add("audiosocket", audiosocket, required=False)
-    if rt.ami is not None:
-        ami = rt.ami
+    for server, client in rt.ami.clients.items() if rt.ami is not None else ():
+        # One check per Asterisk server: "ami" for [ami], "ami:<name>" for the others.
 
-        async def ami_link() -> str:
-            if not ami.connected:
+        async def ami_link(client: AmiClient = client) -> str:
+            if not client.connected:
                 raise ConnectionError("not connected to Asterisk's AMI")
-            return f"connected to {ami.host}:{ami.port}"
+            return f"connected to {client.host}:{client.port}"
 
-        rt.readiness.add("ami", ami_link)
+        rt.readiness.add(f"ami:{server}" if server else "ami", ami_link)
     for name in (c.name for c in rt.fanout.connectors):
         breaker = rt.fanout.breakers[name]
 

@@ -1,7 +1,7 @@
 """The product's own prompts (`centralino/*` sounds): their text in every language, and the
 build step that speaks them into files Asterisk plays.
 
-The call flow (`ivr/inbound.py`) names each sound; Asterisk's core sounds cover the rest
+The call flows (`ivr/flow/`) name each sound; Asterisk's core sounds cover the rest
 (queue position, hold time, goodbye). Asterisk looks a sound up as
 `<sounds dir>/<channel language>/<name>.<format>`, so
 
@@ -58,7 +58,8 @@ def _prompt(name: str, *, en: str, it: str) -> Prompt:
     return Prompt(name=f"centralino/{name}", text=MappingProxyType({"en": en, "it": it}))
 
 
-# What each prompt must say follows from where ivr/inbound.py plays it.
+# What each prompt must say follows from where a flow (ivr/flow/default.py and the flows in the
+# settings) or the engine (ivr/flow/queueing.py, ivr/flow/say.py) plays it.
 PROMPTS: Final[tuple[Prompt, ...]] = (
     # First thing a caller hears, while the caller's data is still being fetched.
     _prompt(
@@ -66,17 +67,22 @@ PROMPTS: Final[tuple[Prompt, ...]] = (
         en="Welcome, and thank you for calling.",
         it="Benvenuto, e grazie per aver chiamato.",
     ),
-    # One DTMF key (ivr/intent.py MENU): 1 billing, 2 delivery, 3 support, 4 sales, 0 operator.
+    # One DTMF key (ivr/intent/labels.py MENU): 1 billing, 2 order_status, 3 technical_support,
+    # 4 sales, 5 cancel, 6 account_update, 0 agent.
     _prompt(
         "menu",
         en=(
-            "For invoices and payments, press 1. For deliveries, press 2. "
+            "For invoices and payments, press 1. For orders and deliveries, press 2. "
             "For technical support, press 3. For sales, press 4. "
+            "To cancel a contract or an order, press 5. "
+            "To change your address or your details, press 6. "
             "To speak to an operator, press 0."
         ),
         it=(
-            "Per fatture e pagamenti, prema 1. Per le spedizioni, prema 2. "
+            "Per fatture e pagamenti, prema 1. Per ordini e spedizioni, prema 2. "
             "Per l'assistenza tecnica, prema 3. Per le vendite, prema 4. "
+            "Per disdire un contratto o annullare un ordine, prema 5. "
+            "Per cambiare indirizzo o dati personali, prema 6. "
             "Per parlare con un operatore, prema 0."
         ),
     ),
@@ -127,6 +133,32 @@ PROMPTS: Final[tuple[Prompt, ...]] = (
             "La preghiamo di richiamare più tardi."
         ),
     ),
+    # Amounts (ivr/flow/say.py amount_parts): Asterisk says the numbers, these the units,
+    # agreeing with the count ("un euro", not Asterisk's "uno euro").
+    _prompt("euro-one", en="one euro", it="un euro"),
+    _prompt("and", en="and", it="e"),
+    _prompt("cent-one", en="one cent.", it="un centesimo."),
+    _prompt("cents", en="cents.", it="centesimi."),
+    # Post-call survey (a flow's `survey` step): after the agent hung up; one key, 1 to 5.
+    _prompt(
+        "survey",
+        en="Please rate the call you just had, from 1, very poor, to 5, excellent.",
+        it="Valuti la chiamata appena conclusa, da 1, pessima, a 5, ottima.",
+    ),
+    _prompt("survey-invalid", en="Please press a key from 1 to 5.", it="Prema un tasto da 1 a 5."),
+    _prompt(
+        "survey-thanks",
+        en="Thank you for your rating. Goodbye.",
+        it="Grazie per la sua valutazione. Arrivederci.",
+    ),
+    # Outside a flow's business hours (its `closed` step), then hang-up or voicemail.
+    _prompt(
+        "closed",
+        en="Our offices are closed now. Please call again during our opening hours.",
+        it="I nostri uffici sono chiusi. La preghiamo di richiamare negli orari di apertura.",
+    ),
+    # A language step's offer, in the other language: each caller hears how to switch.
+    _prompt("other-language", en="Per l'italiano, prema 9.", it="For English, press 9."),
 )
 
 

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 from acd.ports import Clock, QueueLogSink
 from acd.service import ChannelFact, DeviceFact, RebuildReport, Router
 from centralino.asterisk.ami_client import AmiClient
+from centralino.asterisk.ami_group import AmiGroup
 from contact.reconcile import (
     NO_ABSENCES,
     DropItem,
@@ -67,7 +68,7 @@ class LiveStateGuard:
         queue_log: QueueLogSink,
         clock: Clock,
         agents: Mapping[str, str],  # agent id -> endpoint (what their channels are named after)
-        ami: AmiClient | None,
+        ami: AmiGroup | AmiClient | None,
         owner: str,
         interval_s: float = 2.0,
         reconcile: ReconcilePolicy | None = None,
@@ -80,7 +81,8 @@ class LiveStateGuard:
         self._clock = clock
         self._agents = dict(agents)
         self._endpoint_agent = {endpoint: agent for agent, endpoint in self._agents.items()}
-        self._ami = ami
+        # Every Asterisk server's channels: the sweep decides only while it sees them all.
+        self._ami = AmiGroup.of(ami) if ami is not None else None
         self._owner = owner
         self._interval_s = interval_s
         self._policy = reconcile

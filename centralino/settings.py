@@ -80,6 +80,17 @@ class RedisSettings(_Section):
     call_context_ttl_s: int = Field(7200, gt=0)
 
 
+class AsteriskServerSettings(_Section):
+    """One more Asterisk server, with its own agents' phones (the first one is [ami] itself);
+    agents whose phones it hosts name it in `acd.agents[].asterisk`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    host: str
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "centralino"
+    secret_env: str  # the environment variable that holds this server's AMI secret
+
+
 class AmiSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -87,6 +98,7 @@ class AmiSettings(_Section):
     username: str = "centralino"
     secret: SecretStr | None = None
     ping_interval_s: float = Field(2.0, gt=0)
+    servers: list[AsteriskServerSettings] = Field(default_factory=list)
 
 
 class WhatsAppSettings(_Section):
@@ -215,6 +227,7 @@ class AgentSettings(_Section):
     languages: list[str] = Field(default_factory=list)
     endpoint: str = ""  # what Dial() rings; default PJSIP/<id>
     wrap_up_s: float = Field(10, ge=0)
+    asterisk: str = ""  # the Asterisk server hosting their phone: one of ami.servers; "" = [ami]
 
 
 def _default_queues() -> list[QueueSettings]:
@@ -279,6 +292,26 @@ class ContactSettings(_Section):
         }
 
 
+class SpeechEngineSettings(_Section):
+    # whisper: faster-whisper per utterance; vosk: streaming (centralino/adapters/speech_*.py)
+    engine: Literal["whisper", "vosk"]
+    # A folder, `package:PKG/folder` (a model wheel) or `parts:PKG1/dir+PKG2/dir` (a model
+    # split across wheels, joined once under speech.cache_dir). Never downloaded.
+    model: str = Field(min_length=1)
+    # Whisper's prompt (what the caller was asked); unset: the language's built-in one.
+    prompt: str | None = None
+
+
+class SpeechSettings(_Section):
+    # language -> engine; none: the IVR asks by DTMF only. Models load at start: a missing
+    # one stops the start, naming it.
+    engines: dict[str, SpeechEngineSettings] = Field(default_factory=dict)
+    cache_dir: Path = Path("build/models")
+    no_input_ms: int = Field(5000, ge=500, le=60000)
+    end_silence_ms: int = Field(700, ge=200, le=5000)
+    max_speech_ms: int = Field(15000, ge=1000, le=30000)
+
+
 class DemoSettings(_Section):
     data_dir: Path = Path(".demo-data")
     calls_per_minute: float = Field(8.0, ge=0)
@@ -287,6 +320,59 @@ class DemoSettings(_Section):
     crm_latency_ms: int = Field(180, ge=0)
     failure_rate: float = Field(0.02, ge=0, le=1)
     seed: int = 7
+    # Every demo account's password (CENTRALINO_DEMO_PASSWORD); unset: a new one at each start.
+    password: SecretStr | None = None
+
+
+class AccessSettings(_Section):
+    """Logins, sessions and the origins browsers may reach us from (centralino/web/auth.py)."""
+
+    # Where people open Centralino, e.g. ["https://centralino.example.com"]: the only origins
+    # (scheme, host, port) whose pages may post or open WebSockets, and the only Host names
+    # answered (DNS rebinding). Empty: http://127.0.0.1:<port> and http://localhost:<port>.
+    # From the environment: CENTRALINO_ACCESS_PUBLIC_URLS="https://a.example,https://b.example".
+    public_urls: list[str] = Field(default_factory=list)
+    # Secure cookies: None = when the request came over HTTPS; true behind a TLS proxy.
+    cookie_secure: bool | None = None
+    session_ttl_s: float = Field(12 * 3600, gt=0)  # a shift with overtime
+    session_idle_s: float = Field(3600, gt=0)  # an unattended browser stops being a way in
+    login_max_failures: int = Field(5, ge=1)  # per username within login_window_s
+    login_max_failures_per_address: int = Field(20, ge=1)  # an office behind one NAT
+    login_window_s: float = Field(900, gt=0)
+    ws_recheck_s: float = Field(30, gt=0)  # open WebSockets re-check their session this often
+
+    @field_validator("public_urls", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("public_urls")
+    @classmethod
+    def _origins(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r}: expected an http:// or https:// URL with a host")
+            if parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(f"{url!r}: expected an origin only (no path, query or #)")
+        return urls
+
+
+class IvrSettings(_Section):
+    """Where flows and sounds live (ivr/flow; centralino/flows.py loads and checks them)."""
+
+    # One TOML document per flow, named by the file's stem (sales.toml is flow "sales"). Read
+    # at start and again whenever a file changes (checked every reload_check_s) or on SIGHUP.
+    flows_dir: Path | None = None
+    reload_check_s: float = Field(2.0, gt=0)
+    # language -> directories holding `<sound>.<format>` as Asterisk plays it for that
+    # language (Debian's recorded pack, and `make prompts`' build/sounds/<lang>). Every prompt
+    # a flow names is looked up here at start and by check-config; empty: not checked.
+    sounds: dict[str, list[Path]] = Field(default_factory=dict)
+    # The languages a flow that declares none is checked in.
+    languages: list[str] = Field(default_factory=lambda: ["it", "en"])
 
 
 class Settings(_Section):
@@ -298,10 +384,16 @@ class Settings(_Section):
     context: ContextSettings = ContextSettings()
     acd: AcdSettings = AcdSettings()
     contact: ContactSettings = ContactSettings()
+    speech: SpeechSettings = SpeechSettings()
     demo: DemoSettings = DemoSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     twilio: TwilioSettings = TwilioSettings()
     email: EmailSettings = EmailSettings()
+    ivr: IvrSettings = IvrSettings()
+    # Call flows by name, one TOML table each (README "Call flows"); `default` replaces the
+    # built-in one. Checked with the rest of the configuration by centralino/flows.py.
+    flows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    access: AccessSettings = AccessSettings()
 
     @model_validator(mode="after")
     def _intents_servable(self) -> Settings:
@@ -322,7 +414,7 @@ class Settings(_Section):
         return self.model_dump(mode="json", by_alias=True)
 
 
-_ENV_ONLY = {("ami", "secret")}
+_ENV_ONLY = {("ami", "secret"), ("demo", "password")}
 # The channels' webhook secrets (centralino/web/webhooks.py).
 _ENV_ONLY |= {("whatsapp", "app_secret"), ("whatsapp", "verify_token"), ("twilio", "auth_token")}
 _ENV_ONLY |= {("whatsapp", "access_token")}
@@ -401,11 +493,34 @@ def _cross_key_problems(settings: Settings, environ: Mapping[str, str]) -> list[
             f"database.pool_min: expected at most database.pool_max ({db.pool_max}), "
             f"got {db.pool_min}"
         )
+    problems.extend(_asterisk_problems(settings, environ))
     for i, backend in enumerate(settings.context.backends):
         if backend.auth_env and not environ.get(backend.auth_env):
             problems.append(
                 f"context.backends[{i}].auth_env: expected the name of a set environment "
                 f"variable holding the {backend.auth_header} header of backend "
                 f"{backend.name!r}; {backend.auth_env} is not set"
+            )
+    return problems
+
+
+def _asterisk_problems(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """More Asterisk servers: unique names, secrets set, agents placed on known servers."""
+    problems = []
+    names: set[str] = set()
+    for i, server in enumerate(settings.ami.servers):
+        if server.name in names:
+            problems.append(f"ami.servers[{i}].name: {server.name!r} is used twice")
+        names.add(server.name)
+        if settings.ami.enabled and not environ.get(server.secret_env):
+            problems.append(
+                f"ami.servers[{i}].secret_env: expected the name of a set environment variable "
+                f"holding the AMI secret of {server.name!r}; {server.secret_env} is not set"
+            )
+    for i, agent in enumerate(settings.acd.agents):
+        if agent.asterisk and agent.asterisk not in names:
+            problems.append(
+                f"acd.agents[{i}].asterisk: expected one of ami.servers' names "
+                f"({', '.join(sorted(names)) or 'none configured'}), got {agent.asterisk!r}"
             )
     return problems

@@ -30,10 +30,17 @@ from acd.models import (
 )
 from acd.service import Router
 from contact.conversation import Contact, ContactEvent, ContactState
-from contact.ports import AnswerEvents, CallTransfer, PopDesk, TransferEvents
+from contact.ports import (
+    AnswerEvents,
+    CallJournal,
+    CallTransfer,
+    JournalEntry,
+    PopDesk,
+    TransferEvents,
+)
 from contact.rules import DEFAULT_ROUTES, IntentRoute, TicketStep, refusal, route_for, ticket_step
 from context.fanout import FanoutHandle, FanoutSnapshot
-from context.models import ChannelKind, Direction, Interaction, Outcome
+from context.models import ChannelKind, Direction, Identity, Interaction, Outcome
 from context.screen_pop import IvrSummary
 from context.service import ContextService
 from ivr.ports import (
@@ -90,8 +97,8 @@ def knowledge_from(snapshot: FanoutSnapshot, *, owners: Mapping[str, str]) -> Ca
                 intent
                 for intent, words in (
                     ("billing", ("fattura", "invoice", "pagamento", "payment")),
-                    ("delivery", ("ordine", "order", "spedizione", "shipment", "consegna")),
-                    ("support", ("guasto", "problem", "errore", "broken")),
+                    ("order_status", ("ordine", "order", "spedizione", "shipment", "consegna")),
+                    ("technical_support", ("guasto", "problem", "errore", "broken")),
                 )
                 if any(w in title for w in words)
             ),
@@ -120,7 +127,9 @@ class CallRecord:
     intent: str | None = None
     confidence: float | None = None
     reasons: tuple[str, ...] = ()
+    transcript: str = ""  # what the caller said (speech recognised), if anything
     steps: list[str] = field(default_factory=list)
+    survey_score: int | None = None  # 1..5, from the post-call survey
     enqueued_at: float | None = None
     connected_at: float | None = None  # the agent answered (telephony's report), router clock
     talk_s: float | None = None
@@ -163,6 +172,8 @@ class InboundCallServices:
         routes: Mapping[str, IntentRoute] = DEFAULT_ROUTES,
         answers: AnswerEvents | None = None,
         transfers: TransferEvents | None = None,
+        record_key: str | None = None,
+        journal: CallJournal | None = None,
     ) -> None:
         self.uniqueid = uniqueid
         self.linkedid = linkedid
@@ -181,6 +192,23 @@ class InboundCallServices:
         self.transfers = transfers
         self.queued: AcdQueuedCall | None = None
         self._followed: set[str] = set()
+        # The journal lets another process record this call if ours dies before `finish`.
+        self.record_key = record_key
+        self.journal = journal if record_key is not None else None
+        if self.journal is not None and record_key is not None:
+            self.journal.opened(
+                JournalEntry(
+                    record_key=record_key,
+                    uniqueid=uniqueid,
+                    linkedid=linkedid,
+                    caller_id=caller_id,
+                    started_at=self.record.started_at,
+                )
+            )
+
+    def journal_note(self, **facts: str) -> None:
+        if self.journal is not None and self.record_key is not None:
+            self.journal.noted(self.record_key, **facts)
 
     # --- what the flow reads ------------------------------------------------------------------
 
@@ -197,13 +225,22 @@ class InboundCallServices:
         self.record.steps.append(f"{step}: {detail}" if detail else step)
         self._publish_ivr()
 
-    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None:
+    async def predicted(
+        self, intent: str, confidence: float, reasons: tuple[str, ...], *, transcript: str = ""
+    ) -> None:
         self.record.intent, self.record.confidence, self.record.reasons = (
             intent,
             confidence,
             reasons,
         )
+        if transcript:
+            self.record.transcript = transcript
         self._publish_ivr()
+
+    async def rated(self, score: int) -> None:
+        if not 1 <= score <= 5:
+            raise ValueError(f"a survey score is 1..5, got {score}")
+        self.record.survey_score = score
 
     def _publish_ivr(self) -> None:
         steps = tuple(self.record.steps) + tuple(f"why: {r}" for r in self.record.reasons)
@@ -211,8 +248,9 @@ class InboundCallServices:
             IvrSummary(
                 predicted_intent=self.record.intent,
                 confidence=self.record.confidence,
-                transcript="",
+                transcript=self.record.transcript,
                 steps=steps,
+                reasons=self.record.reasons,
             )
         )
 
@@ -236,7 +274,13 @@ class InboundCallServices:
             item_id=self.item_id,
             queue=request.queue or route.queue,
             arrived_at=self.router_clock(),
-            skills=(SkillRequirement(route.skill, route.min_level),),
+            # A flow's queue step may ask for its own skill; else the intent's route decides.
+            skills=(
+                SkillRequirement(
+                    request.skill or route.skill,
+                    request.min_level or (route.min_level if request.skill is None else 1),
+                ),
+            ),
             priority=request.priority,
             preferred_agents=tuple(a for a in request.preferred_agents if a in self.agents),
             language=request.language,
@@ -246,6 +290,7 @@ class InboundCallServices:
 
     def _placed(self, item: WorkItem, ticket: Ticket) -> QueuedCall | QueueRefusal:
         self.record.queue = ticket.queue
+        self.journal_note(queue=ticket.queue, intent=self.record.intent or "")
         self.record.enqueued_at = item.arrived_at
         if ticket.position == 0:
             return refusal(ticket.action, "no_agents")
@@ -298,7 +343,11 @@ class InboundCallServices:
         try:
             await self._record(final, agent_id=agent_id)
         except Exception:  # the caller is gone; losing the record must be loud, not fatal
+            # Left open in the journal: the next start records it as failed, not never.
             log.exception("could not record the call's interaction (outcome %s)", final.value)
+        else:
+            if self.journal is not None and self.record_key is not None:
+                self.journal.closed(self.record_key)
         finally:
             self.desk.forget(self.linkedid)
             await self.handle.aclose()
@@ -352,14 +401,67 @@ class InboundCallServices:
                 intent=self.record.intent,
                 outcome=outcome.value,
                 summary=summary,
+                transcript=self.record.transcript,
                 wait_s=wait_s,
                 talk_s=self.record.talk_s,
                 pop_pushed_at=self.record.pop_pushed_at,
                 pop_acked_at=self.record.pop_acked_at,
                 ring_at=self.record.ring_at,
                 ticket_id=ticket_id,
+                record_key=self.record_key,
+                survey_score=self.record.survey_score,
+                intent_confidence=self.record.confidence,
+                intent_reasons=self.record.reasons,
             )
         )
+
+
+def failed_record(
+    entry: JournalEntry,
+    *,
+    found_at: datetime,
+    customer_id: int | None,
+    identity: Identity | None,
+) -> Interaction:
+    """The record of a call whose process died before writing it: what its journal knew, the
+    outcome `failed`, and as its end the moment the failure was found (the real end is not
+    known). It carries the call's own record key, so it is a no-op if that record was kept."""
+    return Interaction(
+        id=None,
+        customer_id=customer_id,
+        channel=ChannelKind.VOICE,
+        direction=Direction.INBOUND,
+        started_at=entry.started_at,
+        ended_at=max(found_at, entry.started_at),
+        identity=identity,
+        linkedid=entry.linkedid,
+        agent_id=entry.agent_id,
+        queue=entry.queue,
+        intent=entry.intent,
+        outcome=Outcome.FAILED.value,
+        summary="the server handling the call stopped; the dialplan's fallback took the caller",
+        record_key=entry.record_key,
+    )
+
+
+async def record_failed_call(context: ContextService, entry: JournalEntry) -> None:
+    """Record a call whose process died (`failed_record`), with its customer if the identity
+    resolves within a moment (a store that is down must not hold the others back)."""
+    resolution = None
+    try:
+        async with asyncio.timeout(2.0):
+            resolution = await context.resolve_caller(entry.caller_id or None)
+    except Exception:
+        log.warning("could not resolve %s for its failure record", entry.uniqueid, exc_info=True)
+    customer = resolution.customer if resolution is not None else None
+    await context.record_interaction(
+        failed_record(
+            entry,
+            found_at=context.clock.now(),
+            customer_id=customer.id if customer is not None else None,
+            identity=resolution.identity if resolution is not None else None,
+        )
+    )
 
 
 @dataclass(slots=True)
@@ -438,6 +540,7 @@ class AcdQueuedCall:
                 return  # answered already, or the caller left meanwhile
             self.contact.apply(ContactEvent.ANSWER)
             self.agent_id = offer.agent_id
+            self.services.journal_note(agent_id=offer.agent_id)
             transfers = self.services.transfers
             if transfers is not None:
                 # Watch before the ACD hears of the answer: a transfer reported meanwhile waits

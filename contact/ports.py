@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from context.fanout import FanoutHandle
@@ -61,3 +62,32 @@ class PopDesk(Protocol):
     def follow(self, agent_id: str, handle: FanoutHandle) -> None: ...
 
     def forget(self, linkedid: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """A call in progress as its journal holds it: enough to record it if its process dies.
+    `record_key` is the key its own record will carry, so the two can never both be stored."""
+
+    record_key: str
+    uniqueid: str
+    linkedid: str
+    caller_id: str
+    started_at: datetime
+    queue: str | None = None
+    intent: str | None = None
+    agent_id: str | None = None
+
+
+class CallJournal(Protocol):
+    """Calls in progress, kept where a process that outlives this one can find them."""
+
+    def opened(self, entry: JournalEntry) -> None: ...
+
+    def noted(self, record_key: str, **facts: str) -> None:
+        """What the call learnt since (`queue`, `intent`, `agent_id`)."""
+        ...
+
+    def closed(self, record_key: str) -> None:
+        """The call's own record is written (or spooled): nothing is left to do for it."""
+        ...

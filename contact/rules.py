@@ -31,19 +31,24 @@ class IntentRoute:
     min_level: int = 1
 
 
-DEFAULT_INTENT = "other"
+# `agent` (the caller wants a person) also catches every intent without a route of its own.
+DEFAULT_INTENT = "agent"
 DEFAULT_ROUTES: Mapping[str, IntentRoute] = {
     "billing": IntentRoute("billing", "billing", 2),
-    # Deliveries are answered by support agents (no team has a logistics skill by default).
-    "delivery": IntentRoute("support", "support", 2),
-    "support": IntentRoute("support", "support", 2),
+    # Orders and deliveries are answered by support agents (no default logistics skill).
+    "order_status": IntentRoute("support", "support", 2),
+    "technical_support": IntentRoute("support", "support", 2),
+    # Cancellations go to sales: keeping a customer is a sales conversation (retention).
+    "cancel": IntentRoute("sales", "sales", 1),
     "sales": IntentRoute("sales", "sales", 1),
+    # Addresses, e-mail, bank details: any billing agent can change them.
+    "account_update": IntentRoute("billing", "billing", 1),
     DEFAULT_INTENT: IntentRoute("support", "support", 1),
 }
 
 
 def route_for(intent: str, routes: Mapping[str, IntentRoute]) -> IntentRoute:
-    """The intent's route; an intent without one goes where `other` goes."""
+    """The intent's route; an intent without one goes where `agent` goes."""
     return routes.get(intent) or routes[DEFAULT_INTENT]
 
 

@@ -45,6 +45,9 @@ class Outcome(enum.StrEnum):
     HANGUP_IN_IVR = "hangup_in_ivr"  # the caller left before asking for anyone
     REFUSED = "refused"  # the ACD would not take the call (no agents, queue full, max wait)
     RETURNED = "returned"  # handed back to the dialplan's fallback (shutdown, our failure)
+    # The process running the call died (killed, crashed) and the dialplan's fallback took the
+    # caller; written by the process that found the call's journal entry, not by the call's own.
+    FAILED = "failed"
 
 
 class Direction(enum.StrEnum):
@@ -161,6 +164,10 @@ class Interaction:
     original_customer_id: int | None = None  # who it belonged to before a merge
     # Idempotency key: a retried write of the same record (same key) is stored once.
     record_key: str | None = None
+    survey_score: int | None = None  # 1..5 from the post-call survey
+    # How sure the IVR was of `intent`, and why (context, words said, keys pressed).
+    intent_confidence: float | None = None
+    intent_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

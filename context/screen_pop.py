@@ -121,6 +121,7 @@ class IvrView(TypedDict):
     confidence: float | None
     transcript: str
     steps: list[str]  # what the caller did: menu choices, self-service used
+    reasons: list[str]  # why the IVR predicted that intent
 
 
 class ScreenPop(TypedDict):
@@ -142,6 +143,7 @@ class IvrSummary:
     confidence: float | None = None
     transcript: str = ""
     steps: tuple[str, ...] = field(default_factory=tuple)
+    reasons: tuple[str, ...] = field(default_factory=tuple)
 
 
 # --- sections --------------------------------------------------------------------------------
@@ -239,6 +241,7 @@ def ivr_view(summary: IvrSummary | None) -> IvrView:
         "confidence": summary.confidence,
         "transcript": summary.transcript,
         "steps": list(summary.steps),
+        "reasons": list(summary.reasons),
     }
 
 

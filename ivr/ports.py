@@ -82,6 +82,9 @@ class QueueRequest:
     preferred_agents: tuple[str, ...]
     language: str | None = None
     queue: str | None = None  # from the AGI query (?queue=sales); None: the intent's queue
+    # A flow's queue step may name the skill (and level) itself; None: the intent's route's.
+    skill: str | None = None
+    min_level: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +157,16 @@ class InboundServices(Protocol):
         """Record what the caller did in the IVR (shown on the screen-pop and the timeline)."""
         ...
 
-    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None: ...
+    async def predicted(
+        self, intent: str, confidence: float, reasons: tuple[str, ...], *, transcript: str = ""
+    ) -> None:
+        """What the flow concluded (and, after speech, what the caller said): for the
+        screen-pop now and the interaction's record at the end."""
+        ...
+
+    async def rated(self, score: int) -> None:
+        """The caller rated the call 1..5 in the post-call survey (stored on the interaction)."""
+        ...
 
     async def resume_transfer(self) -> QueuedCall | QueueRefusal | None:
         """An agent transferred this caller to one of our queues and the channel is back with

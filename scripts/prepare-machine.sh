@@ -38,6 +38,8 @@ have chromedriver || missing+=(chromium-driver)
 # product prompts (python -m centralino.prompts, `make prompts`)
 have espeak-ng || missing+=(espeak-ng)
 have sox || missing+=(sox)
+# lints the ACD function library's Lua (tests/adapters/test_redis_acd_lua.py)
+have luacheck || missing+=(lua-check)
 # The real Asterisk suite (tests/real_asterisk, ../shared/asterisk): recorded prompts and music
 # on hold, and the runtime libraries the prebuilt Asterisk links against (its README). Data
 # and library packages have no command: one dpkg-query asks about them all.

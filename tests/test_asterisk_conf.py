@@ -152,12 +152,21 @@ def test_contexts_and_agi_scripts(dialplan: Dialplan) -> None:
     script = ROOT / "agi_scripts" / "fallback_queue.py"
     assert script.stat().st_mode & stat.S_IXUSR
     assert script.read_text().startswith("#!/usr/bin/env python3\n")
-    fastagi = {s.context: s.arguments[0] for s in dialplan.calls_of("AGI") if "://" in s.args}
+    fastagi: dict[str, list[str]] = {}
+    for step in dialplan.calls_of("AGI"):
+        if "://" in step.args:
+            fastagi.setdefault(step.context, []).append(step.arguments[0])
     assert fastagi == {
-        "centralino-inbound": "agi://${CENTRALINO_HOST}:${CENTRALINO_AGI_PORT}/inbound",
+        # the primary server, then each backup server while none was reached
+        "centralino-inbound": [
+            "agi://${CENTRALINO_HOST}:${CENTRALINO_AGI_PORT}/inbound",
+            "agi://${CENTRALINO_AGI_SERVER}/inbound",
+        ],
         # the transferred caller's new session names the queue (InboundHandler reads `queue`)
-        "centralino-transfer": "agi://${CENTRALINO_HOST}:${CENTRALINO_AGI_PORT}/inbound"
-        "?queue=${EXTEN}",
+        "centralino-transfer": [
+            "agi://${CENTRALINO_HOST}:${CENTRALINO_AGI_PORT}/inbound?queue=${EXTEN}",
+            "agi://${CENTRALINO_AGI_SERVER}/inbound?queue=${EXTEN}",
+        ],
     }
 
 

@@ -22,7 +22,7 @@ from centralino.settings import DemoSettings, ServerSettings, Settings
 from centralino.simulator.callcenter import AgentPhone, Caller
 from context.circuit import BreakerState
 from ivr.inbound import FlowSettings
-from tests.helpers import eventually
+from tests.helpers import eventually, web_login
 
 EXTENSIONS_CONF = Path(__file__).resolve().parents[1] / "asterisk_conf" / "extensions.conf"
 FAST_FLOW = FlowSettings(menu_timeout_ms=2000, hold_poll_ms=50, announce_every_s=5.0)
@@ -91,8 +91,14 @@ async def test_given_known_caller_when_agent_answers_then_pop_was_acked_before_r
     assert row["agent_id"] == result.agent
     assert row["customer_id"] is not None
     assert row["pop_pushed_at"] <= row["pop_acked_at"] <= row["ring_at"]
+    # the menu key decided the intent: the record says how sure and why
+    assert row["intent"] == "technical_support"
+    assert row["intent_confidence"] == pytest.approx(0.9)
+    assert "pressed 3 (technical_support)" in row["intent_reasons"]
     desktop = world.desktops[result.agent]
     assert desktop.pops and desktop.pops[-1]["linkedid"] == result.uniqueid
+    ivr = desktop.pops[-1]["ivr"]
+    assert isinstance(ivr, dict) and "pressed 3 (technical_support)" in ivr["reasons"]
     caller = desktop.pops[-1]["caller"]
     assert isinstance(caller, dict) and caller["status"] == "found"
 
@@ -176,7 +182,7 @@ async def test_given_ami_link_dropped_then_client_reconnects_and_readiness_recov
 
 async def test_health_readiness_and_metrics_over_http(world: DemoWorld) -> None:
     await asyncio.wait_for(world.simulator.call(known_caller(world, key="4")), 30)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.get(f"{world.base_url}/healthz") as r:
             assert r.status == 200
         async with http.get(f"{world.base_url}/readyz") as r:
@@ -184,6 +190,9 @@ async def test_health_readiness_and_metrics_over_http(world: DemoWorld) -> None:
         assert {"postgres", "redis", "fastagi", "ami", "backend:erp", "backend:crm"} <= set(checks)
         async with http.get(f"{world.base_url}/metrics") as r:
             text = await r.text()
+        async with http.get(f"{world.base_url}/api/calls/recent") as r:
+            assert r.status == 401  # customers' names and numbers need a login
+        await web_login(http, world.base_url, "admin", world.logins.password)
         async with http.get(f"{world.base_url}/api/calls/recent") as r:
             recent = await r.json()
     assert "centralino_agi_calls_total 1.0" in text
@@ -451,3 +460,45 @@ async def test_given_the_ticket_store_fails_then_the_answered_call_is_still_reco
     assert row["outcome"] == "answered" and row["customer_id"] is not None
     assert down.attempts == 1  # a ticket was due (a known caller, answered) and failed
     assert row["ticket_id"] is None  # no ticket could be opened; the call is on record anyway
+
+
+async def test_demo_creates_its_accounts_and_prints_how_to_log_in(
+    world: DemoWorld, pg_pool: asyncpg.Pool
+) -> None:
+    from centralino.access.passwords import Passwords
+    from centralino.adapters.pg_accounts import PgAccounts
+    from centralino.demo.accounts import ensure_demo_accounts
+    from centralino.demo.world import _banner
+
+    banner = _banner(world)
+    assert f"{world.base_url}/login" in banner and world.logins.password in banner
+    assert world.logins.usernames == ("admin", "supervisor", "agent101", "agent102", "agent103")
+    accounts = PgAccounts(pool=pg_pool)
+    supervisor = await accounts.account_by_name("supervisor")
+    assert supervisor is not None and supervisor.teams == {"blue", "green"}
+    # The simulated desktops connected with their agents' API tokens.
+    assert all(d.connected.is_set() for d in world.desktops.values())
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await web_login(http, world.base_url, "agent101", world.logins.password)
+        async with http.get(f"{world.base_url}/api/agents") as r:
+            assert [a["agent_id"] for a in await r.json()] == ["agent101"]
+        async with http.get(f"{world.base_url}/desktop/agent102") as r:
+            assert r.status == 403
+
+    # A second start resets the password and replaces the desktops' tokens.
+    old_token = world.logins.desktop_tokens["agent101"]
+    again = await ensure_demo_accounts(
+        accounts,
+        agents=list(world.runtime.agents.values()),
+        password="another demo password",
+        passwords=Passwords(),
+        now=world.runtime.context.clock.now(),
+    )
+    assert again.desktop_tokens["agent101"] != old_token
+    async with aiohttp.ClientSession() as http:
+        bearer = {"Authorization": f"Bearer {old_token}"}
+        async with http.get(f"{world.base_url}/api/session", headers=bearer) as r:
+            assert r.status == 401
+        bearer = {"Authorization": f"Bearer {again.desktop_tokens['agent101']}"}
+        async with http.get(f"{world.base_url}/api/session", headers=bearer) as r:
+            assert (await r.json())["username"] == "agent101"

@@ -9,17 +9,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-import numpy as np
 import pytest
 
 from acd.live import MemoryLiveStore, MemoryQueueLog
 from acd.models import AgentDefinition, AgentState, QueueEvent, QueuePolicy, WorkItem
 from acd.service import Router
 from centralino.asterisk.ami_client import AmiClient
+from centralino.asterisk.ami_group import AmiGroup
 from centralino.callbacks import CALLBACK_CONTEXT, CallbackDialer
 from centralino.simulator.ami_server import AmiServer, OriginateOutcome, OriginateRequest
 from tests.acd.support import ManualClock
-from tests.helpers import eventually
+from tests.helpers import eventually, sim_ami_client
 
 NUMBER = "+390212345678"
 AGENTS = {"ann": AgentDefinition("ann", {"sales": 3}, endpoint="PJSIP/ann", wrap_up_s=0.0)}
@@ -74,22 +74,11 @@ class Rig:
         self.asterisk.emit("UserEvent", UserEvent="CentralinoCallback", Id=item_id, Status=status)
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    phone = Phone()
-    asterisk = AmiServer(auth_failure_delay_s=0.05, originate_hook=phone)
-    await asterisk.start()
-    ami = AmiClient(
-        host="127.0.0.1",
-        port=asterisk.port,
-        username="admin",
-        secret="admin-secret",
-        rng=np.random.default_rng(1),
-        ping_interval_s=60.0,
-        action_timeout_s=1.0,
-    )
-    await ami.connect()
-    store, log = MemoryLiveStore(), MemoryQueueLog()
+async def _router_and_dialer(
+    ami: AmiClient | AmiGroup, store: MemoryLiveStore, log: MemoryQueueLog, owner: str = "p1"
+) -> tuple[Router, CallbackDialer]:
+    """A router whose callback offers go to a dialer on `ami` (the dialer reaches the router
+    through a getter: each needs the other)."""
     holder: list[Router] = []
     dialer = CallbackDialer(
         ami=ami, router=lambda: holder[0], ring_timeout_s=0.5, originate_margin_s=0.5
@@ -100,11 +89,23 @@ async def rig() -> AsyncIterator[Rig]:
         clock=ManualClock(),
         queues={"sales": QueuePolicy("sales", skill="sales")},
         agents=AGENTS,
-        owner="p1",
+        owner=owner,
         on_detached_offer=dialer,
     )
     holder.append(router)
     await router.publish()
+    return router, dialer
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    phone = Phone()
+    asterisk = AmiServer(auth_failure_delay_s=0.05, originate_hook=phone)
+    await asterisk.start()
+    ami = sim_ami_client(asterisk.port, seed=1, action_timeout_s=1.0)
+    await ami.connect()
+    store, log = MemoryLiveStore(), MemoryQueueLog()
+    router, dialer = await _router_and_dialer(ami, store, log)
     try:
         yield Rig(asterisk, ami, phone, router, store, log, dialer)
     finally:
@@ -227,3 +228,35 @@ async def test_given_no_userevent_when_the_agents_channel_hangs_up_then_complete
     assert rig.state() is AgentState.READY
     assert rig.dialer.completed_total == 0
     assert rig.events()[-1][0] is QueueEvent.COMPLETE
+
+
+async def test_given_the_agents_phone_is_on_another_asterisk_then_the_callback_is_placed_there(
+    rig: Rig,
+) -> None:
+    """Two Asterisk servers: ann's phone is on the second (its settings say so), so the
+    Originate goes there, and its outcome and UserEvent, raised there, complete the callback."""
+    other_phone = Phone()
+    other = AmiServer(auth_failure_delay_s=0.05, originate_hook=other_phone)
+    await other.start()
+    link = sim_ami_client(other.port, seed=2, action_timeout_s=1.0)
+    await link.connect()
+    group = AmiGroup({"": rig.ami, "milano": link}, endpoints={"PJSIP/ann": "milano"})
+    store = MemoryLiveStore()
+    router, dialer = await _router_and_dialer(group, store, MemoryQueueLog(), owner="p2")
+    try:
+        await router.agent_login("ann")
+        await router.enqueue(WorkItem("c1", "sales", 900.0))
+        await router.request_callback("c1", NUMBER)
+        await router.agent_ready("ann")
+        await router.route_now()
+        await eventually(
+            lambda: _check(store.state.agents()[0].state is AgentState.BUSY), timeout=2.0
+        )
+        assert [r.channel for r in other_phone.requests] == ["PJSIP/ann"]
+        assert rig.phone.requests == []  # the first server never saw it
+        other.emit("UserEvent", UserEvent="CentralinoCallback", Id="c1", Status="ANSWER")
+        await eventually(lambda: _check(dialer.completed_total == 1), timeout=2.0)
+    finally:
+        await dialer.aclose()
+        await link.close()
+        await other.stop()

@@ -60,8 +60,32 @@ def _require_tools() -> None:
 # --------------------------------------------------------------------------- the table
 
 
+def _flow_strings() -> set[str]:
+    """Every string in the example flows of centralino.example.toml (sounds they play)."""
+    import tomllib
+
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            found.add(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(tomllib.loads((ROOT / "centralino.example.toml").read_text()).get("flows", {}))
+    return found
+
+
 def test_every_product_sound_of_the_call_flow_has_english_and_italian_text() -> None:
-    sounds = _sound_constants(ROOT / "ivr" / "inbound.py")
+    sounds = {
+        name: value
+        for path in [ROOT / "ivr" / "inbound.py", *sorted((ROOT / "ivr" / "flow").glob("*.py"))]
+        for name, value in _sound_constants(path).items()
+    }
     ours = {name: value for name, value in sounds.items() if value.startswith(PREFIX)}
     # the constants the flow had when the table was written; more may come
     assert {"SOUND_WELCOME", "SOUND_MENU", "SOUND_NO_AGENTS", "SOUND_CALLBACK_OFFER"} <= set(ours)
@@ -75,9 +99,10 @@ def test_every_product_sound_of_the_call_flow_has_english_and_italian_text() -> 
 
 
 def test_every_prompt_is_played_somewhere() -> None:
-    # A prompt nobody plays is stale: its sound name must appear in the domain's code.
+    # A prompt nobody plays is stale: its sound name must appear in the domain's code or in
+    # the example flows.
     sources = [p for pkg in ("ivr", "contact", "acd") for p in (ROOT / pkg).rglob("*.py")]
-    literals = _string_literals(sources)
+    literals = _string_literals(sources) | _flow_strings()
     names = [prompt.name for prompt in PROMPTS]
     assert len(names) == len(set(names))
     for name in names:

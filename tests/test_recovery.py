@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
@@ -28,6 +27,7 @@ from centralino.recovery import MARKER_KEY, LiveStateGuard
 from centralino.simulator.ami_server import AmiServer
 from contact.reconcile import DropItem, FreeAgent, ReconcilePolicy
 from tests.acd.support import ManualClock
+from tests.helpers import sim_ami_client
 
 AGENTS = {
     name: AgentDefinition(name, {"sales": 3}, endpoint=f"PJSIP/{name}")
@@ -82,14 +82,7 @@ class Rig:
 async def rig(redis_client: aioredis.Redis) -> AsyncIterator[Rig]:
     asterisk = AmiServer(auth_failure_delay_s=0.05)
     await asterisk.start()
-    ami = AmiClient(
-        host="127.0.0.1",
-        port=asterisk.port,
-        username="admin",
-        secret="admin-secret",
-        rng=np.random.default_rng(1),
-        ping_interval_s=60.0,
-    )
+    ami = sim_ami_client(asterisk.port, seed=1)
     store = RedisLiveStore(client=redis_client, prefix="rec:")
     try:
         yield Rig(redis_client, store, MemoryQueueLog(), ManualClock(), asterisk, ami, [0.0])

@@ -256,3 +256,42 @@ def test_the_whatsapp_access_token_is_environment_only(tmp_path: Path) -> None:
     settings = load_settings(environ={"CENTRALINO_WHATSAPP_ACCESS_TOKEN": "EAAG-t0ken"})
     assert settings.whatsapp.access_token is not None
     assert "EAAG-t0ken" not in repr(settings.redacted())
+
+
+def test_access_settings_from_file_and_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[access]\npublic_urls = ["https://cc.example.com"]\nsession_idle_s = 600\n')
+    settings = load_settings(path, environ={})
+    assert settings.access.public_urls == ["https://cc.example.com"]
+    assert settings.access.session_idle_s == 600 and settings.access.cookie_secure is None
+    env = {
+        "CENTRALINO_ACCESS_PUBLIC_URLS": "https://a.example, http://10.0.0.5:8080",
+        "CENTRALINO_ACCESS_COOKIE_SECURE": "true",
+    }
+    settings = load_settings(path, environ=env)
+    assert settings.access.public_urls == ["https://a.example", "http://10.0.0.5:8080"]
+    assert settings.access.cookie_secure is True
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ftp://cc.example.com", "expected an http:// or https:// URL"),
+        ("https://cc.example.com/centralino", "expected an origin only"),
+        ("cc.example.com", "expected an http:// or https:// URL"),
+    ],
+)
+def test_bad_public_urls_name_the_key(value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(None, environ={"CENTRALINO_ACCESS_PUBLIC_URLS": value})
+    assert "access.public_urls" in str(error.value) and message in str(error.value)
+
+
+def test_the_demo_password_comes_from_the_environment_only(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[demo]\npassword = "in the file"\n')
+    with pytest.raises(SettingsError, match="CENTRALINO_DEMO_PASSWORD"):
+        load_settings(path, environ={})
+    settings = load_settings(None, environ={"CENTRALINO_DEMO_PASSWORD": "from the env ok"})
+    assert settings.demo.password is not None
+    assert "from the env ok" not in str(settings.redacted())

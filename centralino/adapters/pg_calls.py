@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
+from datetime import datetime, timedelta
+
 import asyncpg
 
 from centralino.web.pages import CallSummary
@@ -17,13 +20,17 @@ class PgCallsFeed:
     def __init__(self, *, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def recent_calls(self, limit: int) -> list[CallSummary]:
+    async def recent_calls(
+        self, limit: int, *, agent_ids: Collection[str] | None = None
+    ) -> list[CallSummary]:
         rows = await self._pool.fetch(
             "SELECT i.linkedid, i.started_at, c.display_name, i.identity_value, i.queue,"
             " i.agent_id, i.intent, i.outcome, i.wait_s, i.talk_s"
             " FROM interactions i LEFT JOIN customers c ON c.id = i.customer_id"
-            " WHERE i.channel = 'voice' ORDER BY i.started_at DESC, i.id DESC LIMIT $1",
+            " WHERE i.channel = 'voice' AND ($2::text[] IS NULL OR i.agent_id = ANY($2))"
+            " ORDER BY i.started_at DESC, i.id DESC LIMIT $1",
             limit,
+            None if agent_ids is None else sorted(agent_ids),
         )
         return [
             {
@@ -40,6 +47,40 @@ class PgCallsFeed:
             }
             for r in rows
         ]
+
+
+class PgTeamSatisfaction:
+    """`TeamSatisfaction`: the post-call survey scores of each team's agents' calls over the
+    last `window_s` (a day by default), averaged per team with every score weighing the same;
+    an agent in two teams counts in both."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        teams: Mapping[str, frozenset[str]],
+        now: Callable[[], datetime],
+        window_s: float = 86400.0,
+    ) -> None:
+        self._pool = pool
+        self._teams = teams
+        self._now = now
+        self._window_s = window_s
+
+    async def team_satisfaction(self) -> dict[str, tuple[float, int]]:
+        rows = await self._pool.fetch(
+            "SELECT agent_id, sum(survey_score) AS total, count(*) AS n FROM interactions"
+            " WHERE survey_score IS NOT NULL AND agent_id IS NOT NULL AND ended_at >= $1"
+            " GROUP BY agent_id",
+            self._now() - timedelta(seconds=self._window_s),
+        )
+        sums: dict[str, list[int]] = {}
+        for row in rows:
+            for team in self._teams.get(row["agent_id"], ()):
+                acc = sums.setdefault(team, [0, 0])
+                acc[0] += int(row["total"])
+                acc[1] += int(row["n"])
+        return {team: (total / n, n) for team, (total, n) in sums.items() if n}
 
 
 class ContextIdentityLinker:

@@ -172,7 +172,8 @@ class PgCustomerStore:
 _INTERACTION_COLS = (
     "id, customer_id, original_customer_id, channel, direction, identity_kind, identity_value,"
     " linkedid, agent_id, queue, intent, outcome, summary, transcript, wait_s, talk_s,"
-    " started_at, ended_at, pop_pushed_at, pop_acked_at, ring_at, ticket_id, record_key"
+    " started_at, ended_at, pop_pushed_at, pop_acked_at, ring_at, ticket_id, record_key,"
+    " survey_score, intent_confidence, intent_reasons"
 )
 
 
@@ -205,6 +206,9 @@ def _interaction(row: asyncpg.Record) -> Interaction:
         ticket_id=row["ticket_id"],
         original_customer_id=row["original_customer_id"],
         record_key=row["record_key"],
+        survey_score=row["survey_score"],
+        intent_confidence=row["intent_confidence"],
+        intent_reasons=tuple(row["intent_reasons"]),
     )
 
 
@@ -219,8 +223,9 @@ class PgTimelineStore:
             "INSERT INTO interactions (customer_id, original_customer_id, channel, direction,"
             " identity_kind, identity_value, linkedid, agent_id, queue, intent, outcome,"
             " summary, transcript, wait_s, talk_s, started_at, ended_at, pop_pushed_at,"
-            " pop_acked_at, ring_at, ticket_id, record_key) VALUES ($1, $2, $3, $4, $5, $6, $7,"
-            " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+            " pop_acked_at, ring_at, ticket_id, record_key, survey_score, intent_confidence,"
+            " intent_reasons) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+            " $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
             f" ON CONFLICT (record_key) DO NOTHING RETURNING {_INTERACTION_COLS}",
             i.customer_id,
             i.original_customer_id,
@@ -244,6 +249,9 @@ class PgTimelineStore:
             i.ring_at,
             i.ticket_id,
             i.record_key,
+            i.survey_score,
+            i.intent_confidence,
+            list(i.intent_reasons),
         )
         if row is None:  # the key was stored by an earlier attempt of this same record
             row = await self._pool.fetchrow(

@@ -93,6 +93,7 @@ def decode_interaction(data: dict[str, Any]) -> Interaction:
     for name in _DATETIMES:
         if kw.get(name) is not None:
             kw[name] = datetime.fromisoformat(kw[name])
+    kw["intent_reasons"] = tuple(kw.get("intent_reasons", ()))  # JSON gave a list
     kw["channel"] = ChannelKind(kw["channel"])
     kw["direction"] = Direction(kw["direction"])
     if kw.get("identity") is not None:
@@ -251,7 +252,20 @@ class SpooledTimelineStore:
         return interaction
 
     async def recent(self, customer_id: int, limit: int) -> list[Interaction]:
-        return await self._inner.recent(customer_id, limit)
+        """PostgreSQL's rows and the customer's records still in the spool, newest first: a
+        call recorded during an outage is on the timeline at once. With PostgreSQL down, the
+        spooled ones alone (the pop says the timeline is partial through its source)."""
+        spooled = [r for r in self._pending if r.customer_id == customer_id]
+        if not spooled:
+            return await self._inner.recent(customer_id, limit)
+        try:
+            stored = await self._inner.recent(customer_id, limit)
+        except UNAVAILABLE:
+            stored = []
+        keys = {r.record_key for r in stored}
+        merged = stored + [r for r in spooled if r.record_key not in keys]
+        merged.sort(key=lambda r: r.started_at, reverse=True)
+        return merged[:limit]
 
     async def record_pop_delivery(
         self,

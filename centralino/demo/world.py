@@ -28,8 +28,11 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from acd.models import AgentDefinition, AgentState
+from centralino.access.passwords import Passwords
 from centralino.adapters.http_connector import HttpBackendConfig
+from centralino.adapters.pg_accounts import PgAccounts
 from centralino.app import Runtime, bound_port, running
+from centralino.demo.accounts import DemoLogins, ensure_demo_accounts, new_demo_password
 from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
@@ -55,6 +58,7 @@ from centralino.simulator.callcenter import (
 )
 from centralino.storage.embedded import embedded_postgres, embedded_redis
 from centralino.web.conversations_api import CONVERSATIONS
+from contact.reconcile import ReconcilePolicy
 from ivr.inbound import FlowSettings
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,7 @@ class DemoWorld:
     erp: web.Application
     crm: web.Application
     base_url: str
+    logins: DemoLogins
     messaging: DemoMessagingProvider  # plays Meta and Twilio: signed webhooks into the demo
     send_apis: DemoSendApis  # plays their send APIs: replies go out (and report back) here
 
@@ -217,14 +222,23 @@ async def demo_world(
                 flow=flow,
                 owner="demo",
                 live_check_s=live_check_s,
-                # The simulated Asterisk does not list its callers' channels on AMI, so the
-                # sweep would take every caller for gone.
-                reconcile=None,
+                # The simulated Asterisk lists its channels on AMI as a real one does, so the
+                # reconciling sweep runs as in production (an agent left busy is freed).
+                reconcile=ReconcilePolicy(),
             )
         )
         created = await seed_customers(runtime.context, dataset)
         if created:
             log.info("demo: %d customers created (identities and ERP/CRM links only)", created)
+
+        password = demo.password.get_secret_value() if demo.password else new_demo_password()
+        logins = await ensure_demo_accounts(
+            PgAccounts(pool=runtime.pool),
+            agents=definitions,
+            password=password,
+            passwords=Passwords(),
+            now=runtime.context.clock.now(),
+        )
 
         host = settings.server.host
         base_url = f"http://{host}:{runtime.http_port}"
@@ -235,6 +249,7 @@ async def demo_world(
             agent_ids=[d.agent_id for d in definitions],
             session=session,
             ack_delay_s=ack_delay_s,
+            tokens=logins.desktop_tokens,
         )
         if ready_agents:
             # Redis may remember agents from the previous demo run: log in only who is out.
@@ -270,6 +285,7 @@ async def demo_world(
                 session=session, base_url=base_url, secrets=webhook_secrets(runtime.settings)
             ),
             send_apis=send_apis,
+            logins=logins,
         )
 
 
@@ -333,8 +349,11 @@ def _banner(world: DemoWorld) -> str:
     return (
         "\n  Centralino demo is running (Ctrl-C stops it)\n"
         f"    wallboard       {url}/wallboard\n"
+        f"    reports         {url}/reports   (the demo's calls, today and by day)\n"
         f"    agent desktop   {url}/desktop/agent101   (agents: {agents})\n"
         f"    home            {url}/\n"
+        f"    log in          {url}/login   as admin, supervisor (teams: every demo team) or\n"
+        f"                    an agent ({agents}); password: {world.logins.password}\n"
         f"    health          {url}/healthz   {url}/readyz   {url}/metrics\n"
         f"    FastAGI         {world.runtime.settings.server.host}:{world.runtime.agi.port}\n"
         "  Simulated callers dial in through FastAGI; the simulated agents' desktops acknowledge\n"

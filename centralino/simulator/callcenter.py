@@ -94,6 +94,7 @@ class Caller:
     language: str | None = None
     transfer_to: str | None = None  # "exten@context": the answering agent transfers them there
     hangs_up_first: bool = False  # the caller, not the agent, ends the conversation
+    dnid: str = "unknown"  # the number dialled (agi_dnid), which picks the call's flow
 
 
 @dataclass(slots=True)
@@ -108,6 +109,23 @@ class CallResult:
     transferred_by: str | None = None  # the agent who transferred the caller
     transferred_to: str | None = None  # where ("exten@context")
     sessions: int = 1  # FastAGI sessions the call ran (2 when a transfer brought it back)
+    # Sessions in which the server read the environment and sent at least one command: the
+    # call was handed to it (a connection refused or cut before that never reached the app).
+    handed: int = 0
+    refused: int = 0  # FastAGI connections refused (every endpoint tried, per session)
+    closed_by: str = ""  # how the last session ended, as the peer saw it (AgiPeer.closed_by)
+
+
+@dataclass(frozen=True, slots=True)
+class DialRecord:
+    """One agent's phone rung for one caller: from the Dial to the end of ringing or talking
+    (monotonic seconds). Two overlapping records of one agent are a double assignment."""
+
+    agent: str
+    uniqueid: str
+    started: float
+    ended: float
+    answered: bool
 
 
 @dataclass(slots=True)
@@ -132,6 +150,9 @@ class _CallState:
     # What Dial last left in HANGUPCAUSE: a non-zero one is the caller's Hangup cause in the end
     # (3 after an unregistered phone), otherwise the dialplan's Hangup() says 16.
     hangupcause: int = 0
+    bridge_id: str = ""  # the bridge the caller's channel is in (CoreShowChannels' BridgeId)
+    ami_created: float | None = None  # when the caller's channel appeared, on the AMI clock
+    answered_in_session: bool = False
 
 
 class CallSimulator:
@@ -149,9 +170,19 @@ class CallSimulator:
         script: str = "inbound",
         transfer_context: str = TRANSFER_CONTEXT,
         transfer_event_lag_s: float = 0.0,
+        endpoints: Sequence[tuple[str, int]] = (),
+        track_channels: bool = True,
     ) -> None:
         self.agi_host = agi_host
         self.agi_port = agi_port
+        # Several FastAGI servers, as Asterisk's hagi:// finds them in DNS SRV: each call starts
+        # at the next one (equal weights) and moves on to the following one when refused.
+        self.endpoints: list[tuple[str, int]] = list(endpoints)
+        self._next_endpoint = itertools.count()
+        # The callers' and agents' channels appear in the AMI server's CoreShowChannels while
+        # they are up, as on a real Asterisk (the reconciling sweep trusts that list).
+        self.track_channels = track_channels
+        self.dials: list[DialRecord] = []
         self.rng = rng
         self.phones = dict(phones or {})
         self.ami = ami
@@ -179,16 +210,21 @@ class CallSimulator:
         state = _CallState(
             caller=caller, uniqueid=uniqueid, menu_keys=caller.menu_keys, created_at=started
         )
-        commands = await self._session(state, INBOUND_CONTEXT, INBOUND_DID, INBOUND_AGI_PRIORITY)
-        result = CallResult(
-            caller=caller,
-            uniqueid=uniqueid,
-            commands=commands,
-            agent=state.agent,
-            answered=state.answered,
-            abandoned=state.abandoned,
-            setup_s=time.monotonic() - started,
+        result = CallResult(caller=caller, uniqueid=uniqueid, commands=[])
+        self._track_caller(state)
+        try:
+            result.commands = await self._session(
+                state, INBOUND_CONTEXT, INBOUND_DID, INBOUND_AGI_PRIORITY, result
+            )
+        except BaseException:
+            self._untrack_caller(state)
+            raise
+        result.agent, result.answered, result.abandoned = (
+            state.agent,
+            state.answered,
+            state.abandoned,
         )
+        result.setup_s = time.monotonic() - started
         target = state.transferred_to
         if target is not None:
             result.transferred_by, result.transferred_to = state.agent, target
@@ -203,12 +239,18 @@ class CallSimulator:
                     created_at=state.created_at,
                     answered_at=state.answered_at,
                     hangupcause=state.hangupcause,
+                    ami_created=state.ami_created,
                 )
-                result.commands += await self._session(state, context, exten, 1)
+                try:
+                    result.commands += await self._session(state, context, exten, 1, result)
+                except BaseException:
+                    self._untrack_caller(state)
+                    raise
                 result.sessions += 1
                 result.agent, result.abandoned = state.agent, state.abandoned
                 result.answered = result.answered or state.answered
                 target = None
+        self._untrack_caller(state)
         if target is None and self.ami is not None:
             # The caller's channel ends when its last FastAGI session is closed (AGI() returns,
             # the dialplan hangs up); a channel transferred elsewhere lives on out of our sight.
@@ -220,9 +262,46 @@ class CallSimulator:
         return result
 
     async def _session(
-        self, state: _CallState, context: str, extension: str, priority: int
+        self,
+        state: _CallState,
+        context: str,
+        extension: str,
+        priority: int,
+        result: CallResult | None = None,
     ) -> list[str]:
-        """One FastAGI session of the call's channel, from AGI() to the server closing it."""
+        """One FastAGI session of the call's channel, from AGI() to the server closing it; a
+        refused connection moves on to the next endpoint, as hagi:// does (all refused: the
+        AGI fails and the dialplan goes on without us, as AGISTATUS=FAILURE)."""
+        start = next(self._next_endpoint)
+        endpoints = self.endpoints or [(self.agi_host, self.agi_port)]
+        for attempt in range(len(endpoints)):
+            endpoint = endpoints[(start + attempt) % len(endpoints)]
+            try:
+                peer = await self._run_session(
+                    state, context, extension, priority, endpoint=endpoint
+                )
+            except ConnectionRefusedError:
+                if result is not None:
+                    result.refused += 1
+                continue
+            if result is not None:
+                result.handed += bool(peer.commands)
+                result.closed_by = peer.closed_by or ""
+            return peer.commands
+        if result is not None:
+            result.closed_by = "refused"
+        return []
+
+    async def _run_session(
+        self,
+        state: _CallState,
+        context: str,
+        extension: str,
+        priority: int,
+        *,
+        endpoint: tuple[str, int],
+    ) -> AgiPeer:
+        host, port = endpoint
         caller, uniqueid = state.caller, state.uniqueid
         state.context, state.exten, state.priority = context, extension, priority
         query = "&".join(
@@ -233,12 +312,13 @@ class CallSimulator:
             uniqueid=uniqueid,
             channel=self._caller_channel(uniqueid),
             network_script=script,
-            request=f"agi://{self.agi_host}:{self.agi_port}/{script}",
+            request=f"agi://{host}:{port}/{script}",
             callerid=caller.number,
             calleridname=caller.name or "unknown",
             context=context,
             extension=extension,
             priority=priority,
+            dnid=caller.dnid,
         )
         model = ChannelModel(callerid=caller.number, calleridname=caller.name or "unknown")
 
@@ -246,15 +326,60 @@ class CallSimulator:
             await self._perform(line, model, state)
 
         peer = AgiPeer(
-            host=self.agi_host,
-            port=self.agi_port,
+            host=host,
+            port=port,
             environment=env,
             model=model,
             on_command=on_command,
             read_timeout_s=max(30.0, 120 * self.time_scale),
         )
         await peer.run()
-        return peer.commands
+        return peer
+
+    def _track_caller(self, state: _CallState) -> None:
+        """The caller's channel as CoreShowChannels lists it now (up, maybe bridged)."""
+        ami = self.ami
+        if ami is None or not self.track_channels:
+            return
+        if state.ami_created is None:
+            state.ami_created = ami._clock()
+        snapshot = self._caller_snapshot(state)
+        snapshot.bridge_id = state.bridge_id
+        snapshot.created_at = state.ami_created
+        snapshot.application = "AGI"
+        ami.channels[snapshot.name] = snapshot
+
+    def _untrack_caller(self, state: _CallState) -> None:
+        if self.ami is not None and self.track_channels:
+            self.ami.channels.pop(self._caller_channel(state.uniqueid), None)
+
+    def _track_agent(self, state: _CallState, dest: SimChannel, bridge_id: str) -> None:
+        if self.ami is None or not self.track_channels:
+            return
+        dest.bridge_id = bridge_id
+        dest.created_at = self.ami._clock()
+        self.ami.channels[dest.name] = dest
+        state.bridge_id = bridge_id
+        self._track_caller(state)
+
+    def _untrack_agent(self, state: _CallState, dest: SimChannel) -> None:
+        if self.ami is None or not self.track_channels:
+            return
+        self.ami.channels.pop(dest.name, None)
+        if self._caller_channel(state.uniqueid) in self.ami.channels:
+            state.bridge_id = ""
+            self._track_caller(state)
+
+    def _dialled(self, agent: str, state: _CallState, started: float, *, answered: bool) -> None:
+        self.dials.append(
+            DialRecord(
+                agent=agent,
+                uniqueid=state.uniqueid,
+                started=started,
+                ended=time.monotonic(),
+                answered=answered,
+            )
+        )
 
     @staticmethod
     def _caller_channel(uniqueid: str) -> str:
@@ -347,6 +472,7 @@ class CallSimulator:
         state.dialled = True
         index = model.commands_seen
         agent = endpoint.rsplit("/", 1)[-1]
+        dial_started = time.monotonic()
         phone = self.phones.get(agent, AgentPhone())
         state.agent = agent
         caller = self._caller_snapshot(state)
@@ -379,6 +505,7 @@ class CallSimulator:
                 ami.dial_event("DialEnd", caller, dest, status="BUSY")
                 ami.hangup_event(dest, cause=0, cause_txt="Unknown")
             model.dials[index] = DialOutcome("BUSY")
+            self._dialled(agent, state, dial_started, answered=False)
             state.dialled, state.hangupcause = False, 0
             state.queued_since = time.monotonic()
             return
@@ -390,6 +517,7 @@ class CallSimulator:
                 ami.dial_event("DialEnd", caller, dest, status="NOANSWER")
                 ami.hangup_event(dest, cause=0, cause_txt="Unknown")
             model.dials[index] = DialOutcome("NOANSWER")
+            self._dialled(agent, state, dial_started, answered=False)
             state.dialled, state.hangupcause = False, 0
             state.queued_since = time.monotonic()  # back in the queue: patience restarts
             return
@@ -411,12 +539,16 @@ class CallSimulator:
             for channel in (dest, caller):
                 bridge.num_channels += 1
                 ami.bridge_event("BridgeEnter", bridge, channel)
+        self._track_agent(state, dest, bridge.uniqueid)
         state.answered, state.hangupcause = True, 16
+        state.answered_in_session = True
         talk = float(self.rng.uniform(*phone.talk_s))
         target = state.caller.transfer_to
         if target is not None and state.transferred_to is None:
             await self._sleep(talk / 2)
             self._blind_transfer(state, dest, caller, bridge, target)
+            self._untrack_agent(state, dest)
+            self._dialled(agent, state, dial_started, answered=True)
             # Asterisk's async goto ends Dial and moves the channel on: HANGUP right after.
             model.dials[index] = self._answered(state, dest, caller_leaves=True)
             return
@@ -430,6 +562,8 @@ class CallSimulator:
                 ami.bridge_event("BridgeLeave", bridge, channel)
             ami.bridge_event("BridgeDestroy", bridge)
             ami.hangup_event(dest)
+        self._untrack_agent(state, dest)
+        self._dialled(agent, state, dial_started, answered=True)
         model.dials[index] = self._answered(state, dest, caller_leaves=caller_leaves)
 
     @staticmethod
@@ -521,12 +655,20 @@ class CallSimulator:
 
 
 class SimulatedDesktop:
-    """An agent's browser tab: connected to `/ws/agent/{id}`, acknowledging every pop."""
+    """An agent's browser tab: connected to `/ws/agent/{id}`, acknowledging every pop.
+    `token`: the agent account's API token, sent as `Authorization: Bearer`."""
 
     def __init__(
-        self, *, base_url: str, agent_id: str, session: aiohttp.ClientSession, ack_delay_s: float
+        self,
+        *,
+        base_url: str,
+        agent_id: str,
+        session: aiohttp.ClientSession,
+        ack_delay_s: float,
+        token: str | None = None,
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/ws/agent/{agent_id}"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.agent_id = agent_id
         self.session = session
         self.ack_delay_s = ack_delay_s
@@ -541,7 +683,9 @@ class SimulatedDesktop:
     async def _run(self) -> None:
         while True:
             try:
-                async with self.session.ws_connect(self.url, heartbeat=20) as ws:
+                async with self.session.ws_connect(
+                    self.url, heartbeat=20, headers=self.headers
+                ) as ws:
                     self.connected.set()
                     async for msg in ws:
                         if msg.type is not aiohttp.WSMsgType.TEXT:
@@ -577,9 +721,16 @@ def poisson_arrivals(rng: np.random.Generator, rate_per_s: float, duration_s: fl
     return sorted(float(t) for t in rng.uniform(0.0, duration_s, size=count))
 
 
-# Where the demo's menu keys lead (ivr.intent.MENU, FlowSettings.intent_queues): a transferred
-# caller goes to one of the other queues.
-_KEY_QUEUES: Mapping[str, str] = {"1": "billing", "2": "support", "3": "support", "4": "sales"}
+# Where the demo's menu keys lead (ivr.intent.MENU through contact.rules.DEFAULT_ROUTES): a
+# transferred caller goes to one of the other queues.
+_KEY_QUEUES: Mapping[str, str] = {
+    "1": "billing",
+    "2": "support",
+    "3": "support",
+    "4": "sales",
+    "5": "sales",
+    "6": "billing",
+}
 _DEMO_QUEUES = ("billing", "support", "sales")
 
 
@@ -622,11 +773,17 @@ async def open_desktops(
     session: aiohttp.ClientSession,
     ack_delay_s: float,
     connect_timeout_s: float = 10.0,
+    tokens: Mapping[str, str] | None = None,
 ) -> dict[str, SimulatedDesktop]:
-    """One simulated desktop per agent, connected (closed by `stack` on exit)."""
+    """One simulated desktop per agent, connected (closed by `stack` on exit); `tokens`: each
+    agent's API token, for a server that requires a login."""
     desktops = {
         agent_id: SimulatedDesktop(
-            base_url=base_url, agent_id=agent_id, session=session, ack_delay_s=ack_delay_s
+            base_url=base_url,
+            agent_id=agent_id,
+            session=session,
+            ack_delay_s=ack_delay_s,
+            token=(tokens or {}).get(agent_id),
         )
         for agent_id in agent_ids
     }

@@ -3,8 +3,9 @@
 Mount `hub.handle` at `/ws/agent/{agent_id}`; an id that is not one of the hub's `agents` is
 refused with 404 before the upgrade, and nothing is kept for it. Wire protocol (JSON text frames):
 - server -> desktop: `{"type": "screen_pop", "pop_id": ID, "payload": ScreenPop}` (must be
-  acknowledged) and `{"type": "pop_update", "linkedid": ID, "payload": ...}` (late results,
-  no acknowledgement).
+  acknowledged), `{"type": "pop_update", "linkedid": ID, "payload": ...}` (late results,
+  no acknowledgement) and `{"type": "notice", "payload": {...}}` (something the agent should
+  read, e.g. a supervisor set their state; no acknowledgement).
 - desktop -> server: `{"type": "ack", "pop_id": ID}`; `{"type": "ping"}` is ignored.
 Anything else from a desktop is garbage: the socket is closed (1003) and the peer logged.
 
@@ -349,6 +350,8 @@ class DesktopHub:
             self._spawn(self._send(agent_id, self._update_frame(linkedid, message["payload"])))
         elif kind == "forget":
             self._drop_current(message["linkedid"])
+        elif kind == "notice":
+            self._spawn(self._send(message["agent"], self._notice_frame(message["payload"])))
 
     def _show_relayed(self, message: dict[str, Any]) -> None:
         agent_id, pop_id, reply = message["agent"], message["pop_id"], message["origin"]
@@ -481,6 +484,18 @@ class DesktopHub:
         if self._redis is not None:
             self._spawn(self._publish(pop_channel(agent_id), message))
         return await self._send(agent_id, self._update_frame(linkedid, payload))
+
+    async def push_notice(self, agent_id: str, notice: Mapping[str, Any]) -> int:
+        """Tell the agent's desktops, here and elsewhere, something to read (no ack); how many
+        desktops on this process got it. Never raises for a missing desktop or Redis."""
+        if self._redis is not None:
+            message = {"kind": "notice", "origin": self._id, "agent": agent_id, "payload": notice}
+            self._spawn(self._publish(pop_channel(agent_id), message))
+        return await self._send(agent_id, self._notice_frame(notice))
+
+    @staticmethod
+    def _notice_frame(notice: Mapping[str, Any]) -> str:
+        return orjson.dumps({"type": "notice", "payload": notice}).decode()
 
     @staticmethod
     def _update_frame(linkedid: str, payload: Mapping[str, Any]) -> str:

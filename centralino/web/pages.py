@@ -7,7 +7,9 @@ A Content-Security-Policy that allows only our own scripts backs that up.
 
 The web layer reads the rest of Centralino through the Protocols below; the composition root
 adapts the ACD and context services to them (`agent_view`, `wallboard_view` help with that).
-The agent desktop's screen-pop WebSocket (`/ws/agent/{agent_id}`) belongs to
+Who may reach each route is `centralino.web.auth`'s business (its middleware runs first);
+handlers here only narrow lists to what the account may see (`reachable_agents`) and note what
+must be audited. The agent desktop's screen-pop WebSocket (`/ws/agent/{agent_id}`) belongs to
 `centralino.web.desktop_ws`; the desktop page only connects to it.
 
 Routes added by `add_pages`:
@@ -21,7 +23,8 @@ Routes added by `add_pages`:
     POST /api/agents/{agent_id}/state    {"state": "ready"|"not_ready"|"logged_out",
                                           "reason": str} -> AgentView
     POST /api/identities/link            LinkRequest -> {"ok": true}
-    GET  /api/calls/recent?limit=N       [CallSummary]
+    GET  /api/calls/recent?limit=N       [CallSummary] (an agent's own calls, a supervisor's
+                                         teams', every call for an admin)
     GET  /api/wallboard                  WallboardView
     GET  /ws/wallboard                   WebSocket: the server sends
                                          {"type": "wallboard", "data": WallboardView} on connect
@@ -37,7 +40,7 @@ import enum
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
@@ -47,6 +50,8 @@ from aiohttp import WSMsgType, web
 from acd.errors import IllegalTransition, UnknownAgent
 from acd.models import AgentState, AgentStatus
 from acd.stats import WallboardSnapshot
+from centralino.access.models import Role
+from centralino.web.auth import current_principal, note_audit, reachable_agents
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +171,12 @@ class AgentControl(Protocol):
         ...
 
 
+class AgentNotices(Protocol):
+    """Messages to an agent's desktops (`centralino.web.desktop_ws.DesktopHub` has this)."""
+
+    async def push_notice(self, agent_id: str, notice: Mapping[str, Any]) -> int: ...
+
+
 class WallboardFeed(Protocol):
     async def wallboard(self) -> WallboardView:
         """Figures as of now. Called once per tick for all screens, and per GET."""
@@ -173,8 +184,10 @@ class WallboardFeed(Protocol):
 
 
 class CallsFeed(Protocol):
-    async def recent_calls(self, limit: int) -> list[CallSummary]:
-        """The latest calls, newest first."""
+    async def recent_calls(
+        self, limit: int, *, agent_ids: Collection[str] | None = None
+    ) -> list[CallSummary]:
+        """The latest calls, newest first; only those of `agent_ids` unless it is None."""
         ...
 
 
@@ -199,8 +212,16 @@ def agent_view(status: AgentStatus) -> AgentView:
     }
 
 
+# The post-call survey's scale (ivr/flow `survey` steps: 1..5).
+SURVEY_SCALE = 5.0
+
+
 def wallboard_view(
-    snapshots: Sequence[WallboardSnapshot], *, generated_at: datetime, window_s: float | None
+    snapshots: Sequence[WallboardSnapshot],
+    *,
+    generated_at: datetime,
+    window_s: float | None,
+    satisfaction: Mapping[str, tuple[float, int]] | None = None,
 ) -> WallboardView:
     """The wallboard from the ACD's per-queue snapshots; teams merged across queues.
 
@@ -236,14 +257,19 @@ def wallboard_view(
             acc[0] += figures.answered
             acc[1] += figures.service_level * figures.answered
             acc[2] += figures.asa_s * figures.answered
+    # Satisfaction: the mean post-call survey score of the team's agents' calls (a team rated
+    # but without calls in the ACD's window still shows it).
+    rated = satisfaction or {}
+    for team in rated:
+        team_acc.setdefault(team, [0.0, 0.0, 0.0])
     teams: list[TeamRow] = [
         {
             "team": team,
             "service_level": within / answered if answered else None,
             "asa_s": waits / answered if answered else None,
             "resolution_rate": None,
-            "satisfaction": None,
-            "satisfaction_scale": None,
+            "satisfaction": rated[team][0] if team in rated else None,
+            "satisfaction_scale": SURVEY_SCALE if team in rated else None,
             "handled": int(answered),
         }
         for team, (answered, within, waits) in sorted(team_acc.items())
@@ -312,8 +338,15 @@ class QueueSnapshots(Protocol):
     async def snapshot(self, queue: str) -> WallboardSnapshot: ...
 
 
+class TeamSatisfaction(Protocol):
+    async def team_satisfaction(self) -> Mapping[str, tuple[float, int]]:
+        """team -> (mean post-call survey score 1..5, number of scores), recent calls."""
+        ...
+
+
 class AcdWallboardFeed:
-    """`WallboardFeed` over the ACD: every configured queue's snapshot, in the given order."""
+    """`WallboardFeed` over the ACD: every configured queue's snapshot, in the given order;
+    the teams' satisfaction from the post-call surveys when a source is given."""
 
     def __init__(
         self,
@@ -322,15 +355,22 @@ class AcdWallboardFeed:
         queues: Sequence[str],
         now: Callable[[], datetime],
         window_s: float | None = None,
+        satisfaction: TeamSatisfaction | None = None,
     ) -> None:
         self._source = source
         self._queues = list(queues)
         self._now = now
         self._window_s = window_s
+        self._satisfaction = satisfaction
 
     async def wallboard(self) -> WallboardView:
         snapshots = await asyncio.gather(*(self._source.snapshot(q) for q in self._queues))
-        return wallboard_view(snapshots, generated_at=self._now(), window_s=self._window_s)
+        rated = None
+        if self._satisfaction is not None:
+            rated = await self._satisfaction.team_satisfaction()
+        return wallboard_view(
+            snapshots, generated_at=self._now(), window_s=self._window_s, satisfaction=rated
+        )
 
 
 def jsonable(value: Any) -> Any:
@@ -363,6 +403,7 @@ class _Deps:
     calls: CallsFeed | None
     linker: IdentityLinker | None
     about: Mapping[str, str]
+    notices: AgentNotices | None = None
 
 
 class WallboardHub:
@@ -478,7 +519,8 @@ async def about_api(request: web.Request) -> web.Response:
 
 async def list_agents(request: web.Request) -> web.Response:
     agents = await request.app[DEPS].agents.list_agents()
-    return web.json_response(jsonable(agents))
+    visible = reachable_agents(request, ((a["agent_id"], a["teams"]) for a in agents))
+    return web.json_response(jsonable([a for a in agents if a["agent_id"] in visible]))
 
 
 async def get_agent(request: web.Request) -> web.Response:
@@ -492,14 +534,11 @@ async def get_agent(request: web.Request) -> web.Response:
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
     """The request's JSON object, or the error response to send instead.
 
-    Requiring `application/json` (and a same-origin `Origin` when the browser sends one) keeps
-    other sites' plain form posts from changing an agent's state.
+    Requiring `application/json` keeps plain form posts out even before the access
+    middleware's Origin and CSRF checks.
     """
     if request.content_type != "application/json":
         return _error(415, "send application/json")
-    origin = request.headers.get("Origin")
-    if origin is not None and origin.split("://", 1)[-1] != request.host:
-        return _error(403, "cross-origin request refused")
     if request.content_length is not None and request.content_length > MAX_API_BODY_BYTES:
         return _error(413, "body too large")
     raw = await request.content.read(MAX_API_BODY_BYTES + 1)
@@ -534,7 +573,15 @@ async def set_agent_state(request: web.Request) -> web.Response:
         return _error(404, f"unknown agent {agent_id!r}")
     except IllegalTransition as exc:
         return _error(409, str(exc))
-    log.info("agent %s state -> %s (%s)", agent_id, state, reason or "-")
+    principal = current_principal(request)
+    notices = request.app[DEPS].notices
+    if principal.agent_id != agent_id:
+        # Someone else (a supervisor, an admin) set it: audited, and the agent is told who.
+        note_audit(request, "agent_state_forced", agent_id, state=state, reason=reason)
+        if notices is not None:
+            notice = {"kind": "state_forced", "by": principal.username}
+            await notices.push_notice(agent_id, {**notice, "state": state, "reason": reason})
+    log.info("agent %s state -> %s (%s) by %s", agent_id, state, reason or "-", principal.username)
     return web.json_response(jsonable(view))
 
 
@@ -560,6 +607,7 @@ async def link_identity(request: web.Request) -> web.Response:
         return _error(404, str(exc))
     except ValueError as exc:
         return _error(400, str(exc))
+    note_audit(request, "identity_link", f"customer:{customer_id}", kind=kind, value=value[:128])
     return web.json_response({"ok": True})
 
 
@@ -572,7 +620,11 @@ async def recent_calls(request: web.Request) -> web.Response:
     limit = max(1, min(limit, MAX_RECENT_CALLS))
     if calls is None:
         return web.json_response([])
-    return web.json_response(jsonable(await calls.recent_calls(limit)))
+    agent_ids: set[str] | None = None
+    if current_principal(request).role is not Role.ADMIN:
+        agents = await request.app[DEPS].agents.list_agents()
+        agent_ids = reachable_agents(request, ((a["agent_id"], a["teams"]) for a in agents))
+    return web.json_response(jsonable(await calls.recent_calls(limit, agent_ids=agent_ids)))
 
 
 async def get_wallboard(request: web.Request) -> web.Response:
@@ -614,15 +666,22 @@ def add_pages(
     linker: IdentityLinker | None = None,
     about: Mapping[str, str] | None = None,
     wallboard_interval_s: float = 1.0,
+    notices: AgentNotices | None = None,
 ) -> None:
     """Register the pages, their JSON API and the wallboard WebSocket on `app`.
 
     `about` lists what this process runs, shown on the index (e.g. {"FastAGI": "0.0.0.0:4573"}).
+    `notices` tells an agent's desktop when someone else set their state.
     """
     if wallboard_interval_s <= 0:
         raise ValueError("wallboard_interval_s must be positive")
     app[DEPS] = _Deps(
-        wallboard=wallboard, agents=agents, calls=calls, linker=linker, about=dict(about or {})
+        wallboard=wallboard,
+        agents=agents,
+        calls=calls,
+        linker=linker,
+        about=dict(about or {}),
+        notices=notices,
     )
     hub = WallboardHub(feed=wallboard, interval_s=wallboard_interval_s)
     app[WALLBOARD_HUB] = hub

@@ -140,3 +140,32 @@ async def test_ticket_moves_and_history_persist(pg_pool: asyncpg.Pool) -> None:
     )
     with pytest.raises(IllegalMove):
         await svc.tickets.apply_move(stale)
+
+
+async def test_intent_confidence_reasons_and_transcript_are_kept_with_the_call(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    timeline = PgTimelineStore(pool=pg_pool)
+    reasons = ("1 overdue invoice(s) → billing", "said fattura → billing")
+    stored = await timeline.append(
+        _call(
+            None,
+            T0,
+            "L-intent",
+            intent="billing",
+            intent_confidence=0.8125,
+            intent_reasons=reasons,
+            transcript="vorrei pagare la fattura",
+        )
+    )
+    (call,) = await timeline.by_linkedid("L-intent")
+    assert call == stored
+    assert (call.intent, call.intent_confidence, call.intent_reasons, call.transcript) == (
+        "billing",
+        0.8125,
+        reasons,
+        "vorrei pagare la fattura",
+    )
+    await timeline.append(_call(None, T0, "L-none"))
+    (plain,) = await timeline.by_linkedid("L-none")
+    assert (plain.intent_confidence, plain.intent_reasons) == (None, ())

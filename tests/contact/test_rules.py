@@ -31,10 +31,10 @@ def test_given_default_routes_and_usual_agents_then_every_intent_can_be_served()
 
 def test_given_a_skill_no_agent_has_then_the_route_is_named_as_unservable() -> None:
     # The defect: key 2 waited up to 30 minutes in `support` for a `logistics` skill nobody had.
-    routes = {**DEFAULT_ROUTES, "delivery": IntentRoute("support", "logistics", 2)}
+    routes = {**DEFAULT_ROUTES, "order_status": IntentRoute("support", "logistics", 2)}
     problems = route_problems(routes, queues=["billing", "support", "sales"], agents=AGENTS)
     assert problems == [
-        "intent 'delivery': no agent has skill 'logistics' at level 2 or more, so its "
+        "intent 'order_status': no agent has skill 'logistics' at level 2 or more, so its "
         "callers could never be answered"
     ]
 
@@ -43,13 +43,13 @@ def test_given_unknown_queue_or_no_default_then_both_are_reported() -> None:
     routes = {"billing": IntentRoute("accounts", "billing")}
     problems = route_problems(routes, queues=["billing"], agents=None)
     assert problems == [
-        "no route for 'other': intents without a route need one",
+        "no route for 'agent': intents without a route need one",
         "intent 'billing': no queue named 'accounts'",
     ]
 
 
-def test_given_unknown_intent_then_it_goes_where_other_goes() -> None:
-    assert route_for("weather", DEFAULT_ROUTES) == DEFAULT_ROUTES["other"]
+def test_given_unknown_intent_then_it_goes_where_agent_goes() -> None:
+    assert route_for("weather", DEFAULT_ROUTES) == DEFAULT_ROUTES["agent"]
 
 
 def test_settings_refuse_a_route_no_listed_agent_can_serve(tmp_path: object) -> None:

@@ -170,8 +170,13 @@ class RecordingServices:
     async def note(self, step: str, detail: str = "") -> None:
         self.events.append(f"note {step}")
 
-    async def predicted(self, intent: str, confidence: float, reasons: tuple[str, ...]) -> None:
+    async def predicted(
+        self, intent: str, confidence: float, reasons: tuple[str, ...], *, transcript: str = ""
+    ) -> None:
         self.events.append(f"intent {intent}")
+
+    async def rated(self, score: int) -> None:
+        self.events.append(f"rated {score}")
 
     async def resume_transfer(self) -> QueuedCall | QueueRefusal | None:
         if self.transferred_to is not None:
@@ -231,7 +236,7 @@ async def test_given_menu_choice_when_agent_answers_then_pop_precedes_ring() -> 
 
     assert await run(channel, services) == "answered"
 
-    assert services.requests[0].intent == "delivery"
+    assert services.requests[0].intent == "order_status"
     assert services.requests[0].preferred_agents == ("agent101",)
     assert events.index("pop agent101") < events.index("ringing agent101")
     assert "answered agent101" in events and "completed agent101" in events

@@ -15,10 +15,11 @@ import json
 import logging
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from acd.models import AgentDefinition, AgentState
 from centralino.app import running
-from centralino.settings import ServerSettings, Settings
+from centralino.settings import DatabaseSettings, ServerSettings, Settings
 from contact.reconcile import ReconcilePolicy
 from ivr.inbound import FlowSettings
 
@@ -36,6 +37,7 @@ class AppConfig:
     ready: list[str]  # those to log in and make ready at start
     present: list[str]  # those to log in only (not ready: callers wait in the queue)
     agent_grace_s: float  # the reconciling sweep's patience with an agent without a channel
+    spool_dir: str  # record spool and call journal (the restarted process adopts the killed one's)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -49,7 +51,8 @@ async def _main(config: AppConfig) -> None:
             audiosocket_port=config.audiosocket_port,
             http_port=0,
             grace_s=2.0,
-        )
+        ),
+        database=DatabaseSettings(spool_dir=Path(config.spool_dir)),
     )
     agents = [
         AgentDefinition(

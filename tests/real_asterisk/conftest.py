@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import aiohttp
 import asyncpg
@@ -31,16 +31,19 @@ import numpy as np
 import pytest
 
 from acd.models import AgentDefinition, AgentState
+from centralino.access.passwords import Passwords
+from centralino.adapters.pg_accounts import PgAccounts
 from centralino.app import Runtime, running
 from centralino.asterisk.agi import AgiEnvironment, AgiResponse
 from centralino.asterisk.agi_server import AgiCall, AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
+from centralino.demo.accounts import desktop_tokens, new_demo_password
 from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
 from centralino.demo.seed import seed_customers
 from centralino.demo.world import demo_agents, serve_app
-from centralino.settings import AcdSettings, ServerSettings, Settings
+from centralino.settings import AcdSettings, IvrSettings, ServerSettings, Settings
 from centralino.simulator.callcenter import SimulatedDesktop, open_desktops
 from ivr.inbound import FlowSettings
 from tests.helpers import eventually
@@ -209,9 +212,24 @@ def agent_languages() -> Mapping[str, frozenset[str]]:
 
 
 @pytest.fixture
+def flows() -> Mapping[str, dict[str, Any]]:
+    """Call flows by name, as `[flows.<name>]` documents (a test module may override this
+    fixture); none: the built-in default flow."""
+    return {}
+
+
+@pytest.fixture
+def sounds_checked() -> bool:
+    """Whether Centralino checks the flows' prompts against this Asterisk's sounds at start."""
+    return False
+
+
+@pytest.fixture
 async def centralino(
     *,
     agent_languages: Mapping[str, frozenset[str]],
+    flows: Mapping[str, dict[str, Any]],
+    sounds_checked: bool,
     asterisk: AsteriskProcess,
     pg_dsn: str,
     redis_url: str,
@@ -229,6 +247,14 @@ async def centralino(
             audiosocket_port=layout.audiosocket_port,
             http_port=0,
             grace_s=2.0,
+        ),
+        flows=dict(flows),
+        ivr=IvrSettings(
+            sounds=(
+                {lang: [layout.data / "sounds" / lang] for lang in ("en", "it")}
+                if sounds_checked
+                else {}
+            )
         ),
     )
     rng = np.random.default_rng(7)
@@ -278,6 +304,13 @@ async def centralino(
             )
         )
         await seed_customers(runtime.context, dataset)
+        # The desktops log in as their agents' accounts (API tokens), as the demo's do.
+        tokens = await desktop_tokens(
+            PgAccounts(pool=runtime.pool),
+            agents=agents,
+            password_hash=Passwords().hash(new_demo_password()),
+            now=runtime.context.clock.now(),
+        )
         base_url = f"http://127.0.0.1:{runtime.http_port}"
         session = await stack.enter_async_context(aiohttp.ClientSession())
         desktops = await open_desktops(
@@ -286,6 +319,7 @@ async def centralino(
             agent_ids=[a.agent_id for a in agents],
             session=session,
             ack_delay_s=0.05,
+            tokens=tokens,
         )
         for a in agents:
             state = (await runtime.router.agent_login(a.agent_id)).state

@@ -26,7 +26,7 @@ from centralino.adapters.redis_acd import RedisLiveStore
 from tests.helpers import eventually
 from tests.real_asterisk.app_process import AppConfig
 from tests.real_asterisk.driver import CallDriver, PlacedCall
-from tests.real_asterisk.harness import AMI_USER, REPO_ROOT, AsteriskProcess
+from tests.real_asterisk.harness import AMI_USER, REPO_ROOT, AsteriskProcess, free_port
 
 pytestmark = pytest.mark.asterisk
 
@@ -72,8 +72,16 @@ class Apps:
     workdir: Path
     started: list[AppHandle] = field(default_factory=list)
 
-    async def start(self, *, ready: list[str], present: tuple[str, ...] = ()) -> AppHandle:
-        config = replace(self.config, ready=ready, present=list(present))
+    async def start(
+        self, *, ready: list[str], present: tuple[str, ...] = (), agi_port: int | None = None
+    ) -> AppHandle:
+        config = replace(
+            self.config,
+            ready=ready,
+            present=list(present),
+            agi_port=agi_port or self.config.agi_port,
+            audiosocket_port=free_port() if agi_port else self.config.audiosocket_port,
+        )
         log = self.workdir / f"app-{len(self.started)}.log"
         handle = await asyncio.to_thread(_spawn, config, log)
         self.started.append(handle)
@@ -118,6 +126,7 @@ async def apps(  # noqa: PLR0917 (fixtures are requested by name)
             ready=[],
             present=[],
             agent_grace_s=AGENT_GRACE_S,
+            spool_dir=str(tmp_path / "spool"),
         ),
         workdir=tmp_path,
     )
@@ -188,6 +197,11 @@ async def test_given_the_app_is_killed_mid_conversation_then_nobody_answers_the_
     )
     ends = [r["event"] for r in rows if r["event"] in {"complete", "abandon", "exit"}]
     assert ends == ["complete"], [r["event"] for r in rows]  # the sweep closed it, once
+    # Its record: written by the restarted process from the killed one's journal, once.
+    records = await pg_pool.fetch(
+        "SELECT outcome, agent_id FROM interactions WHERE linkedid = $1", call.uniqueid
+    )
+    assert [(r["outcome"], r["agent_id"]) for r in records] == [("failed", "agent101")]
 
 
 async def test_given_the_app_is_killed_while_a_caller_waits_then_the_fallback_answers_and_no_agent_is_stuck(  # noqa: E501
@@ -235,3 +249,41 @@ async def test_given_the_app_is_killed_while_a_caller_waits_then_the_fallback_an
     )
     ends = [r["event"] for r in rows if r["event"] in {"complete", "abandon", "exit"}]
     assert len(ends) == 1, [r["event"] for r in rows]
+    records = await pg_pool.fetch(
+        "SELECT outcome, queue FROM interactions WHERE linkedid = $1", call.uniqueid
+    )
+    assert [(r["outcome"], r["queue"]) for r in records] == [("failed", "support")]
+
+
+async def test_given_the_primary_server_is_down_then_the_dialplan_takes_the_call_to_the_backup(
+    apps: Apps, driver: CallDriver, redis_client: aioredis.Redis, pg_pool: asyncpg.Pool
+) -> None:
+    """Two Centralino processes on one Redis and PostgreSQL; the dialplan's primary is killed.
+    CENTRALINO_AGI_BACKUP names the second: Asterisk's AGI to the primary fails (refused) and
+    the call runs on the backup, which routes it to its agent, as if nothing happened."""
+    for agent in AGENTS:
+        await driver.phone(agent, ring_s=1, talk_s=2)
+    backup_port = free_port()
+    primary = await apps.start(ready=["agent101"])
+    await apps.start(ready=[], agi_port=backup_port)
+    response = await driver.ami.action(
+        "Setvar", Variable="CENTRALINO_AGI_BACKUP", Value=f"127.0.0.1:{backup_port}"
+    )
+    assert response.ok, response
+    try:
+        primary.kill()
+        call = await _queued_caller(driver, "+390255500005")
+        assert await _answered_by(driver, call, timeout=30) == "agent101"
+        await eventually(lambda: driver.hung_up(call.uniqueid), timeout=20, interval=0.2)
+        assert driver.events("QueueCallerJoin", Uniqueid=call.uniqueid) == []  # no fallback
+
+        async def recorded() -> list[str]:
+            rows = await pg_pool.fetch(
+                "SELECT outcome FROM interactions WHERE linkedid = $1", call.uniqueid
+            )
+            assert rows
+            return [r["outcome"] for r in rows]
+
+        assert await eventually(recorded, timeout=10) == ["answered"]
+    finally:
+        await driver.ami.action("Setvar", Variable="CENTRALINO_AGI_BACKUP", Value="")

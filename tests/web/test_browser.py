@@ -2,7 +2,9 @@
 
 The agent desktop receives its screen-pop through the real desktop hub
 (`centralino.web.desktop_ws.DesktopHub`) and acknowledges it; the other ports are the web
-layer's test doubles from `test_pages`. One browser for the module.
+layer's test doubles from `test_pages`. Every page is behind the real login (accounts in
+PostgreSQL, counters in Redis): each test logs in through the form as the person who would use
+the page. One browser for the module.
 """
 
 from __future__ import annotations
@@ -12,14 +14,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Locator, Page
 
+from acd.models import AgentDefinition, AgentState
+from centralino.access.models import Role
+from centralino.simulator.ami_server import AmiServer
+from centralino.supervision import Supervision
 from centralino.web.app import READINESS
 from centralino.web.desktop_ws import DesktopHub
+from centralino.web.supervision import add_supervision
 from context.clock import SystemClock
 from context.models import (
     ChannelKind,
@@ -45,9 +54,10 @@ from context.screen_pop import (
     ivr_view,
     ticket_view,
 )
-from tests.helpers import eventually
-from tests.web.browser import launch_browser, open_page, until
-from tests.web.test_pages import Site, build_site
+from tests.helpers import eventually, sim_ami_client
+from tests.web.auth_helpers import PASSWORD, add_user, make_access
+from tests.web.browser import Watched, launch_browser, open_page, until
+from tests.web.test_pages import FakeAgents, Site, build_site
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -65,16 +75,44 @@ class Served:
     site: Site
     hub: DesktopHub
     server: TestServer
+    asterisk: AmiServer
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def served() -> AsyncIterator[Served]:
-    site = build_site(interval_s=0.05)
+async def served(pg_dsn: str, redis_url: str) -> AsyncIterator[Served]:
+    # The pool and client are opened on the module's loop (the shared fixtures use each
+    # test's own loop), and the account tables emptied as `pg_pool` would.
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
+    redis = aioredis.Redis.from_url(redis_url)
+    await redis.flushdb()
+    await pool.execute("TRUNCATE accounts, sessions, api_tokens, audit_log RESTART IDENTITY")
+    teams = {a: v["teams"] for a, v in FakeAgents("a1", "a2").views.items()}
+    access = make_access(pool, redis, agent_teams=teams, ws_recheck_s=0.2)
+    site = build_site(pool, redis, interval_s=0.05, access=access)
+    await add_user(access, "root", Role.ADMIN)
+    await add_user(access, "sup", Role.SUPERVISOR, teams={"blue"})
+    await add_user(access, "ann", Role.AGENT, agent_id="a1", teams={"blue"})
+    await add_user(access, "bea", Role.AGENT, agent_id="a2", teams={"blue"})
     hub = DesktopHub(clock=SystemClock(), agents=site.agents.views.keys())
     site.app.router.add_get("/ws/agent/{agent_id}", hub.handle)
+    # Supervision over a simulated Asterisk's AMI: "lead" supervises blue from phone PJSIP/lead.
+    asterisk = AmiServer(auth_failure_delay_s=0.05)
+    await asterisk.start()
+    ami = sim_ami_client(asterisk.port, seed=5)
+    await ami.connect()
+    phones = {
+        a: AgentDefinition(a, {"support": 3}, endpoint=f"PJSIP/{a}") for a in ("a1", "a2", "lead")
+    }
+
+    async def state(agent_id: str) -> AgentState | None:
+        view = site.agents.views.get(agent_id)
+        return AgentState(view["state"]) if view is not None else None
+
+    add_supervision(site.app, Supervision(ami=ami, agents=phones, agent_state=state))
+    await add_user(access, "lead", Role.SUPERVISOR, agent_id="lead", teams={"blue"})
 
     async def close_desktops(app: web.Application) -> None:
         await hub.close()
@@ -82,10 +120,27 @@ async def served() -> AsyncIterator[Served]:
     site.app.on_shutdown.append(close_desktops)
     server = TestServer(site.app, host="127.0.0.1", port=0)
     await server.start_server()
+    access.allow_local(server.port or 0)
     try:
-        yield Served(site, hub, server)
+        yield Served(site, hub, server, asterisk)
     finally:
         await server.close()
+        await ami.close()
+        await asterisk.stop()
+        await pool.close()
+        await redis.aclose()
+
+
+async def log_in(w: Watched, served: Served, path: str, username: str) -> None:
+    """Open `path`, land on the login form (the page needs a login), log in, come back."""
+    page = w.page
+    await page.goto(served.url(path))
+    await page.wait_for_url(re.compile(r"/login\?next="), timeout=5000)
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(served.url(path), timeout=5000)
+    await page.locator("#account-name", has_text=username).wait_for(timeout=5000)
 
 
 # --- a pop with every section, built with the context package's own helpers -----------------
@@ -208,7 +263,7 @@ async def test_desktop_shows_the_pop_acks_it_and_shows_markup_as_text(
 ) -> None:
     async with open_page(browser, width=1360, height=900) as w:
         page = w.page
-        await page.goto(served.url("/desktop/a1"))
+        await log_in(w, served, "/desktop/a1", "ann")
         await desktop_connected(served, "a1")
 
         acked = await served.hub.push_screen_pop("a1", known_caller_pop(crm_late=False), 5.0)
@@ -276,7 +331,7 @@ async def _text_differs(locator: Locator, before: str) -> bool:
 async def test_unknown_number_pop_offers_to_link_it(browser: Browser, served: Served) -> None:
     async with open_page(browser) as w:
         page = w.page
-        await page.goto(served.url("/desktop/a2"))
+        await log_in(w, served, "/desktop/a2", "bea")
         await desktop_connected(served, "a2")
         assert await served.hub.push_screen_pop("a2", unknown_caller_pop(), 5.0)
 
@@ -314,7 +369,7 @@ async def test_state_buttons_post_to_agent_control(browser: Browser, served: Ser
     agents = served.site.agents
     async with open_page(browser) as w:
         page = w.page
-        await page.goto(served.url("/desktop/a1"))
+        await log_in(w, served, "/desktop/a1", "ann")
         await page.locator("#state-now", has_text="Not ready").wait_for(timeout=3000)
 
         await page.get_by_role("button", name="Ready", exact=True).click()
@@ -334,6 +389,13 @@ async def test_state_buttons_post_to_agent_control(browser: Browser, served: Ser
         agents.on_call.add("a1")
         await page.get_by_role("button", name="Ready", exact=True).click()
         await page.locator("#state-error", has_text="409").wait_for(timeout=3000)
+
+        # A supervisor set the state: the agent reads who and why (as text).
+        notice = {"kind": "state_forced", "by": "sup", "state": "not_ready"}
+        sent = await served.hub.push_notice("a1", {**notice, "reason": "<b>Coaching</b>"})
+        assert sent == 1
+        shown = page.locator("#state-notice")
+        await shown.filter(has_text="Not ready, set by sup: <b>Coaching</b>").wait_for(timeout=3000)
         await w.screenshot("desktop-state")
         assert w.errors == []
 
@@ -344,7 +406,7 @@ async def test_state_buttons_post_to_agent_control(browser: Browser, served: Ser
 async def test_wallboard_shows_the_feed_and_follows_it(browser: Browser, served: Served) -> None:
     async with open_page(browser, width=1600, height=900) as w:
         page = w.page
-        await page.goto(served.url("/wallboard"))
+        await log_in(w, served, "/wallboard", "sup")
         sales = page.locator("[data-queue=sales]")
         support = page.locator("[data-queue=support]")
         await sales.wait_for(timeout=3000)
@@ -390,7 +452,7 @@ async def test_index_links_everything_and_lists_recent_calls(
 ) -> None:
     async with open_page(browser) as w:
         page = w.page
-        await page.goto(served.url("/"))
+        await log_in(w, served, "/", "root")
         await page.wait_for_selector("body[data-loaded=true]", timeout=5000)
         hrefs = await page.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
         for href in ["/wallboard", "/desktop/a1", "/desktop/a2", "/healthz", "/readyz", "/metrics"]:
@@ -417,7 +479,7 @@ async def test_index_says_degraded_when_only_an_optional_source_is_down(
     readiness.add("backend:crm", crm, required=False)
     try:
         async with open_page(browser) as w:
-            await w.page.goto(served.url("/"))
+            await log_in(w, served, "/", "root")
             await w.page.wait_for_selector("body[data-loaded=true]", timeout=5000)
             assert await text_of(w.page, "#health-pill") == "Degraded"
             await w.screenshot("index-degraded")
@@ -425,3 +487,62 @@ async def test_index_says_degraded_when_only_an_optional_source_is_down(
             assert w.errors == []
     finally:
         del readiness.probes["backend:crm"]
+
+
+# --- logging in and out ------------------------------------------------------------------
+
+
+async def test_agent_logs_in_gets_a_pop_and_signs_out(browser: Browser, served: Served) -> None:
+    """The whole day in small: the login form, the desktop, a pop, signing out. After that the
+    session is gone: the desktop's socket is closed and the pages ask for a login again."""
+    async with open_page(browser) as w:
+        page = w.page
+        await page.goto(served.url("/login"))  # no next: an agent lands on their own desktop
+        await page.get_by_label("Username").fill("ann")
+        await page.get_by_label("Password").fill("not the password at all")
+        await page.get_by_role("button", name="Log in").click()
+        await page.get_by_role("alert").wait_for(timeout=5000)
+        assert await text_of(page, "[role=alert]") == "Wrong username or password."
+        await w.screenshot("login-failed")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_url(served.url("/desktop/a1"), timeout=5000)
+        await desktop_connected(served, "a1")
+        assert await served.hub.push_screen_pop("a1", known_caller_pop(crm_late=True), 5.0)
+        assert await text_of(page, "[data-testid=caller-name]") == "Rossi Costruzioni S.r.l."
+        await w.screenshot("desktop-logged-in")
+
+        await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url(re.compile(r"/login$"), timeout=5000)
+
+        def desktop_closed() -> None:
+            assert not served.hub.is_connected("a1")
+
+        await eventually(desktop_closed, timeout=5)
+        assert not await served.hub.push_screen_pop("a1", unknown_caller_pop(), 1.0)
+        await page.goto(served.url("/desktop/a1"))
+        await page.wait_for_url(
+            re.compile(r"/login\?next=%2Fdesktop%2Fa1|/login\?next=/desktop/a1")
+        )
+        assert w.errors == []
+
+
+async def test_a_supervisor_listens_to_a_busy_agent_from_the_index(
+    browser: Browser, served: Served
+) -> None:
+    served.site.agents.views["a1"]["state"] = "busy"
+    try:
+        async with open_page(browser) as w:
+            page = w.page
+            await log_in(w, served, "/", "lead")
+            await page.wait_for_selector("body[data-loaded=true]", timeout=5000)
+            # Only the agent on a call can be supervised.
+            assert await page.get_by_test_id("supervise-listen-a2").count() == 0
+            await page.get_by_test_id("supervise-listen-a1").click()
+            await page.get_by_text("Listen: your phone (PJSIP/lead) rings").wait_for(timeout=5000)
+            await w.screenshot("index-supervisor")
+            assert w.errors == []
+        (originate,) = [a for a in served.asterisk.actions_received if a.name == "Originate"]
+        assert (originate.get("Channel"), originate.get("Exten")) == ("PJSIP/lead", "listen")
+    finally:
+        served.site.agents.views["a1"]["state"] = "not_ready"

@@ -233,3 +233,26 @@ async def test_garbage_on_a_pop_channel_does_not_stop_the_listener(
         assert await b.hub.push_screen_pop("a7", POP, timeout_s=1.5)
         await ws.close()
         await desktop
+
+
+async def test_a_notice_reaches_the_agents_desktop_on_another_process(
+    two: tuple[Process, Process], redis_client: aioredis.Redis
+) -> None:
+    a, b = two
+    got: Frames = []
+    notice = {"kind": "state_forced", "by": "<b>lead</b>", "state": "not_ready", "reason": "1:1"}
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{a.url}/ws/agent/a2") as ws:
+        desktop = asyncio.create_task(_desktop(ws, got))
+        await _held(redis_client, "a2")
+        assert await b.hub.push_notice("a2", notice) == 0  # none here: it goes through Redis
+        await eventually(lambda: _equal(got, [{"type": "notice", "payload": notice}]))
+        assert await a.hub.push_notice("a2", notice) == 1  # local, and not echoed back twice
+        await eventually(lambda: _equal(len(got), 2))
+        assert await b.hub.push_notice("a7", notice) == 0  # nobody anywhere: nothing breaks
+        await ws.close()
+        await desktop
+    assert len(got) == 2
+
+
+def _equal(a: object, b: object) -> None:
+    assert a == b

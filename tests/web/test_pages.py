@@ -1,27 +1,35 @@
 """Pages and their JSON/WebSocket feeds over real HTTP, with test doubles of the web layer's
-own ports (AgentControl, WallboardFeed, CallsFeed, IdentityLinker)."""
+own ports (AgentControl, WallboardFeed, CallsFeed, IdentityLinker), behind the real access
+middleware (accounts in PostgreSQL, login counters in Redis); the client is logged in as an
+admin unless a test says otherwise (tests/web/test_access.py covers who may do what)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from acd.errors import IllegalTransition, UnknownAgent
 from acd.models import AgentState, AgentStatus
 from acd.stats import TeamFigures, WallboardSnapshot
+from centralino.access.models import Role
 from centralino.metrics import Metrics
 from centralino.web.app import init_app
+from centralino.web.auth import Access, add_access
 from centralino.web.health import Readiness
 from centralino.web.pages import (
     STATIC_DIR,
+    AgentNotices,
     AgentView,
     CallSummary,
     WallboardView,
@@ -30,6 +38,7 @@ from centralino.web.pages import (
     wallboard_view,
 )
 from tests.helpers import eventually
+from tests.web.auth_helpers import add_user, login, make_access
 from tests.web.browser import until
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -131,6 +140,7 @@ class FakeWallboard:
 class FakeCalls:
     def __init__(self) -> None:
         self.limits: list[int] = []
+        self.agent_filters: list[set[str] | None] = []
         self.calls: list[CallSummary] = [
             {
                 "linkedid": f"1700000000.{n}",
@@ -147,9 +157,13 @@ class FakeCalls:
             for n in range(5)
         ]
 
-    async def recent_calls(self, limit: int) -> list[CallSummary]:
+    async def recent_calls(
+        self, limit: int, *, agent_ids: Collection[str] | None = None
+    ) -> list[CallSummary]:
         self.limits.append(limit)
-        return self.calls[:limit]
+        self.agent_filters.append(None if agent_ids is None else set(agent_ids))
+        calls = [c for c in self.calls if agent_ids is None or c["agent_id"] in agent_ids]
+        return calls[:limit]
 
 
 @dataclass
@@ -169,15 +183,28 @@ class Site:
     wallboard: FakeWallboard
     calls: FakeCalls
     linker: FakeLinker
+    access: Access
 
 
 def build_site(
-    *, with_calls: bool = True, with_linker: bool = True, interval_s: float = 0.05
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    *,
+    with_calls: bool = True,
+    with_linker: bool = True,
+    interval_s: float = 0.05,
+    access: Access | None = None,
+    notices: AgentNotices | None = None,
 ) -> Site:
     readiness = Readiness()
     readiness.started.set()
     app = init_app(readiness=readiness, metrics_registry=Metrics())
-    site = Site(app, FakeAgents("a1", "a2"), FakeWallboard(), FakeCalls(), FakeLinker())
+    agents = FakeAgents("a1", "a2")
+    access = access or make_access(
+        pool, redis, agent_teams={a: v["teams"] for a, v in agents.views.items()}
+    )
+    add_access(app, access)
+    site = Site(app, agents, FakeWallboard(), FakeCalls(), FakeLinker(), access)
     add_pages(
         app,
         wallboard=site.wallboard,
@@ -186,18 +213,32 @@ def build_site(
         linker=site.linker if with_linker else None,
         about={"FastAGI": "127.0.0.1:4573", "AMI": "127.0.0.1:5038"},
         wallboard_interval_s=interval_s,
+        notices=notices,
     )
     return site
 
 
 @pytest.fixture
-def site() -> Site:
-    return build_site()
+def site(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> Site:
+    return build_site(pg_pool, redis_client)
+
+
+@asynccontextmanager
+async def serve(
+    site: Site, *, as_user: str | None = "root"
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """A client of the site, logged in as an admin named `as_user` (None: not logged in)."""
+    async with TestClient(TestServer(site.app, host="127.0.0.1", port=0)) as c:
+        site.access.allow_local(c.port or 0)
+        if as_user is not None:
+            await add_user(site.access, as_user, Role.ADMIN)
+            await login(c, as_user)
+        yield c
 
 
 @pytest.fixture
 async def client(site: Site) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    async with TestClient(TestServer(site.app, host="127.0.0.1", port=0)) as c:
+    async with serve(site) as c:
         yield c
 
 
@@ -364,9 +405,11 @@ async def test_link_identity(site: Site, client: TestClient[web.Request, web.App
     assert bad.status == 400
 
 
-async def test_link_identity_without_a_linker_is_501() -> None:
-    site = build_site(with_linker=False)
-    async with TestClient(TestServer(site.app, host="127.0.0.1", port=0)) as client:
+async def test_link_identity_without_a_linker_is_501(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    site = build_site(pg_pool, redis_client, with_linker=False)
+    async with serve(site) as client:
         response = await client.post(
             "/api/identities/link",
             json={"identity_kind": "phone", "identity_value": "+390299999999", "customer_id": 7},
@@ -386,9 +429,11 @@ async def test_recent_calls_are_limited(
     assert (await client.get("/api/calls/recent?limit=many")).status == 400
 
 
-async def test_recent_calls_without_a_feed_are_empty() -> None:
-    site = build_site(with_calls=False)
-    async with TestClient(TestServer(site.app, host="127.0.0.1", port=0)) as client:
+async def test_recent_calls_without_a_feed_are_empty(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    site = build_site(pg_pool, redis_client, with_calls=False)
+    async with serve(site) as client:
         assert await (await client.get("/api/calls/recent")).json() == []
 
 
@@ -452,7 +497,7 @@ async def test_wallboard_socket_survives_a_failing_feed(
 
 
 async def test_no_feed_calls_without_screens(site: Site) -> None:
-    async with TestClient(TestServer(site.app, host="127.0.0.1", port=0)) as client:
+    async with serve(site) as client:
         async with client.ws_connect("/ws/wallboard") as ws:
             await ws.receive_json(timeout=2)
         await eventually(lambda: _assert(not site.app[_hub_key()].clients), timeout=2)

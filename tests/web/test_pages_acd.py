@@ -1,5 +1,5 @@
 """The web layer's ACD adapters (`AcdAgentControl`, `AcdWallboardFeed`) over the real router,
-in-memory live store and queue log, served through the real pages."""
+in-memory live store and queue log, served through the real pages (logged in as an admin)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from acd.live import MemoryLiveStore, MemoryQueueLog
 from acd.models import AgentDefinition, QueuePolicy, SkillRequirement, WorkItem
 from acd.service import Router
+from centralino.access.models import Role
 from centralino.metrics import Metrics
 from centralino.web.app import init_app
+from centralino.web.auth import add_access
 from centralino.web.health import Readiness
 from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
 from tests.acd.support import ManualClock
+from tests.web.auth_helpers import add_user, login, make_access
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -32,7 +37,7 @@ class Acd:
 
 
 @pytest.fixture
-async def acd() -> AsyncIterator[Acd]:
+async def acd(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[Acd]:
     clock = ManualClock(t=50_000.0)
     store = MemoryLiveStore()
     router = Router(
@@ -54,6 +59,8 @@ async def acd() -> AsyncIterator[Acd]:
     readiness = Readiness()
     readiness.started.set()
     app = init_app(readiness=readiness, metrics_registry=Metrics())
+    access = make_access(pg_pool, redis_client, agent_teams={"ann": {"blue"}, "bob": {"red"}})
+    add_access(app, access)
     add_pages(
         app,
         agents=AcdAgentControl(desk=router, directory=store),
@@ -61,6 +68,9 @@ async def acd() -> AsyncIterator[Acd]:
     )
     try:
         async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            access.allow_local(client.port or 0)
+            await add_user(access, "root", Role.ADMIN)
+            await login(client, "root")
             yield Acd(router, store, clock, client)
     finally:
         await router.aclose()

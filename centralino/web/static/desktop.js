@@ -36,6 +36,7 @@ const ui = {
   stateSince: document.getElementById("state-since"),
   stateReason: document.getElementById("state-reason"),
   stateError: document.getElementById("state-error"),
+  stateNotice: document.getElementById("state-notice"),
   reason: document.getElementById("reason"),
   call: document.getElementById("call"),
   history: document.getElementById("history"),
@@ -318,6 +319,8 @@ function showPop(pop) {
 // --- the hub's messages (centralino/web/desktop_ws.py) --------------------------------------
 // {"type": "screen_pop", "pop_id", "payload": ScreenPop}  -> show, then {"type": "ack", "pop_id"}
 // {"type": "pop_update", "linkedid", "payload"}           -> late results for the shown call
+// {"type": "notice", "payload": {"kind": "state_forced", "by", "state", "reason"}}
+//                                                          -> someone else set my state
 
 function onMessage(msg, socket) {
   if (!msg || typeof msg !== "object" || !msg.payload || typeof msg.payload !== "object") return;
@@ -325,6 +328,11 @@ function onMessage(msg, socket) {
     showPop(msg.payload);
     // Acknowledge once the card is on screen: the hub rings the agent's phone only then.
     if (typeof msg.pop_id === "string") socket.send(JSON.stringify({ type: "ack", pop_id: msg.pop_id }));
+  } else if (msg.type === "notice" && msg.payload.kind === "state_forced") {
+    const { by, state, reason } = msg.payload;
+    const why = reason ? `: ${reason}` : "";
+    text(ui.stateNotice, `${label(state)}, set by ${by}${why} (${fmtWhen(Date.now() / 1000)})`);
+    loadState();
   } else if (msg.type === "pop_update") {
     const linkedid = msg.linkedid ?? msg.payload.linkedid;
     if (current && current.linkedid === linkedid) showPop({ ...current.pop, ...msg.payload, linkedid });

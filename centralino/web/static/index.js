@@ -1,9 +1,49 @@
 // Index: what this Centralino runs, links to every page, readiness and recent calls.
-import { api, clear, el, fmtDuration, fmtWhen, label } from "/static/ui.js";
+import { api, clear, el, fmtDuration, fmtWhen, label, session } from "/static/ui.js";
 
 const REFRESH_MS = 5000;
 
-function renderAgents(agents) {
+const ON_A_CALL = new Set(["ringing", "busy"]);
+const SPY_MODES = [["listen", "Listen"], ["whisper", "Whisper"], ["barge", "Barge"]];
+
+// Listen / whisper / barge: rings the supervisor's own phone into the agent's call.
+function superviseButtons(agentId) {
+  const status = el("span", { class: "muted small", role: "status" });
+  const buttons = SPY_MODES.map(([mode, title]) =>
+    el("button", {
+      type: "button",
+      class: "small",
+      "data-testid": `supervise-${mode}-${agentId}`,
+      onclick: async () => {
+        status.textContent = "…";
+        try {
+          const done = await api("POST", `/api/agents/${encodeURIComponent(agentId)}/supervise`, { mode });
+          status.textContent = `${label(done.mode)}: your phone (${done.phone}) rings`;
+        } catch (error) {
+          status.textContent = error.message;
+        }
+      },
+    }, title));
+  return el("span", { class: "supervise" }, ...buttons, status);
+}
+
+// Reports are for supervisors and admins (the server refuses anyone else anyway).
+function showReportsLink() {
+  if (document.getElementById("reports-link")) return;
+  document.getElementById("pages").append(
+    el("li", { id: "reports-link" }, el("a", { href: "/reports" }, "Reports"),
+      el("span", { class: "muted small" }, "today, last 4 weeks, CSV")));
+}
+
+async function renderAgents(agents) {
+  let role = "";
+  try {
+    role = (await session()).role;
+  } catch {
+    role = "";
+  }
+  const supervises = role === "supervisor" || role === "admin";
+  if (supervises) showReportsLink();
   const list = clear(document.getElementById("agents"));
   if (!agents.length) {
     list.append(el("li", { class: "empty" }, "No agents configured"));
@@ -14,7 +54,8 @@ function renderAgents(agents) {
     const state = agent.state || "unknown";
     const tone = state === "ready" ? "ok" : state === "logged_out" ? "" : state === "not_ready" ? "bad" : "info";
     list.append(
-      el("li", {}, el("a", { href }, agent.agent_id), el("span", { class: `pill ${tone}` }, label(state))),
+      el("li", {}, el("a", { href }, agent.agent_id), el("span", { class: `pill ${tone}` }, label(state)),
+        supervises && ON_A_CALL.has(state) ? superviseButtons(agent.agent_id) : null),
     );
   }
 }

@@ -117,14 +117,36 @@ export function sourceName(name) {
   return s.length <= 3 ? s.toUpperCase() : s.charAt(0).toUpperCase() + s.slice(1);
 }
 
-// JSON over fetch, throwing an Error carrying the server's message.
+// Who is logged in, with the session's CSRF token (fetched once per page).
+let sessionPromise = null;
+export function session() {
+  if (!sessionPromise) {
+    sessionPromise = fetch("/api/session", { headers: { Accept: "application/json" } }).then((r) => {
+      if (r.status === 401) toLogin();
+      if (!r.ok) throw new Error(`${r.status}: no session`);
+      return r.json();
+    });
+  }
+  return sessionPromise;
+}
+
+function toLogin() {
+  location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
+// JSON over fetch, throwing an Error carrying the server's message. Requests that change
+// state carry the session's CSRF token; a 401 (session over) goes to the login page.
 export async function api(method, url, body) {
   const init = { method, headers: { Accept: "application/json" } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
+  if (method !== "GET" && method !== "HEAD") {
+    init.headers["X-CSRF-Token"] = (await session()).csrf_token;
+  }
   const response = await fetch(url, init);
+  if (response.status === 401) toLogin();
   let data = null;
   try {
     data = await response.json();
@@ -201,3 +223,32 @@ export function icon(name, title) {
   }
   return svg;
 }
+
+// The topbar's account: who is logged in, and a logout button.
+export async function logout() {
+  const { csrf_token } = await session();
+  await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": csrf_token } });
+  location.assign("/login");
+}
+
+async function mountAccount() {
+  const bar = document.querySelector(".topbar, .wb-top");
+  if (!bar) return;
+  let who;
+  try {
+    who = await session();
+  } catch (err) {
+    console.warn(err);
+    return;
+  }
+  bar.append(
+    el(
+      "span",
+      { class: "account" },
+      el("span", { id: "account-name", class: "muted" }, `${who.username} (${who.role})`),
+      el("button", { id: "logout", type: "button", onclick: () => logout() }, "Sign out"),
+    ),
+  );
+}
+
+mountAccount();
