@@ -225,6 +225,9 @@ class ConversationRouter:
         await self._router.completed(f"conv-{conversation_id}", wrap_up_s=0)
         return True
 
+    async def holders(self, channel: str, contact: str) -> set[str]:
+        return await conversation_holders(self._pool, channel, contact)
+
     async def aclose(self) -> None:
         self.closed = True
         for task in self._tasks:
@@ -261,3 +264,14 @@ class ConversationRouter:
             }
             for r in rows
         ]
+
+
+async def conversation_holders(pool: asyncpg.Pool, channel: str, contact: str) -> set[str]:
+    """The agents holding an open conversation with this contact on this channel."""
+    rows = await pool.fetch(
+        "SELECT agent_id FROM conversations WHERE channel = $1 AND contact = $2"
+        " AND state = 'assigned' AND agent_id IS NOT NULL",
+        channel,
+        contact,
+    )
+    return {str(r["agent_id"]) for r in rows}

@@ -3,7 +3,6 @@ webhooks, the timeline API and replies, with their stores, services and secrets.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -25,7 +24,7 @@ from centralino.web.chat import add_chat
 from centralino.web.conversations_api import add_conversation_api
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.replies_api import add_reply_api
-from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer, add_timeline_api
+from centralino.web.timeline_api import add_timeline_api
 from centralino.web.webhooks import WebhookSecrets, add_webhooks
 from contact.rules import DEFAULT_INTENT, route_for
 from context.identity import PhoneNormaliser
@@ -68,12 +67,8 @@ def add_messaging(
     on_stored = None if conversations is None else conversations.notice
     inbox = MessageInbox(store=messages, phones=phones, on_stored=on_stored)
     add_webhooks(app, inbox=inbox, secrets=webhook_secrets(settings))
-    # PLACEHOLDER access check until logins and API tokens exist: deny-all unless a bearer
-    # token equal to CENTRALINO_API_TOKEN is given. The access work replaces `authorize`.
-    authorize = PlaceholderBearerTokenAuthorizer(token=os.environ.get("CENTRALINO_API_TOKEN"))
-    add_timeline_api(
-        app, timeline=TimelineReader(context=context, store=messages), authorize=authorize
-    )
+    # Who may use each route: ROUTE_RULES (centralino/web/auth.py) and centralino/web/scopes.py.
+    add_timeline_api(app, timeline=TimelineReader(context=context, store=messages))
     outbox = PgOutboxStore(pool=pool, messages=messages)
 
     def replies(session: aiohttp.ClientSession) -> ReplyService:
@@ -85,13 +80,14 @@ def add_messaging(
             context=context,
         )
 
-    add_reply_api(app, build=replies, authorize=authorize)
+    holders = None if conversations is None else conversations.holders
+    add_reply_api(app, build=replies, holders=holders)
     add_chat(app, inbox=inbox, now=context.clock.now)
     if settings.email.enabled:
         add_email_server(app, settings, inbox=inbox)
     if conversations is not None:
-        add_conversation_api(app, conversations=conversations, authorize=authorize)
-    add_board(app, board=PgBoard(pool=pool), context=context, authorize=authorize)
+        add_conversation_api(app, conversations=conversations)
+    add_board(app, board=PgBoard(pool=pool), context=context)
 
 
 def _conversations(

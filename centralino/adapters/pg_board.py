@@ -60,6 +60,11 @@ class PgBoard:
             for r in rows
         ]
 
+    async def team_of(self, ticket_id: int) -> str | None:
+        """The ticket's team, or None when there is no such ticket."""
+        team = await self._pool.fetchval("SELECT team FROM tickets WHERE id = $1", ticket_id)
+        return None if team is None else str(team)
+
     async def create(
         self,
         pipeline: Pipeline,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -319,8 +318,6 @@ async def run_demo(
     rate = (
         calls_per_minute if calls_per_minute is not None else settings.demo.calls_per_minute
     ) / 60
-    # Demo only: the timeline API's placeholder access check reads this (a fresh one per run).
-    os.environ.setdefault("CENTRALINO_API_TOKEN", secrets.token_urlsafe(18))
     async with demo_world(settings) as world:
         with startup_objects_frozen():
             numbers = [p.phone for p in world.dataset.people]
@@ -368,7 +365,6 @@ def _channels_banner(world: DemoWorld) -> str:
         return value.get_secret_value() if value is not None else "(unset)"
 
     url = world.base_url
-    token = os.environ.get("CENTRALINO_API_TOKEN", "")
     return (
         "  Messaging webhooks (secrets from the environment, random ones when unset):\n"
         f"    WhatsApp        {url}/webhooks/whatsapp\n"
@@ -377,7 +373,8 @@ def _channels_banner(world: DemoWorld) -> str:
         f"    Twilio SMS      {url}/webhooks/twilio/sms\n"
         f"      CENTRALINO_TWILIO_AUTH_TOKEN={shown(settings.twilio.auth_token)}\n"
         f"      CENTRALINO_SERVER_PUBLIC_URL={settings.server.public_url}\n"
-        f"    timeline API    {url}/api/timeline?phone=<E.164>  CENTRALINO_API_TOKEN={token}\n"
+        f"    timeline API    {url}/api/timeline?phone=<E.164>  (supervisors and admins)\n"
+        f"    tickets board   {url}/board/<team>  (its supervisors and agents, admins)\n"
         f"    replies         POST {url}/api/messages (the demo's WhatsApp and Twilio APIs)\n"
         f"    email (SMTP)    {settings.email.host}:{world.smtp_port}"
         f"  for @{', @'.join(settings.email.domains)}\n"
@@ -418,9 +415,10 @@ async def send_demo_messages(world: DemoWorld) -> str:
     )
     sent.append(f"email from {writer.name} to support@{DEMO_MAIL_DOMAIN}")
     phone = people[0].phone.removeprefix("+")
-    token = os.environ.get("CENTRALINO_API_TOKEN", "")
+    token = world.logins.supervisor_token
     return (
         "  Demo messages sent through the demo providers: " + "; ".join(sent) + "\n"
+        "    the supervisor's timeline, with an API token of theirs:\n"
         f"    curl -H 'Authorization: Bearer {token}' "
         f"'{world.base_url}/api/timeline?phone=%2B{phone}'\n"
     )

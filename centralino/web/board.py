@@ -1,12 +1,14 @@
 """The tickets' kanban board: a page per team (`GET /board/{team}`, columns = the pipeline's
-phases) and its JSON API, all behind the `authorize` dependency.
+phases) and its JSON API, for the team's supervisors and agents and for admins
+(centralino/web/scopes.py; only admins see every team at once). The logged-in account is the
+actor of a creation or a move.
 
     GET  /api/board?team=&pipeline=      the pipeline and its cards (customer, channel, owner,
                                          when the ticket entered its phase), and per phase the
                                          team's figures: tickets, oldest, late (context/board.py)
     POST /api/tickets                    {"title", "team", "owner"?, "channel"?, "customer_id"?,
-                                          "actor"} → 201 {"id"}
-    POST /api/tickets/{id}/move          {"from_phase", "to_phase", "actor", "reason"?}
+                                          } → 201 {"id"}
+    POST /api/tickets/{id}/move          {"from_phase", "to_phase", "reason"?}
     GET  /api/tickets/{id}/history       every phase it went through: who, when, why
 
 A move names the phase the mover saw (`from_phase`): if the ticket has moved since, the
@@ -27,8 +29,9 @@ import asyncpg
 from aiohttp import web
 
 from centralino.adapters.pg_board import PgBoard
+from centralino.web.auth import current_principal
 from centralino.web.pages import CSP, STATIC_DIR
-from centralino.web.timeline_api import Authorize
+from centralino.web.scopes import forbidden, may_see_team
 from context.board import phase_figures
 from context.errors import IllegalMove, NotFound, UnknownPhase
 from context.service import ContextService
@@ -43,17 +46,14 @@ MAX_TEXT_CHARS = 200  # titles, names, reasons
 class _Board:
     board: PgBoard
     context: ContextService
-    authorize: Authorize
     now: Callable[[], datetime]
 
 
 BOARD = web.AppKey("board", _Board)
 
 
-def add_board(
-    app: web.Application, *, board: PgBoard, context: ContextService, authorize: Authorize
-) -> None:
-    app[BOARD] = _Board(board, context, authorize, context.clock.now)
+def add_board(app: web.Application, *, board: PgBoard, context: ContextService) -> None:
+    app[BOARD] = _Board(board, context, context.clock.now)
     app.router.add_get("/board/{team}", board_page)
     app.router.add_get("/api/board", get_board)
     app.router.add_post("/api/tickets", create_ticket)
@@ -61,8 +61,11 @@ def add_board(
     app.router.add_get("/api/tickets/{ticket_id}/history", ticket_history)
 
 
-async def board_page(request: web.Request) -> web.FileResponse:
-    # The page holds no data: everything comes through the authorized API.
+async def board_page(request: web.Request) -> web.StreamResponse:
+    # The page holds no data: everything comes through the API, checked again there.
+    team = request.match_info["team"]
+    if not may_see_team(request, team):
+        return forbidden(request, f"the board of {team[:MAX_TEXT_CHARS]}")
     response = web.FileResponse(STATIC_DIR / "board.html")
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -81,11 +84,12 @@ def _pipeline(board: _Board, name: str) -> Pipeline | None:
 
 async def get_board(request: web.Request) -> web.Response:
     board = request.app[BOARD]
-    await board.authorize(request)
     team = request.query.get("team", "")
     pipeline = _pipeline(board, request.query.get("pipeline", "default"))
     if pipeline is None or len(team) > MAX_TEXT_CHARS:
         return _error(request, 400, "unknown pipeline or bad team")
+    if not may_see_team(request, team):
+        return forbidden(request, f"the board of {team or 'every team'}")
     cards = await board.board.cards(team=team, pipeline=pipeline.name)
     now = board.now()
     figures = phase_figures(
@@ -127,15 +131,16 @@ def _text(data: dict[str, Any], key: str, *, required: bool = True) -> str | Non
 
 async def create_ticket(request: web.Request) -> web.Response:
     board = request.app[BOARD]
-    await board.authorize(request)
     data = await _json_object(request)
     if data is None:
         return _error(request, 400, "expected a JSON object")
-    fields = {k: _text(data, k, required=k in {"title", "team", "actor"}) for k in
-              ("title", "team", "owner", "channel", "actor")}  # fmt: skip
+    fields = {k: _text(data, k, required=k in {"title", "team"}) for k in
+              ("title", "team", "owner", "channel")}  # fmt: skip
     customer_id = data.get("customer_id")
     if any(v is None for v in fields.values()):
-        return _error(request, 400, "title, team and actor are required strings")
+        return _error(request, 400, "title and team are required strings")
+    if not may_see_team(request, str(fields["team"])):
+        return forbidden(request, f"tickets of {fields['team']}")
     if customer_id is not None and not isinstance(customer_id, int):
         return _error(request, 400, "customer_id is an integer")
     pipeline = _pipeline(board, str(data.get("pipeline", "default")))
@@ -149,12 +154,24 @@ async def create_ticket(request: web.Request) -> web.Response:
             team=str(fields["team"]),
             owner=str(fields["owner"]),
             channel=str(fields["channel"]),
-            actor=str(fields["actor"]),
+            actor=current_principal(request).username,
             now=board.now(),
         )
     except asyncpg.ForeignKeyViolationError:
         return _error(request, 400, f"no customer {customer_id}")
     return web.json_response({"id": ticket_id}, status=201)
+
+
+async def _refuse_ticket(
+    request: web.Request, board: _Board, ticket_id: int
+) -> web.Response | None:
+    """404 for no such ticket, 403 for another team's; None when the account may act on it."""
+    team = await board.board.team_of(ticket_id)
+    if team is None:
+        return _error(request, 404, f"no ticket {ticket_id}")
+    if not may_see_team(request, team):
+        return forbidden(request, f"tickets of {team}")
+    return None
 
 
 def _ticket_id(request: web.Request) -> int | None:
@@ -164,15 +181,17 @@ def _ticket_id(request: web.Request) -> int | None:
 
 async def move_ticket(request: web.Request) -> web.Response:
     board = request.app[BOARD]
-    await board.authorize(request)
     ticket_id = _ticket_id(request)
     data = await _json_object(request)
     if ticket_id is None or data is None:
         return _error(request, 400, "a ticket id and a JSON object are expected")
     from_phase, to_phase = _text(data, "from_phase"), _text(data, "to_phase")
-    actor, reason = _text(data, "actor"), _text(data, "reason", required=False)
-    if from_phase is None or to_phase is None or actor is None or reason is None:
-        return _error(request, 400, "from_phase, to_phase and actor are required strings")
+    reason = _text(data, "reason", required=False)
+    if from_phase is None or to_phase is None or reason is None:
+        return _error(request, 400, "from_phase and to_phase are required strings")
+    if (refused := await _refuse_ticket(request, board, ticket_id)) is not None:
+        return refused
+    actor = current_principal(request).username
     context = board.context
     try:
         ticket = await context.tickets.get(ticket_id)
@@ -198,10 +217,11 @@ async def move_ticket(request: web.Request) -> web.Response:
 
 async def ticket_history(request: web.Request) -> web.Response:
     board = request.app[BOARD]
-    await board.authorize(request)
     ticket_id = _ticket_id(request)
     if ticket_id is None:
         return _error(request, 400, "a ticket id is a number")
+    if (refused := await _refuse_ticket(request, board, ticket_id)) is not None:
+        return refused
     try:
         await board.context.tickets.get(ticket_id)
     except NotFound as exc:

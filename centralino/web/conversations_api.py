@@ -1,7 +1,8 @@
 """`GET /api/conversations?agent_id=`: an agent's open conversations with their messages;
 `POST /api/conversations/{id}/close` `{"agent_id"}`: the agent is done with a WhatsApp,
-SMS, email or chat conversation; its ACD capacity is freed. Same `authorize` dependency as
-the other APIs (until logins exist, the agent id is taken from the body)."""
+SMS, email or chat conversation; its ACD capacity is freed. An agent reaches their own
+conversations, a supervisor their teams' agents', an admin everyone's (centralino/web/scopes.py);
+others are 403."""
 
 from __future__ import annotations
 
@@ -10,35 +11,31 @@ import logging
 from aiohttp import web
 
 from centralino.conversations import ConversationRouter
-from centralino.web.timeline_api import Authorize
+from centralino.web.scopes import forbidden, may_reach_agent
 
 log = logging.getLogger(__name__)
 
 CONVERSATIONS = web.AppKey("conversations", ConversationRouter)
-CONVERSATIONS_AUTHORIZE = web.AppKey("conversations_authorize", Authorize)
 MAX_BODY_BYTES = 1024  # {"agent_id": "..."}
 
 
-def add_conversation_api(
-    app: web.Application, *, conversations: ConversationRouter, authorize: Authorize
-) -> None:
+def add_conversation_api(app: web.Application, *, conversations: ConversationRouter) -> None:
     app[CONVERSATIONS] = conversations
-    app[CONVERSATIONS_AUTHORIZE] = authorize
     app.router.add_post("/api/conversations/{conversation_id}/close", close_conversation)
     app.router.add_get("/api/conversations", agent_conversations)
 
 
 async def agent_conversations(request: web.Request) -> web.Response:
     """`GET /api/conversations?agent_id=`: the agent's open conversations and their messages."""
-    await request.app[CONVERSATIONS_AUTHORIZE](request)
     agent_id = request.query.get("agent_id", "")
     if not agent_id or len(agent_id) > 64:
         return _error(request, 400, "agent_id is required")
+    if not may_reach_agent(request, agent_id):
+        return forbidden(request, f"conversations of {agent_id}")
     return web.json_response(await request.app[CONVERSATIONS].of_agent(agent_id))
 
 
 async def close_conversation(request: web.Request) -> web.Response:
-    await request.app[CONVERSATIONS_AUTHORIZE](request)
     raw_id = request.match_info["conversation_id"]
     if not raw_id.isdigit() or len(raw_id) > 18:
         return _error(request, 400, "the conversation id is a number")
@@ -51,6 +48,8 @@ async def close_conversation(request: web.Request) -> web.Response:
     agent_id = data.get("agent_id") if isinstance(data, dict) else None
     if not isinstance(agent_id, str) or not agent_id:
         return _error(request, 400, "agent_id: a non-empty string")
+    if not may_reach_agent(request, agent_id):
+        return forbidden(request, f"conversations of {agent_id}")
     closed = await request.app[CONVERSATIONS].close_conversation(int(raw_id), agent_id=agent_id)
     if not closed:
         return _error(request, 404, f"no open conversation {raw_id} of {agent_id}")

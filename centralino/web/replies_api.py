@@ -2,7 +2,8 @@
 
 Body (JSON): `{"channel": "whatsapp"|"sms", "to": <wa_id or E.164>, "text": ...,
 "idempotency_key": ..., "customer_id": <optional>}`; the key may come as the
-`Idempotency-Key` header instead. Goes through the same `authorize` dependency as the timeline.
+`Idempotency-Key` header instead. Admins reply to anyone; an agent only to a contact whose open
+conversation is theirs, a supervisor to one held by an agent of their teams (else 403).
 
     200 {"state": "accepted", "provider_message_id", "attempts"}   (also for a repeated key)
     400 a malformed request          409 the same key is being sent right now
@@ -13,13 +14,15 @@ Body (JSON): `{"channel": "whatsapp"|"sms", "to": <wa_id or E.164>, "text": ...,
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from centralino.web.timeline_api import Authorize
+from centralino.access.models import Role
+from centralino.web.auth import current_principal
+from centralino.web.scopes import forbidden, may_reach_agent
 from context.outbound import (
     BadReply,
     ChannelNotConfigured,
@@ -34,24 +37,29 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 32 * 1024
 
 BuildReplies = Callable[[aiohttp.ClientSession], ReplyService]
+# (channel, contact) -> the agents holding an open conversation with that contact.
+Holders = Callable[[str, str], Awaitable[set[str]]]
 
 
 class _Replies:
     """Filled when the app starts: the service needs the providers' HTTP session."""
 
     service: ReplyService | None = None
+    holders: Holders | None = None
 
 
 REPLIES = web.AppKey("replies", _Replies)
-REPLIES_AUTHORIZE = web.AppKey("replies_authorize", Authorize)
 
 
-def add_reply_api(app: web.Application, *, build: BuildReplies, authorize: Authorize) -> None:
+def add_reply_api(
+    app: web.Application, *, build: BuildReplies, holders: Holders | None = None
+) -> None:
     """Register `POST /api/messages`; the providers' HTTP session lives in the app's
-    cleanup context (opened at start, closed at shutdown)."""
+    cleanup context (opened at start, closed at shutdown). Without `holders` (no conversation
+    routing) only admins reply."""
     holder = _Replies()
+    holder.holders = holders
     app[REPLIES] = holder
-    app[REPLIES_AUTHORIZE] = authorize
 
     async def providers_session(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:
@@ -68,8 +76,16 @@ def _error(request: web.Request, status: int, why: str) -> web.Response:
     return web.json_response({"error": why}, status=status)
 
 
+async def _may_reply(request: web.Request, channel: str, to: str) -> bool:
+    if current_principal(request).role is Role.ADMIN:
+        return True
+    holders = request.app[REPLIES].holders
+    if holders is None:
+        return False
+    return any(may_reach_agent(request, agent) for agent in await holders(channel, to))
+
+
 async def send_reply(request: web.Request) -> web.Response:
-    await request.app[REPLIES_AUTHORIZE](request)
     service = request.app[REPLIES].service
     if service is None:
         return _error(request, 503, "not started")
@@ -99,6 +115,9 @@ async def send_reply(request: web.Request) -> web.Response:
             text=str(fields["text"]),
             customer_id=customer_id,
         )
+        # Checked on the normalised recipient, the form conversations keep their contact in.
+        if not await _may_reply(request, str(reply.channel), reply.recipient):
+            return forbidden(request, f"no open conversation of yours with {reply.recipient}")
         record = await service.send(reply)
     except BadReply as exc:
         return _error(request, 400, str(exc))

@@ -1,6 +1,6 @@
 """`GET /api/timeline?phone=<E.164>` (or `?email=`): a customer's timeline on every channel,
-newest first, as JSON. Supervisors' and admins' data: every request goes through the
-`authorize` dependency given to `add_timeline_api`, which denies by raising.
+newest first, as JSON. Supervisors' and admins' data (their login session or API token):
+`ROUTE_RULES` gives the route `Rule.SUPERVISION`.
 
     200 {"customer": {"id", "display_name"}, "items": [{"channel", "direction", "time",
          "text", "provider_message_id", "linkedid", "delivery_state", "interaction_id"}]}
@@ -11,10 +11,9 @@ newest first, as JSON. Supervisors' and admins' data: every request goes through
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
-from typing import Protocol, TypedDict
+from typing import TypedDict
 
 from aiohttp import web
 
@@ -28,35 +27,6 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 100
 # E.164: a plus, a country code not starting with 0, at most 15 digits in all.
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-
-
-class Authorize(Protocol):
-    """Checks a request's credentials; raises `web.HTTPUnauthorized` (none given) or
-    `web.HTTPForbidden` (not allowed) to deny, returns to allow."""
-
-    async def __call__(self, request: web.Request) -> None: ...
-
-
-class PlaceholderBearerTokenAuthorizer:
-    """PLACEHOLDER until logins and API tokens exist (the access issue): allows a request
-    bearing `Authorization: Bearer <CENTRALINO_API_TOKEN>`, denies everything when that
-    variable is unset. The composition root swaps in the real access check."""
-
-    def __init__(self, *, token: str | None) -> None:
-        self._token = token.encode() if token else None
-
-    async def __call__(self, request: web.Request) -> None:
-        if self._token is None:
-            log.warning("%s denied: CENTRALINO_API_TOKEN is not set", request.path)
-            raise web.HTTPForbidden(text="API access is not configured\n")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise web.HTTPUnauthorized(
-                text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"}
-            )
-        if not hmac.compare_digest(given.strip().encode(), self._token):
-            log.warning("%s from %s denied: wrong API token", request.path, request.remote)
-            raise web.HTTPForbidden(text="wrong API token\n")
 
 
 class TimelineItemJson(TypedDict):
@@ -84,14 +54,10 @@ def item_json(item: TimelineItem) -> TimelineItemJson:
 
 
 TIMELINE = web.AppKey("timeline", TimelineReader)
-AUTHORIZE = web.AppKey("timeline_authorize", Authorize)
 
 
-def add_timeline_api(
-    app: web.Application, *, timeline: TimelineReader, authorize: Authorize
-) -> None:
+def add_timeline_api(app: web.Application, *, timeline: TimelineReader) -> None:
     app[TIMELINE] = timeline
-    app[AUTHORIZE] = authorize
     app.router.add_get("/api/timeline", timeline_handler)
 
 
@@ -113,7 +79,6 @@ def _identity(request: web.Request) -> Identity | str:
 
 
 async def timeline_handler(request: web.Request) -> web.Response:
-    await request.app[AUTHORIZE](request)
     identity = _identity(request)
     if isinstance(identity, str):
         return _bad(request, identity)

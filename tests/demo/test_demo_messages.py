@@ -20,10 +20,13 @@ from centralino.demo.world import (
     send_demo_messages,
 )
 from centralino.settings import DemoSettings, ServerSettings, Settings
+from centralino.web.auth import PROBES, ROUTE_RULES
 from tests.helpers import eventually
 from tests.web.browser import launch_browser, open_page, until
 
-API_TOKEN = "demo-test-token"
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -33,10 +36,7 @@ async def world(
     pg_pool: asyncpg.Pool,
     redis_client: object,
     tmp_path: Path,
-    *,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[DemoWorld]:
-    monkeypatch.setenv("CENTRALINO_API_TOKEN", API_TOKEN)
     settings = Settings(
         server=ServerSettings(host="127.0.0.1", agi_port=0, audiosocket_port=0, http_port=0),
         demo=DemoSettings(data_dir=tmp_path, agents=2, calls_per_minute=0, failure_rate=0.0),
@@ -51,7 +51,7 @@ async def timeline(world: DemoWorld, phone: str) -> tuple[int, dict[str, object]
         session.get(
             f"{world.base_url}/api/timeline",
             params={"phone": phone},
-            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            headers=bearer(world.logins.supervisor_token),
         ) as resp,
     ):
         return resp.status, await resp.json()
@@ -72,7 +72,7 @@ async def test_demo_messages_land_on_the_customers_timelines(
     world: DemoWorld, pg_pool: asyncpg.Pool
 ) -> None:
     shown = await send_demo_messages(world)
-    assert "curl" in shown and API_TOKEN in shown
+    assert "curl" in shown and world.logins.supervisor_token in shown
     people = [p for p in world.dataset.people if p.phone != world.dataset.shared_office_phone]
     status, data = await timeline(world, people[0].phone)
     assert status == 200
@@ -92,7 +92,7 @@ async def test_demo_messages_land_on_the_customers_timelines(
         session.get(
             f"{world.base_url}/api/timeline",
             params={"email": people[5].email},
-            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            headers=bearer(world.logins.supervisor_token),
         ) as resp,
     ):
         mailed = await resp.json()
@@ -102,9 +102,18 @@ async def test_demo_messages_land_on_the_customers_timelines(
 
 
 async def test_a_reply_goes_out_through_the_demo_providers_and_reports_back(
-    world: DemoWorld,
+    world: DemoWorld, pg_pool: asyncpg.Pool
 ) -> None:
     people = [p for p in world.dataset.people if p.phone != world.dataset.shared_office_phone]
+    await world.messaging.sms(people[1].phone, "Il rimborso?")
+
+    async def assigned() -> None:  # a supervisor replies on a conversation of their teams
+        state = await pg_pool.fetchval(
+            "SELECT state FROM conversations WHERE contact = $1", people[1].phone
+        )
+        assert state == "assigned"
+
+    await eventually(assigned, timeout=10)
     async with (
         aiohttp.ClientSession() as session,
         session.post(
@@ -115,7 +124,7 @@ async def test_a_reply_goes_out_through_the_demo_providers_and_reports_back(
                 "text": "Il rimborso è partito.",
                 "idempotency_key": "demo-reply-1",
             },
-            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            headers=bearer(world.logins.supervisor_token),
         ) as resp,
     ):
         assert resp.status == 200
@@ -127,9 +136,11 @@ async def test_a_reply_goes_out_through_the_demo_providers_and_reports_back(
         assert status == 200
         items = data["items"]
         assert isinstance(items, list)
-        assert [(i["provider_message_id"], i["delivery_state"]) for i in items] == [
-            (sid, "delivered")
-        ]
+        assert [
+            (i["provider_message_id"], i["delivery_state"])
+            for i in items
+            if i["direction"] == "outbound"
+        ] == [(sid, "delivered")]
 
     await eventually(delivered)
 
@@ -150,11 +161,17 @@ async def test_demo_messages_are_routed_to_agents_who_close_them(
     rows = await eventually(routed, timeout=10)
     first = rows[0]
     url = f"{world.base_url}/api/conversations/{first['id']}/close"
-    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    others = [a for a in world.logins.desktop_tokens if a != first["agent_id"]]
     async with aiohttp.ClientSession() as session:
-        async with session.post(url, json={"agent_id": "nobody"}, headers=headers) as resp:
-            assert resp.status == 404
-        async with session.post(url, json={"agent_id": first["agent_id"]}, headers=headers) as resp:
+        # Another agent may neither close it as its holder nor as themselves.
+        other = bearer(world.logins.desktop_tokens[others[0]])
+        for agent in (first["agent_id"], others[0]):
+            async with session.post(url, json={"agent_id": agent}, headers=other) as resp:
+                assert resp.status in (403, 404)
+        async with session.post(url, json={"agent_id": first["agent_id"]}) as resp:
+            assert resp.status == 401  # anonymous
+        own = bearer(world.logins.desktop_tokens[first["agent_id"]])
+        async with session.post(url, json={"agent_id": first["agent_id"]}, headers=own) as resp:
             assert resp.status == 200
     state = await pg_pool.fetchval("SELECT state FROM conversations WHERE id = $1", first["id"])
     assert state == "closed"
@@ -163,7 +180,7 @@ async def test_demo_messages_are_routed_to_agents_who_close_them(
 async def test_an_agent_sees_their_conversation_replies_and_follows_delivery(
     world: DemoWorld,
 ) -> None:
-    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    headers = bearer(world.logins.supervisor_token)  # the supervisor sees every demo agent
     people = [p for p in world.dataset.people if p.phone != world.dataset.shared_office_phone]
     await world.messaging.sms(people[0].phone, "Quando arriva il rimborso?")
 
@@ -186,6 +203,16 @@ async def test_an_agent_sees_their_conversation_replies_and_follows_delivery(
         assert conversation["channel"] == "sms"
         assert str(conversation["customer"]).startswith(people[0].name)
         assert [m["text"] for m in conversation["messages"]] == ["Quando arriva il rimborso?"]
+        tokens = world.logins.desktop_tokens
+        mine_only = bearer(tokens[agent])
+        (other,) = [a for a in tokens if a != agent]
+        async with session.get(
+            f"{world.base_url}/api/conversations",
+            params={"agent_id": other},
+            headers=mine_only,
+        ) as resp:
+            assert resp.status == 403  # another agent's conversations
+        headers = mine_only  # the agent replies to their own conversation's contact
         async with session.post(
             f"{world.base_url}/api/messages",
             json={"channel": "sms", "to": conversation["contact"], "text": "Domani.",
@@ -223,9 +250,10 @@ async def test_the_desktop_panel_shows_the_conversation_and_sends_the_reply(
     agent = await eventually(assigned_agent, timeout=10)
     async with launch_browser() as browser, open_page(browser) as watched:
         page = watched.page
-        await page.goto(f"{world.base_url}/desktop/{agent}")
-        await page.fill("#api-token", API_TOKEN)
-        await page.click("#api-token-form button")
+        await page.goto(f"{world.base_url}/desktop/{agent}")  # to the login form, and back
+        await page.get_by_label("Username").fill(agent)
+        await page.get_by_label("Password").fill(world.logins.password)
+        await page.get_by_role("button", name="Log in").click()
         conversation = page.locator("#conversations .conversation")
         await until(lambda: _visible_text(conversation, "<b>Ciao</b>"))
         await conversation.locator("input").fill("Arriva domani")
@@ -247,10 +275,7 @@ async def test_the_demos_agents_close_their_conversations_after_a_while(
     pg_pool: asyncpg.Pool,
     redis_client: object,
     tmp_path: Path,
-    *,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CENTRALINO_API_TOKEN", API_TOKEN)
     settings = Settings(
         server=ServerSettings(host="127.0.0.1", agi_port=0, audiosocket_port=0, http_port=0),
         demo=DemoSettings(data_dir=tmp_path, agents=2, calls_per_minute=0, failure_rate=0.0),
@@ -265,3 +290,55 @@ async def test_the_demos_agents_close_their_conversations_after_a_while(
             assert len(states) == 7 and {r["state"] for r in states} == {"closed"}
 
         await eventually(all_closed, timeout=20)
+
+
+# Every route of the written channels that needs an account: (method, path as requested).
+PRIVATE_ROUTES = [
+    ("GET", "/api/timeline?phone=%2B393331234567"),
+    ("POST", "/api/messages"),
+    ("GET", "/api/conversations?agent_id=agent101"),
+    ("POST", "/api/conversations/1/close"),
+    ("GET", "/api/board?team=sales"),
+    ("POST", "/api/tickets"),
+    ("POST", "/api/tickets/1/move"),
+    ("GET", "/api/tickets/1/history"),
+    ("GET", "/board/sales"),
+]
+
+
+async def test_anonymous_requests_to_the_messaging_routes_are_refused(world: DemoWorld) -> None:
+    app = world.runtime.web_runner.app
+    served = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+    assert served <= set(ROUTE_RULES) | PROBES  # every route has a rule
+    async with aiohttp.ClientSession() as session:
+        for method, path in PRIVATE_ROUTES:
+            async with session.request(
+                method, world.base_url + path, json={}, allow_redirects=False
+            ) as resp:
+                if path.startswith("/api/"):
+                    assert resp.status == 401, (method, path)
+                else:  # a page: to the login form
+                    assert resp.status == 303, (method, path)
+                    assert resp.headers["Location"].startswith("/login?next=")
+
+
+async def test_the_api_description_matches_the_running_apps_json_routes(world: DemoWorld) -> None:
+    app = world.runtime.web_runner.app
+    served = {
+        (r.resource.canonical, r.method.lower())
+        for r in app.router.routes()
+        if r.resource is not None
+        and r.resource.canonical.startswith("/api/")
+        and r.method not in ("HEAD", "*")
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{world.base_url}/api/openapi.json") as resp,
+    ):
+        doc = await resp.json()
+    described = {(path, method) for path, item in doc["paths"].items() for method in item}
+    assert described == served
+    assert {"/api/timeline", "/api/messages", "/api/tickets"} <= set(doc["paths"])
+    for item in doc["paths"].values():
+        for operation in item.values():
+            assert any(status.startswith("2") for status in operation["responses"])

@@ -8,22 +8,31 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from centralino.access.models import Role
 from centralino.adapters.pg_board import PgBoard
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
+from centralino.web.auth import add_access
 from centralino.web.board import add_board
-from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer
 from context.service import ContextService
 from tests.context.fakes import FakeClock
+from tests.web.auth_helpers import add_token_user, login, make_access
 
 Client = TestClient[web.Request, web.Application]
-AUTH = {"Authorization": "Bearer api-token"}
+# Who acts (username -> API token): the blue team's supervisor and agents, a green agent.
+TOKENS = {"sup": "sup-token", "amy": "amy-token", "bob": "bob-token", "gina": "gina-token"}
+AGENT_TEAMS = {"a1": {"blue"}, "a2": {"blue"}, "g1": {"green"}}
+
+
+def auth(who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[who]}"}
 
 
 @pytest.fixture
-async def client(pg_pool: asyncpg.Pool) -> AsyncIterator[Client]:
+async def client(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[Client]:
     context = ContextService(
         customers=PgCustomerStore(pool=pg_pool),
         timeline=PgTimelineStore(pool=pg_pool),
@@ -31,23 +40,24 @@ async def client(pg_pool: asyncpg.Pool) -> AsyncIterator[Client]:
         clock=FakeClock(),
     )
     app = web.Application()
-    add_board(
-        app,
-        board=PgBoard(pool=pg_pool),
-        context=context,
-        authorize=PlaceholderBearerTokenAuthorizer(token="api-token"),
-    )
+    access = make_access(pg_pool, redis_client, agent_teams=AGENT_TEAMS)
+    add_access(app, access)
+    add_board(app, board=PgBoard(pool=pg_pool), context=context)
+    await add_token_user(access, "sup", Role.SUPERVISOR, TOKENS["sup"], teams={"blue"})
+    for name, agent in [("amy", "a1"), ("bob", "a2"), ("gina", "g1")]:
+        await add_token_user(access, name, Role.AGENT, TOKENS[name], agent_id=agent)
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
+        access.allow_local(c.port or 0)
         yield c
 
 
-async def post(client: Client, url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    async with client.post(url, json=body, headers=AUTH) as resp:
+async def post(client: Client, url: str, body: dict[str, Any], who: str = "sup") -> tuple[int, Any]:
+    async with client.post(url, json=body, headers=auth(who)) as resp:
         return resp.status, await resp.json()
 
 
-async def get(client: Client, url: str) -> tuple[int, Any]:
-    async with client.get(url, headers=AUTH) as resp:
+async def get(client: Client, url: str, who: str = "sup") -> tuple[int, Any]:
+    async with client.get(url, headers=auth(who)) as resp:
         return resp.status, await resp.json()
 
 
@@ -57,7 +67,8 @@ async def new_ticket(
     status, data = await post(
         client,
         "/api/tickets",
-        {"title": title, "team": team, "owner": "agent101", "channel": "email", "actor": "sup"},
+        {"title": title, "team": team, "owner": "agent101", "channel": "email"},
+        who="sup" if team == "blue" else "gina",
     )
     assert status == 201
     return int(data["id"])
@@ -70,7 +81,7 @@ async def test_the_board_shows_a_teams_tickets_in_the_pipelines_columns(
     status, _ = await post(
         client,
         "/api/tickets",
-        {"title": "Fattura errata", "team": "blue", "customer_id": anna.id, "actor": "sup",
+        {"title": "Fattura errata", "team": "blue", "customer_id": anna.id,
          "channel": "whatsapp", "owner": "agent102"},
     )  # fmt: skip
     assert status == 201
@@ -94,13 +105,11 @@ async def test_the_board_shows_a_teams_tickets_in_the_pipelines_columns(
 async def test_moves_along_the_path_and_off_it_with_a_reason(client: Client) -> None:
     ticket = await new_ticket(client)
     move = f"/api/tickets/{ticket}/move"
-    along = {"from_phase": "new", "to_phase": "triage", "actor": "amy"}
-    assert await post(client, move, along) == (
+    along = {"from_phase": "new", "to_phase": "triage"}
+    assert await post(client, move, along, "amy") == (
         200, {"id": ticket, "phase": "triage", "out_of_order": False},
     )  # fmt: skip
-    status, data = await post(
-        client, move, {"from_phase": "triage", "to_phase": "resolved", "actor": "amy"}
-    )
+    status, data = await post(client, move, {"from_phase": "triage", "to_phase": "resolved"}, "amy")
     assert status == 400 and "say why" in data["error"]
     status, data = await post(
         client,
@@ -108,9 +117,10 @@ async def test_moves_along_the_path_and_off_it_with_a_reason(client: Client) -> 
         {
             "from_phase": "triage",
             "to_phase": "resolved",
-            "actor": "amy",
+            "actor": "someone else",  # ignored: the logged-in account is the actor
             "reason": "fixed on the call",
         },
+        "amy",
     )
     assert status == 200 and data["out_of_order"] is True
     status, history = await get(client, f"/api/tickets/{ticket}/history")
@@ -130,12 +140,8 @@ async def test_two_racing_moves_one_wins_the_other_is_told(
     ticket = await new_ticket(client)
     move = f"/api/tickets/{ticket}/move"
     results = await asyncio.gather(
-        post(client, move, {"from_phase": "new", "to_phase": "triage", "actor": "amy"}),
-        post(
-            client,
-            move,
-            {"from_phase": "new", "to_phase": "closed", "actor": "bob", "reason": "dup"},
-        ),
+        post(client, move, {"from_phase": "new", "to_phase": "triage"}, "amy"),
+        post(client, move, {"from_phase": "new", "to_phase": "closed", "reason": "dup"}, "bob"),
     )
     assert sorted(status for status, _ in results) == [200, 409]
     open_rows = await pg_pool.fetchval(
@@ -150,19 +156,17 @@ async def test_two_racing_moves_one_wins_the_other_is_told(
         == 2
     )
     # A move from a phase the ticket has left is a conflict, not a move.
-    status, data = await post(
-        client, move, {"from_phase": "new", "to_phase": "triage", "actor": "amy"}
-    )
+    status, data = await post(client, move, {"from_phase": "new", "to_phase": "triage"}, "amy")
     assert status == 409 and "is now in" in data["error"]
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        {"from_phase": "new", "to_phase": "nowhere", "actor": "amy"},
-        {"from_phase": "new", "to_phase": "new", "actor": "amy"},
-        {"from_phase": "new", "to_phase": "triage"},
-        {"from_phase": "new", "to_phase": "triage", "actor": "a" * 300},
+        {"from_phase": "new", "to_phase": "nowhere"},
+        {"from_phase": "new", "to_phase": "new"},
+        {"from_phase": "new"},
+        {"from_phase": "new", "to_phase": "triage", "reason": "a" * 300},
     ],
 )
 async def test_bad_moves_are_400(client: Client, body: dict[str, Any]) -> None:
@@ -176,17 +180,42 @@ async def test_unknown_tickets_customers_and_no_token(client: Client) -> None:
         await post(
             client,
             "/api/tickets/999/move",
-            {"from_phase": "new", "to_phase": "triage", "actor": "a"},
+            {"from_phase": "new", "to_phase": "triage"},
         )
     )[0] == 404
     assert (await get(client, "/api/tickets/999/history"))[0] == 404
     status, data = await post(
-        client, "/api/tickets", {"title": "x", "team": "blue", "actor": "a", "customer_id": 424242}
+        client, "/api/tickets", {"title": "x", "team": "blue", "customer_id": 424242}
     )
     assert status == 400 and "no customer" in data["error"]
     async with client.get("/api/board?team=blue") as resp:
         assert resp.status == 401
+
+
+async def test_a_board_is_its_teams_supervisors_and_agents_only(client: Client) -> None:
+    ticket = await new_ticket(client)
+    move = f"/api/tickets/{ticket}/move"
+    assert (await get(client, "/api/board?team=blue", "bob"))[0] == 200  # a blue agent
+    assert (await get(client, "/api/board?team=blue", "gina"))[0] == 403  # a green one
+    assert (await get(client, "/api/board?team=", "sup"))[0] == 403  # every team: admins
+    assert (await get(client, f"/api/tickets/{ticket}/history", "gina"))[0] == 403
+    status, _ = await post(client, move, {"from_phase": "new", "to_phase": "triage"}, "gina")
+    assert status == 403
+    status, _ = await post(client, "/api/tickets", {"title": "x", "team": "blue"}, "gina")
+    assert status == 403
+    assert (await get(client, f"/api/tickets/{ticket}/history", "sup"))[1][-1]["phase"] == "new"
+
+
+async def test_the_board_page_takes_the_login_session(client: Client) -> None:
+    async with client.get("/board/blue", allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"].startswith("/login?next=")
+    await login(client, "sup")
     async with client.get("/board/blue") as resp:
-        assert (
-            resp.status == 200 and "default-src 'none'" in resp.headers["Content-Security-Policy"]
-        )
+        assert resp.status == 200
+        assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+        assert "token" not in (await resp.text()).lower()  # no API token field on the page
+    async with client.get("/board/green") as resp:
+        assert resp.status == 403
+    # The page's script calls the API with the session cookie and its CSRF token.
+    async with client.post("/api/tickets", json={"title": "From the page", "team": "blue"}) as resp:
+        assert resp.status == 201

@@ -7,29 +7,31 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from centralino.access.models import Role
 from centralino.adapters.pg_board import PgBoard
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_messages import PgMessageStore
+from centralino.web.auth import add_access
 from centralino.web.board import add_board
 from centralino.web.chat import add_chat
 from centralino.web.pages import STATIC_DIR
-from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer
 from context.identity import PhoneNormaliser
 from context.inbox import MessageInbox
 from context.service import ContextService
 from context.tickets import DEFAULT_PIPELINE
 from tests.context.fakes import FakeClock
+from tests.web.auth_helpers import PASSWORD, add_user, make_access
 from tests.web.browser import launch_browser, open_page, until
 
-TOKEN = "api-token"
 SCRIPTED_TITLE = "<img src=x onerror=alert(1)> refund"
 
 
 @pytest.fixture
-async def server(pg_pool: asyncpg.Pool) -> AsyncIterator[TestServer]:
+async def server(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[TestServer]:
     context = ContextService(
         customers=PgCustomerStore(pool=pg_pool),
         timeline=PgTimelineStore(pool=pg_pool),
@@ -37,12 +39,10 @@ async def server(pg_pool: asyncpg.Pool) -> AsyncIterator[TestServer]:
         clock=FakeClock(),
     )
     app = web.Application()
-    add_board(
-        app,
-        board=PgBoard(pool=pg_pool),
-        context=context,
-        authorize=PlaceholderBearerTokenAuthorizer(token=TOKEN),
-    )
+    access = make_access(pg_pool, redis_client, agent_teams={})
+    add_access(app, access)
+    await add_user(access, "sup", Role.SUPERVISOR, teams={"blue"})
+    add_board(app, board=PgBoard(pool=pg_pool), context=context)
     add_chat(
         app,
         inbox=MessageInbox(store=PgMessageStore(pool=pg_pool), phones=PhoneNormaliser()),
@@ -51,6 +51,7 @@ async def server(pg_pool: asyncpg.Pool) -> AsyncIterator[TestServer]:
     app.router.add_static("/static/", STATIC_DIR)
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
+    access.allow_local(server.port or 0)
     try:
         yield server
     finally:
@@ -72,9 +73,12 @@ async def test_the_board_moves_a_card_and_shows_titles_as_text(
     )
     async with launch_browser() as browser, open_page(browser) as watched:
         page = watched.page
+        # The page takes the login session: the login form, then back to the board.
         await page.goto(str(server.make_url("/board/blue")))
-        await page.fill("#token", TOKEN)
-        await page.press("#token", "Enter")
+        await page.get_by_label("Username").fill("sup")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_url(str(server.make_url("/board/blue")), timeout=5000)
         card = page.locator(".column[data-phase=new] .card")
         await until(lambda: _count(card, 1))
         assert SCRIPTED_TITLE in await card.inner_text()

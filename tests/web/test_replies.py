@@ -12,12 +12,15 @@ from dataclasses import dataclass
 import aiohttp
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from centralino.access.models import Role
 from centralino.adapters.messaging_providers import TwilioSender, WhatsAppCloudSender
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_messages import PgMessageStore, PgOutboxStore
+from centralino.conversations import conversation_holders
 from centralino.demo.providers import (
     DEMO_ACCOUNT_SID,
     DEMO_PHONE_NUMBER_ID,
@@ -25,8 +28,9 @@ from centralino.demo.providers import (
     DemoSendApis,
 )
 from centralino.storage.scratch_cluster import free_port
+from centralino.web.auth import add_access
 from centralino.web.replies_api import add_reply_api
-from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer, add_timeline_api
+from centralino.web.timeline_api import add_timeline_api
 from centralino.web.webhooks import WebhookSecrets, add_webhooks
 from context.identity import PhoneNormaliser
 from context.inbox import MessageInbox, TimelineReader
@@ -36,11 +40,16 @@ from context.outbound import MessageSender, ReplyService
 from context.service import ContextService
 from tests.context.fakes import FakeClock
 from tests.helpers import eventually
+from tests.web.auth_helpers import add_token_user, make_access
 
 APP_SECRET = "wa-app-secret"
 AUTH_TOKEN = "twilio-auth-token"
 ACCESS_TOKEN = "graph-access-token"
-API_TOKEN = "api-token"
+API_TOKEN = "admin-api-token"  # an admin's: replies to anyone
+ANN_TOKEN = "ann-api-token"  # agent a1 (team blue)
+BEA_TOKEN = "bea-api-token"  # agent a2 (team green)
+LEAD_TOKEN = "lead-api-token"  # supervisor of team blue
+AGENT_TEAMS = {"a1": {"blue"}, "a2": {"green"}}
 MARIO_WA = "393331234567"
 
 
@@ -63,7 +72,11 @@ class Loop:
 
 
 async def start_loop(
-    pool: asyncpg.Pool, *, configured: bool = True, access_token: str = ACCESS_TOKEN
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    *,
+    configured: bool = True,
+    access_token: str = ACCESS_TOKEN,
 ) -> AsyncIterator[Loop]:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -114,23 +127,34 @@ async def start_loop(
                 )
 
             app = web.Application()
-            authorize = PlaceholderBearerTokenAuthorizer(token=API_TOKEN)
+            access = make_access(pool, redis, agent_teams=AGENT_TEAMS)
+            add_access(app, access)
+            access.allow_local(port)
+            for name, role, token, agent in [
+                ("root", Role.ADMIN, API_TOKEN, None),
+                ("ann", Role.AGENT, ANN_TOKEN, "a1"),
+                ("bea", Role.AGENT, BEA_TOKEN, "a2"),
+            ]:
+                await add_token_user(access, name, role, token, agent_id=agent)
+            await add_token_user(access, "lead", Role.SUPERVISOR, LEAD_TOKEN, teams={"blue"})
             add_webhooks(
                 app,
                 inbox=MessageInbox(store=store, phones=PhoneNormaliser()),
                 secrets=WebhookSecrets(APP_SECRET, "verify", AUTH_TOKEN, base_url),
             )
-            add_timeline_api(
-                app, timeline=TimelineReader(context=context, store=store), authorize=authorize
-            )
-            add_reply_api(app, build=build, authorize=authorize)
+            add_timeline_api(app, timeline=TimelineReader(context=context, store=store))
+
+            async def holders(channel: str, contact: str) -> set[str]:
+                return await conversation_holders(pool, channel, contact)
+
+            add_reply_api(app, build=build, holders=holders)
             async with TestServer(app, host="127.0.0.1", port=port):
                 yield Loop(base_url, session, apis, store)
 
 
 @pytest.fixture
-async def loop(pg_pool: asyncpg.Pool) -> AsyncIterator[Loop]:
-    async for started in start_loop(pg_pool):
+async def loop(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[Loop]:
+    async for started in start_loop(pg_pool, redis_client):
         yield started
 
 
@@ -213,8 +237,10 @@ async def test_a_provider_failing_throughout_is_a_502_recorded_as_failed(
     assert loop.apis.received == []
 
 
-async def test_a_provider_refusal_is_final(pg_pool: asyncpg.Pool) -> None:
-    async for started in start_loop(pg_pool, access_token="expired"):
+async def test_a_provider_refusal_is_final(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    async for started in start_loop(pg_pool, redis_client, access_token="expired"):
         status, data = await started.reply(whatsapp_reply("refused"))
         assert status == 502 and data["attempts"] == 1
         assert "Invalid OAuth access token" in str(data["error"])
@@ -256,7 +282,27 @@ async def test_not_json_is_400_and_no_token_is_401(loop: Loop) -> None:
     assert (await loop.reply(whatsapp_reply(), token=None))[0] == 401
 
 
-async def test_a_channel_without_provider_is_503(pg_pool: asyncpg.Pool) -> None:
-    async for started in start_loop(pg_pool, configured=False):
+async def test_a_channel_without_provider_is_503(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    async for started in start_loop(pg_pool, redis_client, configured=False):
         status, data = await started.reply(whatsapp_reply())
         assert status == 503 and "no whatsapp provider" in str(data["error"])
+
+
+async def test_agents_reply_only_on_their_conversations_supervisors_on_their_teams(
+    loop: Loop, pg_pool: asyncpg.Pool
+) -> None:
+    await pg_pool.execute(
+        "INSERT INTO conversations (channel, contact, queue, state, agent_id, assigned_at)"
+        " VALUES ('sms', '+393331234567', 'support', 'assigned', 'a1', now())"
+    )
+    sms = {"channel": "sms", "to": "333 123 4567", "text": "Ok"}  # normalised before the check
+    assert (await loop.reply({**sms, "idempotency_key": "bea"}, token=BEA_TOKEN))[0] == 403
+    assert (await loop.reply(whatsapp_reply("ann-wa"), token=ANN_TOKEN))[0] == 403  # no conv.
+    assert loop.apis.received == []
+    status, data = await loop.reply({**sms, "idempotency_key": "ann"}, token=ANN_TOKEN)
+    assert status == 200, data
+    status, data = await loop.reply({**sms, "idempotency_key": "lead"}, token=LEAD_TOKEN)
+    assert status == 200, data  # a1 is in the lead's team
+    assert len(loop.apis.received) == 2

@@ -10,9 +10,11 @@ from urllib.parse import urlencode
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from centralino.access.models import Role
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_messages import PgMessageStore
 from centralino.channels import twilio_sms, whatsapp
@@ -20,7 +22,8 @@ from centralino.demo.providers import body, twilio_status, whatsapp_status, what
 from centralino.demo.providers import twilio_sms as sms_params
 from centralino.storage.migrate import apply_migrations
 from centralino.storage.scratch_cluster import ScratchCluster
-from centralino.web.timeline_api import PlaceholderBearerTokenAuthorizer, add_timeline_api
+from centralino.web.auth import ACCESS, add_access
+from centralino.web.timeline_api import add_timeline_api
 from centralino.web.webhooks import WebhookSecrets, add_webhooks
 from context.identity import PhoneNormaliser
 from context.inbox import MessageInbox, TimelineReader
@@ -29,6 +32,7 @@ from context.models import ChannelKind, Direction, Identity, IdentityKind, Inter
 from context.service import ContextService
 from tests.context.fakes import FakeClock
 from tests.helpers import eventually
+from tests.web.auth_helpers import add_token_user, make_access
 
 Client = TestClient[web.Request, web.Application]
 
@@ -36,7 +40,8 @@ APP_SECRET = "wa-app-secret"
 VERIFY_TOKEN = "wa-verify-token"
 AUTH_TOKEN = "twilio-auth-token"
 PUBLIC_URL = "https://centralino.example.com"  # the proxy in front of us
-API_TOKEN = "api-token"
+API_TOKEN = "supervisor-api-token"  # an API token of a supervisor's account
+AGENT_TOKEN = "agent-api-token"
 SECRETS = WebhookSecrets(
     whatsapp_app_secret=APP_SECRET,
     whatsapp_verify_token=VERIFY_TOKEN,
@@ -47,7 +52,7 @@ MARIO = "393331234567"
 
 
 def make_app(
-    pool: asyncpg.Pool, *, secrets: WebhookSecrets = SECRETS, api_token: str | None = API_TOKEN
+    pool: asyncpg.Pool, redis: aioredis.Redis, *, secrets: WebhookSecrets = SECRETS
 ) -> web.Application:
     context = ContextService(
         customers=PgCustomerStore(pool=pool),
@@ -57,24 +62,25 @@ def make_app(
     )
     store = PgMessageStore(pool=pool)
     app = web.Application()
+    add_access(app, make_access(pool, redis, agent_teams={"a1": {"blue"}}))
     add_webhooks(app, inbox=MessageInbox(store=store, phones=PhoneNormaliser()), secrets=secrets)
-    add_timeline_api(
-        app,
-        timeline=TimelineReader(context=context, store=store),
-        authorize=PlaceholderBearerTokenAuthorizer(token=api_token),
-    )
+    add_timeline_api(app, timeline=TimelineReader(context=context, store=store))
     return app
 
 
 @asynccontextmanager
 async def client_for(app: web.Application) -> AsyncIterator[Client]:
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
+        access = app[ACCESS]
+        access.allow_local(c.port or 0)
+        await add_token_user(access, "timeline-lead", Role.SUPERVISOR, API_TOKEN, teams={"blue"})
+        await add_token_user(access, "ann", Role.AGENT, AGENT_TOKEN, agent_id="a1")
         yield c
 
 
 @pytest.fixture
-async def client(pg_pool: asyncpg.Pool) -> AsyncIterator[Client]:
-    async with client_for(make_app(pg_pool)) as c:
+async def client(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[Client]:
+    async with client_for(make_app(pg_pool, redis_client)) as c:
         yield c
 
 
@@ -192,10 +198,10 @@ async def test_an_oversized_body_is_a_413(client: Client, pg_pool: asyncpg.Pool)
 
 
 async def test_unset_secrets_answer_503_and_say_why(
-    pg_pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     off = WebhookSecrets(None, None, None, None)
-    async with client_for(make_app(pg_pool, secrets=off)) as c:
+    async with client_for(make_app(pg_pool, redis_client, secrets=off)) as c:
         raw = body(whatsapp_text("wamid.OFF", MARIO, "hi"))
         assert (await post_whatsapp(c, raw))[0] == 503
         query = {"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"}
@@ -209,10 +215,10 @@ async def test_unset_secrets_answer_503_and_say_why(
 
 
 async def test_twilio_without_a_public_url_answers_503(
-    pg_pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     no_url = WebhookSecrets(APP_SECRET, VERIFY_TOKEN, AUTH_TOKEN, None)
-    async with client_for(make_app(pg_pool, secrets=no_url)) as c:
+    async with client_for(make_app(pg_pool, redis_client, secrets=no_url)) as c:
         assert (await post_sms(c, sms_params("SMNU", "+393331234567", "hi")))[0] == 503
     assert "server.public_url" in caplog.text
 
@@ -343,12 +349,12 @@ async def scratch() -> AsyncIterator[ScratchCluster]:
 
 
 async def test_postgres_down_answers_503_and_the_retry_stores_once(
-    scratch: ScratchCluster, caplog: pytest.LogCaptureFixture
+    scratch: ScratchCluster, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     pool = await asyncpg.create_pool(scratch.dsn, min_size=2, max_size=4)
     assert pool is not None
     try:
-        async with client_for(make_app(pool)) as c:
+        async with client_for(make_app(pool, redis_client)) as c:
             first = body(whatsapp_text("wamid.UP", MARIO, "before"))
             assert (await post_whatsapp(c, first))[0] == 200
             await asyncio.to_thread(scratch.stop)
@@ -477,12 +483,32 @@ async def test_timeline_of_a_shared_number_is_409_with_the_candidates(
     ]
 
 
-async def test_timeline_needs_the_api_token(client: Client) -> None:
-    assert (await get_timeline(client, {"phone": "+390212345678"}, token=None))[0] == 401
-    assert (await get_timeline(client, {"phone": "+390212345678"}, token="guess"))[0] == 403
+async def test_timeline_is_for_supervisors_and_admins_only(client: Client) -> None:
+    query = {"phone": "+390212345678"}
+    assert (await get_timeline(client, query, token=None))[0] == 401  # anonymous
+    assert (await get_timeline(client, query, token="guess"))[0] == 401  # no such token
+    assert (await get_timeline(client, query, token=AGENT_TOKEN))[0] == 403  # an agent's
+    assert (await get_timeline(client, query))[0] == 404  # a supervisor's: allowed
 
 
-async def test_timeline_is_closed_when_no_api_token_is_configured(pg_pool: asyncpg.Pool) -> None:
-    async with client_for(make_app(pg_pool, api_token=None)) as c:
-        assert (await get_timeline(c, {"phone": "+390212345678"}, token=""))[0] == 403
-        assert (await get_timeline(c, {"phone": "+390212345678"}))[0] == 403
+async def test_signed_webhooks_need_no_cookie_csrf_origin_or_known_host(client: Client) -> None:
+    """The providers post with their signature only: no session, no CSRF token, no Origin,
+    and under the name configured in their console (not necessarily one of our origins)."""
+    raw = body(whatsapp_text("wamid.NOCSRF", MARIO, "hello"))
+    headers = {whatsapp.SIGNATURE_HEADER: whatsapp.sign(raw, APP_SECRET)}
+    stranger = {"Host": "hooks.tunnel.example", "Origin": "https://evil.example"}
+    async with client.post("/webhooks/whatsapp", data=raw, headers=headers | stranger) as resp:
+        assert resp.status == 200, await resp.text()
+    params = sms_params("SMNOCSRF", "+393331234567", "hi")
+    status, _, text = await post_sms(client, params)
+    assert status == 200, text
+    # Unsigned: still refused (the signature is the authentication).
+    async with client.post("/webhooks/whatsapp", data=raw, headers=stranger) as resp:
+        assert resp.status == 401
+    # A route that is not a webhook still checks the Host.
+    async with client.get(
+        "/api/timeline",
+        params={"phone": "+390212345678"},
+        headers={"Host": "hooks.tunnel.example", "Authorization": f"Bearer {API_TOKEN}"},
+    ) as resp:
+        assert resp.status == 421

@@ -1,17 +1,9 @@
 // The tickets' kanban board for one team. Cards move by drag and drop or buttons; a move off
 // the pipeline's usual path asks for a reason. Every string goes through textContent (el/text).
-import { clear, el, fmtDuration, text } from "/static/ui.js";
+import { clear, el, fmtDuration, session as loginSession, text } from "/static/ui.js";
 
 const team = decodeURIComponent(location.pathname.split("/").pop());
-const session = window.sessionStorage;
 let board = null;
-
-function headers() {
-  return {
-    "Content-Type": "application/json",
-    Authorization: `Bearer ${session.getItem("centralino.token") || ""}`,
-  };
-}
 
 function state(label, kind) {
   const pill = document.getElementById("board-state");
@@ -19,8 +11,14 @@ function state(label, kind) {
   text(pill, label);
 }
 
+// The login session's cookie goes along by itself; changes carry its CSRF token.
 async function call(method, url, body) {
-  const response = await fetch(url, { method, headers: headers(), body: body && JSON.stringify(body) });
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = (await loginSession()).csrf_token;
+  const response = await fetch(url, { method, headers, body: body && JSON.stringify(body) });
+  if (response.status === 401) {
+    location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+  }
   const data = await response.json().catch(() => ({}));
   return { status: response.status, data };
 }
@@ -35,9 +33,8 @@ async function move(card, to) {
     reason = window.prompt(`${card.phase} → ${to} is off the usual path. Why?`) || "";
     if (!reason.trim()) return;
   }
-  const actor = document.getElementById("actor").value.trim() || "board";
   const { status, data } = await call("POST", `/api/tickets/${card.id}/move`, {
-    from_phase: card.phase, to_phase: to, actor, reason,
+    from_phase: card.phase, to_phase: to, reason,
   });
   if (status === 409) state(`someone moved it first: ${data.error}`, "warn");
   else if (status !== 200) state(data.error || `error ${status}`, "bad");
@@ -103,7 +100,7 @@ function render() {
 async function load() {
   const { status, data } = await call("GET", `/api/board?team=${encodeURIComponent(team)}`);
   if (status !== 200) {
-    state(status === 401 || status === 403 ? "enter the API token" : `error ${status}`, "bad");
+    state(status === 403 ? "not your team's board" : `error ${status}`, "bad");
     return;
   }
   board = data;
@@ -112,12 +109,5 @@ async function load() {
 }
 
 document.getElementById("board-title").textContent = `Tickets · ${team}`;
-const tokenInput = document.getElementById("token");
-tokenInput.value = session.getItem("centralino.token") || "";
-document.getElementById("token-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  session.setItem("centralino.token", tokenInput.value);
-  load();
-});
 load();
 setInterval(load, 10000);

@@ -1,23 +1,21 @@
 // The agent's written conversations on the desktop: the ACD assigns them, the agent reads,
 // replies (WhatsApp and SMS, once per idempotency key) and closes them; each reply shows its
 // delivery state as the provider reports it. Every string goes through textContent (el/text).
-import { clear, el, text } from "/static/ui.js";
+import { clear, el, session as loginSession, text } from "/static/ui.js";
 
 const agentId = decodeURIComponent(location.pathname.split("/").pop());
-const session = window.sessionStorage;
 const POLL_MS = 3000;
 const REPLYABLE = new Set(["whatsapp", "sms"]);
 const drafts = new Map(); // conversation id -> text being typed (kept across refreshes)
 
-function headers() {
-  return {
-    "Content-Type": "application/json",
-    Authorization: `Bearer ${session.getItem("centralino.token") || ""}`,
-  };
-}
-
+// The login session's cookie goes along by itself; changes carry its CSRF token.
 async function call(method, url, body) {
-  const response = await fetch(url, { method, headers: headers(), body: body && JSON.stringify(body) });
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = (await loginSession()).csrf_token;
+  const response = await fetch(url, { method, headers, body: body && JSON.stringify(body) });
+  if (response.status === 401) {
+    location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+  }
   const data = await response.json().catch(() => ({}));
   return { status: response.status, data };
 }
@@ -86,16 +84,9 @@ async function refresh() {
     say("");
     render(data);
   } else {
-    say(status === 401 || status === 403 ? "enter the API token to see conversations" : `error ${status}`);
+    say(status === 403 ? "these conversations are not yours to see" : `error ${status}`);
   }
 }
 
-const token = document.getElementById("api-token");
-token.value = session.getItem("centralino.token") || "";
-document.getElementById("api-token-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  session.setItem("centralino.token", token.value);
-  refresh();
-});
 refresh();
 setInterval(refresh, POLL_MS);
