@@ -53,6 +53,7 @@ from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
 from centralino.adapters.redis_login_limiter import RedisLoginLimiter
+from centralino.adapters.wallboard_changes import NotifyingQueueLog, WallboardChanges
 from centralino.ami_watch import DeviceWatch, DialWatch, TransferWatch
 from centralino.asterisk.agi_server import AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
@@ -74,7 +75,7 @@ from centralino.web.auth import Access, AccessConfig, add_access, origins_from_u
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.openapi import add_openapi
-from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
+from centralino.web.pages import WALLBOARD_HUB, AcdAgentControl, AcdWallboardFeed, add_pages
 from centralino.web.supervision import add_supervision
 from contact.inbound import record_failed_call
 from contact.ports import JournalEntry
@@ -315,12 +316,15 @@ async def _acd(
     owner: str,
     live_check_s: float,
     reconcile: ReconcilePolicy | None,
+    changes: WallboardChanges | None = None,
 ) -> tuple[Router, RedisLiveStore]:
     # The router takes the dialer as its hook, so the dialer reaches it through a getter.
     callbacks = CallbackDialer(ami=ami, router=lambda: router) if ami is not None else None
     live = RedisLiveStore(client=redis)
     await live.load_scripts()
     queue_log = PgQueueLog(pool=pool)
+    if changes is not None:  # every queue-log write pushes the wallboards at once
+        queue_log = NotifyingQueueLog(pool=pool, changed=changes.changed)
     clock = AcdClock()
     router = Router(
         store=live,
@@ -577,6 +581,7 @@ async def running(
         ami = _ami_client(settings, ami_endpoint, owner=owner)
         # AMI first: the start-up rebuild of the live state needs Asterisk's channels.
         await _start_ami(stack, ami)
+        changes = WallboardChanges(redis=redis)
         router, live = await _acd(
             stack,
             settings,
@@ -587,6 +592,7 @@ async def running(
             owner=owner,
             live_check_s=live_check_s,
             reconcile=reconcile,
+            changes=changes,
         )
         answers, transfers = _telephony_watchers(ami, settings, staff, router)
         hub = DesktopHub(clock=context.clock, agents=staff.by_id.keys(), redis=redis)
@@ -640,6 +646,7 @@ async def running(
                     "CENTRALINO_ACCESS_PUBLIC_URLS to the address people open",
                     ", ".join(sorted(map(str, access.config.origins))),
                 )
+        await _start_wallboard_changes(stack, changes, app)
         await hub.start()  # pops from the other processes; desktops held meanwhile are included
         stack.push_async_callback(hub.close)
         await audiosocket.start()
@@ -681,6 +688,15 @@ async def running(
         )
         yield runtime
         log.info("stopping: no new calls; %d in progress", agi.calls_active)
+
+
+async def _start_wallboard_changes(
+    stack: AsyncExitStack, changes: WallboardChanges, app: web.Application
+) -> None:
+    """Changes from every process (queue-log writes) push this process's wallboards."""
+    changes.listen(app[WALLBOARD_HUB].poke)
+    await changes.start()
+    stack.push_async_callback(changes.close)
 
 
 async def _watch_flows(stack: AsyncExitStack, flows: FlowStore, *, sighup: bool) -> None:
