@@ -48,6 +48,7 @@ from centralino.adapters.http_connector import (
 from centralino.adapters.pg_accounts import PgAccounts
 from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed, PgTeamSatisfaction
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
+from centralino.adapters.pg_desk import PgDeskRecords
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
@@ -72,6 +73,7 @@ from centralino.storage.migrate import apply_migrations
 from centralino.supervision import Supervision
 from centralino.web.app import init_app
 from centralino.web.auth import Access, AccessConfig, add_access, origins_from_urls
+from centralino.web.desktop_api import DeskConfig, add_desktop_api
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.openapi import add_openapi
@@ -436,6 +438,16 @@ def _web_app(
         linker=ContextIdentityLinker(context=context, phones=phones),
         about=_about(settings, ami),
         notices=hub,
+        not_ready_reasons=settings.acd.not_ready_reasons,
+    )
+    add_desktop_api(
+        app,
+        config=DeskConfig(
+            not_ready_reasons=settings.acd.not_ready_reasons,
+            outcomes=settings.acd.wrap_up_outcomes,
+        ),
+        records=PgDeskRecords(pool=pool),
+        now=context.clock.now,
     )
     return app
 

@@ -408,6 +408,8 @@ class _Deps:
     linker: IdentityLinker | None
     about: Mapping[str, str]
     notices: AgentNotices | None = None
+    # The configured not-ready reasons an agent picks from (None: any short label).
+    not_ready_reasons: frozenset[str] | None = None
 
 
 class WallboardHub:
@@ -591,6 +593,11 @@ async def set_agent_state(request: web.Request) -> web.Response:
     reason = reason.strip()
     if state == "not_ready" and not reason:
         return _error(400, "not ready needs a reason")
+    reasons = request.app[DEPS].not_ready_reasons
+    own = current_principal(request).agent_id == agent_id
+    # An agent picks one of the configured reasons; a supervisor forcing it may say why freely.
+    if state == "not_ready" and own and reasons is not None and reason not in reasons:
+        return _error(400, f"reason must be one of {sorted(reasons)}")
     try:
         view = await request.app[DEPS].agents.set_state(agent_id, state, reason)
     except UnknownAgent:
@@ -691,11 +698,13 @@ def add_pages(
     about: Mapping[str, str] | None = None,
     wallboard_interval_s: float = 1.0,
     notices: AgentNotices | None = None,
+    not_ready_reasons: Collection[str] | None = None,
 ) -> None:
     """Register the pages, their JSON API and the wallboard WebSocket on `app`.
 
     `about` lists what this process runs, shown on the index (e.g. {"FastAGI": "0.0.0.0:4573"}).
     `notices` tells an agent's desktop when someone else set their state.
+    `not_ready_reasons`: the reasons an agent may choose (from `[acd] not_ready_reasons`).
     """
     if wallboard_interval_s <= 0:
         raise ValueError("wallboard_interval_s must be positive")
@@ -706,6 +715,7 @@ def add_pages(
         linker=linker,
         about=dict(about or {}),
         notices=notices,
+        not_ready_reasons=frozenset(not_ready_reasons) if not_ready_reasons else None,
     )
     hub = WallboardHub(feed=wallboard, interval_s=wallboard_interval_s)
     app[WALLBOARD_HUB] = hub
