@@ -64,7 +64,7 @@ async def a_call(pool: asyncpg.Pool, linkedid: str, agent_id: str) -> int:
     )
 
 
-async def audit(pool: asyncpg.Pool) -> list[tuple[str, str, str | None]]:
+async def audit(pool: asyncpg.Pool) -> list[tuple[str | None, str, str | None]]:
     entries = await PgAccounts(pool=pool).audit_entries()
     return [(e.actor, e.action, e.target) for e in entries]
 
