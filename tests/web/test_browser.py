@@ -30,8 +30,8 @@ from centralino.asterisk.ami_client import AmiClient
 from centralino.simulator.ami_server import AmiServer
 from centralino.supervision import Supervision
 from centralino.web.app import READINESS
-from centralino.web.desktop_ws import DesktopHub
 from centralino.web.desktop_api import DeskConfig, add_desktop_api
+from centralino.web.desktop_ws import DesktopHub
 from centralino.web.supervision import add_supervision
 from context.clock import SystemClock
 from context.models import (
