@@ -209,6 +209,14 @@ async def run() -> dict[str, Any]:
                 s.state.value != "logged_out" for s in await world.runtime.live.agents()
             )
             print(f"  world up in {time.monotonic() - started:.1f} s: {logged_in} agents logged in")
+            hub = world.runtime.web_runner.app[WALLBOARD_HUB]
+            costs = []
+            for _ in range(20):  # what one push costs the server: the feed's snapshot
+                t0 = time.perf_counter()
+                await hub.snapshot()
+                costs.append((time.perf_counter() - t0) * 1000)
+            snapshot_ms = float(np.median(costs))
+            print(f"  one wallboard snapshot (the feed, idle): median {snapshot_ms:.1f} ms")
             events: list[EdgeEvent] = []
             stamp_edge(world, events)
             numbers = [p.phone for p in world.dataset.people]
@@ -246,7 +254,7 @@ async def run() -> dict[str, Any]:
                 seen = await board.evaluate("window.__seen")
                 polled = await peer.evaluate("window.__seen")
                 await browser.close()
-            hub_pushes = world.runtime.web_runner.app[WALLBOARD_HUB].pushes
+            hub_pushes = hub.pushes
     print(f"  edge events: {len(events)}; wallboard pushes on change: {hub_pushes}")
     ours_ms, ours_missed = latencies_ms(events, seen)
     peer_ms, peer_missed = latencies_ms(events, polled)
@@ -272,6 +280,7 @@ async def run() -> dict[str, Any]:
         "peer": f"poll /api/wallboard every {POLL_S:g} s",
         "peer_p95_ms": round(peer_fig["p95"], 1),
         "ratio_p95_vs_peer": round(ratio, 3),
+        "snapshot_ms": round(snapshot_ms, 1),
     }
 
 
