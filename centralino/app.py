@@ -73,7 +73,7 @@ from centralino.storage.migrate import apply_migrations
 from centralino.supervision import Supervision
 from centralino.web.app import init_app
 from centralino.web.auth import Access, AccessConfig, add_access, origins_from_urls
-from centralino.web.desktop_api import DeskConfig, add_desktop_api
+from centralino.web.desktop_api import ContextDeskTickets, DeskConfig, add_desktop_api
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.openapi import add_openapi
@@ -448,6 +448,7 @@ def _web_app(
         ),
         records=PgDeskRecords(pool=pool),
         now=context.clock.now,
+        tickets=ContextDeskTickets(context=context),
     )
     return app
 

@@ -110,6 +110,8 @@ ROUTE_RULES: dict[str, Rule] = {
     "/api/desktop/{agent_id}/config": Rule.AGENT_SCOPED,
     "/api/agents/{agent_id}/outcome": Rule.AGENT_SCOPED,
     "/api/agents/{agent_id}/notes": Rule.AGENT_SCOPED,
+    "/api/agents/{agent_id}/tickets": Rule.AGENT_SCOPED,
+    "/api/agents/{agent_id}/tickets/{ticket_id}/move": Rule.AGENT_SCOPED,
     "/wallboard": Rule.SUPERVISION,
     "/api/wallboard": Rule.SUPERVISION,
     "/ws/wallboard": Rule.SUPERVISION,

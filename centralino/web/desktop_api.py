@@ -11,6 +11,10 @@ Routes added by `add_desktop_api`:
                                             (404: no record of that call for that agent yet)
     GET  /api/agents/{agent_id}/notes       ?customer_id=N&linkedid=X -> [NoteView]
     POST /api/agents/{agent_id}/notes       {"text", "customer_id"?, "linkedid"?} -> NoteView
+    POST /api/agents/{agent_id}/tickets     {"customer_id", "title"} -> TicketMoveView (opened)
+    POST /api/agents/{agent_id}/tickets/{ticket_id}/move
+                                            {"to_phase", "reason"} -> TicketMoveView; a move off
+                                            the pipeline's standard path needs a reason (400)
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from typing import Any, Protocol, TypedDict
 from aiohttp import web
 
 from centralino.web.auth import current_principal, note_audit
+from context.errors import IllegalMove, NotFound, UnknownPhase
+from context.service import ContextService
+from context.tickets import DEFAULT_PIPELINE, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,8 @@ MAX_NOTE_CHARS = 2000
 # A linkedid is Asterisk's "1712345678.42" (or a chat's id): short.
 MAX_LINKEDID_CHARS = 64
 MAX_BODY_BYTES = 8192  # a note of MAX_NOTE_CHARS in UTF-8 plus the JSON around it
+MAX_TITLE_CHARS = 200  # a ticket's title is a line, its story goes in notes
+MAX_MOVE_REASON_CHARS = 500
 
 # The desktop's shortcuts, documented on the page; keys are `KeyboardEvent.key` values.
 SHORTCUTS = (
@@ -52,6 +61,7 @@ class DeskConfigView(TypedDict):
     not_ready_reasons: list[str]
     outcomes: list[str]
     shortcuts: list[ShortcutView]
+    ticket_phases: list[str]  # the pipeline's phases in board order ([] without tickets)
 
 
 class NoteView(TypedDict):
@@ -62,6 +72,80 @@ class NoteView(TypedDict):
     author: str
     body: str
     created_at: str  # ISO 8601 with offset
+
+
+class TicketMoveView(TypedDict):
+    id: int
+    title: str
+    phase: str
+    out_of_order: bool  # the move skipped the pipeline's standard path (with its reason)
+
+
+class DeskTickets(Protocol):
+    """Tickets as the desktop works them (`ContextDeskTickets` over `context`)."""
+
+    def phases(self) -> list[str]: ...
+
+    async def open(self, *, customer_id: int, title: str, actor: str) -> TicketMoveView:
+        """Raises `LookupError` for an unknown customer."""
+        ...
+
+    async def move(
+        self, ticket_id: int, to_phase: str, *, actor: str, reason: str
+    ) -> TicketMoveView:
+        """Raises `LookupError` (unknown ticket), `ValueError` (unknown phase, illegal move,
+        or a move off the standard path without a reason)."""
+        ...
+
+
+class ContextDeskTickets:
+    """`DeskTickets` over the context service: its pipeline decides what is standard."""
+
+    def __init__(self, *, context: ContextService) -> None:
+        self._context = context
+
+    def _pipeline(self) -> Pipeline:
+        return self._context.pipelines[DEFAULT_PIPELINE.name]
+
+    def phases(self) -> list[str]:
+        return list(self._pipeline().phases)
+
+    async def open(self, *, customer_id: int, title: str, actor: str) -> TicketMoveView:
+        try:
+            await self._context.customers.get(customer_id)
+        except NotFound as exc:
+            raise LookupError(str(exc)) from exc
+        ticket = await self._context.open_ticket(customer_id=customer_id, title=title, actor=actor)
+        return {
+            "id": ticket.id,
+            "title": ticket.title,
+            "phase": ticket.phase,
+            "out_of_order": False,
+        }
+
+    async def move(
+        self, ticket_id: int, to_phase: str, *, actor: str, reason: str
+    ) -> TicketMoveView:
+        try:
+            ticket = await self._context.tickets.get(ticket_id)
+        except NotFound as exc:
+            raise LookupError(str(exc)) from exc
+        pipeline = self._context.pipelines.get(ticket.pipeline, self._pipeline())
+        if not pipeline.is_standard(ticket.phase, to_phase) and not reason:
+            raise ValueError(
+                f"{ticket.phase} -> {to_phase} is not the usual path: say why (reason)"
+            )
+        try:
+            move = await self._context.move_ticket(ticket_id, to_phase, actor=actor, reason=reason)
+        except (UnknownPhase, IllegalMove) as exc:
+            raise ValueError(str(exc)) from exc
+        moved = move.ticket
+        return {
+            "id": moved.id,
+            "title": moved.title,
+            "phase": moved.phase,
+            "out_of_order": move.opened.out_of_order,
+        }
 
 
 class DeskRecords(Protocol):
@@ -95,6 +179,7 @@ class _Desk:
     config: DeskConfig
     records: DeskRecords
     now: Callable[[], datetime]
+    tickets: DeskTickets | None = None
 
 
 DESK = web.AppKey("desk", _Desk)
@@ -137,11 +222,13 @@ def _customer_id(value: object) -> int | web.Response | None:
 
 
 async def desk_config(request: web.Request) -> web.Response:
-    config = request.app[DESK].config
+    desk = request.app[DESK]
+    config = desk.config
     view: DeskConfigView = {
         "not_ready_reasons": list(config.not_ready_reasons),
         "outcomes": list(config.outcomes),
         "shortcuts": [ShortcutView(**s) for s in SHORTCUTS],  # type: ignore[typeddict-item]
+        "ticket_phases": desk.tickets.phases() if desk.tickets is not None else [],
     }
     return web.json_response(view)
 
@@ -222,16 +309,78 @@ async def add_note(request: web.Request) -> web.Response:
     return web.json_response(note)
 
 
+async def open_ticket(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    if desk.tickets is None:
+        return _error(501, "tickets are not configured")
+    agent_id = request.match_info["agent_id"]
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    title, customer_id = body.get("title"), _customer_id(body.get("customer_id"))
+    if isinstance(customer_id, web.Response):
+        return customer_id
+    if customer_id is None:
+        return _error(400, "customer_id is required")
+    if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE_CHARS:
+        return _error(400, f"title must be 1..{MAX_TITLE_CHARS} characters")
+    actor = current_principal(request).username
+    try:
+        ticket = await desk.tickets.open(customer_id=customer_id, title=title.strip(), actor=actor)
+    except LookupError as exc:
+        return _error(404, str(exc))
+    note_audit(request, "ticket_open", agent_id, ticket_id=ticket["id"], customer_id=customer_id)
+    return web.json_response(ticket)
+
+
+async def move_ticket(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    if desk.tickets is None:
+        return _error(501, "tickets are not configured")
+    agent_id = request.match_info["agent_id"]
+    raw_id = request.match_info["ticket_id"]
+    if not raw_id.isdigit():
+        return _error(400, "ticket id must be a positive integer")
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    to_phase, reason = body.get("to_phase"), body.get("reason", "")
+    if not isinstance(to_phase, str) or to_phase not in desk.tickets.phases():
+        return _error(400, f"to_phase must be one of {desk.tickets.phases()}")
+    if not isinstance(reason, str) or len(reason) > MAX_MOVE_REASON_CHARS:
+        return _error(400, f"reason must be a string of at most {MAX_MOVE_REASON_CHARS} characters")
+    actor = current_principal(request).username
+    try:
+        moved = await desk.tickets.move(int(raw_id), to_phase, actor=actor, reason=reason.strip())
+    except LookupError as exc:
+        return _error(404, str(exc))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    note_audit(
+        request,
+        "ticket_move",
+        agent_id,
+        ticket_id=moved["id"],
+        to_phase=to_phase,
+        out_of_order=moved["out_of_order"],
+        reason=reason.strip(),
+    )
+    return web.json_response(moved)
+
+
 def add_desktop_api(
     app: web.Application,
     *,
     config: DeskConfig,
     records: DeskRecords,
     now: Callable[[], datetime],
+    tickets: DeskTickets | None = None,
 ) -> None:
-    app[DESK] = _Desk(config=config, records=records, now=now)
+    app[DESK] = _Desk(config=config, records=records, now=now, tickets=tickets)
     r = app.router
     r.add_get("/api/desktop/{agent_id}/config", desk_config)
     r.add_post("/api/agents/{agent_id}/outcome", set_outcome)
     r.add_get("/api/agents/{agent_id}/notes", list_notes)
     r.add_post("/api/agents/{agent_id}/notes", add_note)
+    r.add_post("/api/agents/{agent_id}/tickets", open_ticket)
+    r.add_post("/api/agents/{agent_id}/tickets/{ticket_id}/move", move_ticket)

@@ -242,6 +242,17 @@ def _desktop_paths() -> dict[str, Any]:
         },
     }
 
+    ticket = {
+        "type": "object",
+        "required": ["id", "title", "phase", "out_of_order"],
+        "properties": {
+            "id": {"type": "integer"},
+            "title": {"type": "string"},
+            "phase": {"type": "string"},
+            "out_of_order": {"type": "boolean"},
+        },
+    }
+
     def body(schema: dict[str, Any]) -> dict[str, Any]:
         return {"required": True, "content": {"application/json": {"schema": schema}}}
 
@@ -314,6 +325,49 @@ def _desktop_paths() -> dict[str, Any]:
                 ),
                 "responses": {"200": _json(note), **_errors(400, 401, 403, 404, 415)},
             },
+        },
+        "/api/agents/{agent_id}/tickets": {
+            "post": {
+                "summary": "open a ticket for the customer on the call",
+                "parameters": [_AGENT_ID, _CSRF],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["customer_id", "title"],
+                        "properties": {
+                            "customer_id": {"type": "integer", "minimum": 1},
+                            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                        },
+                    }
+                ),
+                "responses": {"200": _json(ticket), **_errors(400, 401, 403, 404, 415, 501)},
+            }
+        },
+        "/api/agents/{agent_id}/tickets/{ticket_id}/move": {
+            "post": {
+                "summary": "move a ticket to another phase (off the usual path: with a reason)",
+                "parameters": [
+                    _AGENT_ID,
+                    {
+                        "name": "ticket_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                    _CSRF,
+                ],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["to_phase"],
+                        "properties": {
+                            "to_phase": {"type": "string"},
+                            "reason": {"type": "string", "maxLength": 500},
+                        },
+                    }
+                ),
+                "responses": {"200": _json(ticket), **_errors(400, 401, 403, 404, 415, 501)},
+            }
         },
     }
 

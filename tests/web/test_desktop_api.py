@@ -18,11 +18,14 @@ from pydantic import ValidationError
 
 from centralino.access.models import Role
 from centralino.adapters.pg_accounts import PgAccounts
+from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_desk import PgDeskRecords
 from centralino.settings import AcdSettings
-from centralino.web.desktop_api import DeskConfig, add_desktop_api
+from centralino.web.desktop_api import ContextDeskTickets, DeskConfig, add_desktop_api
 from centralino.web.openapi import add_openapi
 from centralino.web.pages import DEPS
+from context.clock import SystemClock
+from context.service import ContextService
 from tests.web.auth_helpers import add_user, login
 from tests.web.test_pages import Site, build_site
 
@@ -33,11 +36,18 @@ HOSTILE = "<script>alert(1)</script> call back"
 
 def desk_site(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> Site:
     site = build_site(pg_pool, redis_client)
+    context = ContextService(
+        customers=PgCustomerStore(pool=pg_pool),
+        timeline=PgTimelineStore(pool=pg_pool),
+        tickets=PgTicketStore(pool=pg_pool),
+        clock=SystemClock(),
+    )
     add_desktop_api(
         site.app,
         config=DeskConfig(not_ready_reasons=REASONS, outcomes=OUTCOMES),
         records=PgDeskRecords(pool=pg_pool),
         now=lambda: datetime.now(UTC),
+        tickets=ContextDeskTickets(context=context),
     )
     return site
 
@@ -232,3 +242,57 @@ async def test_openapi_describes_the_desk_routes(
     described = {(path, method) for path, item in doc["paths"].items() for method in item}
     assert described == served
     assert ("/api/agents/{agent_id}/notes", "post") in described
+
+
+async def test_an_agent_opens_and_moves_a_ticket_off_path_only_with_a_reason(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    site = desk_site(pg_pool, redis_client)
+    customer = await pg_pool.fetchval(
+        "INSERT INTO customers (display_name) VALUES ('Ada') RETURNING id"
+    )
+    async with as_user(site, "ann", Role.AGENT, agent_id="a1", teams=["blue"]) as c:
+        config = await (await c.get("/api/desktop/a1/config")).json()
+        assert config["ticket_phases"][0] == "new"
+        r = await c.post("/api/agents/a1/tickets", json={"customer_id": customer, "title": HOSTILE})
+        assert r.status == 200, await r.text()
+        ticket = await r.json()
+        assert (ticket["title"], ticket["phase"]) == (HOSTILE, "new")
+        move = f"/api/agents/a1/tickets/{ticket['id']}/move"
+        # new -> triage is the usual path; triage -> resolved skips steps: a reason is needed.
+        ok = await c.post(move, json={"to_phase": "triage"})
+        assert (await ok.json())["out_of_order"] is False
+        skip = await c.post(move, json={"to_phase": "resolved"})
+        assert skip.status == 400 and "reason" in (await skip.json())["error"]
+        assert await pg_pool.fetchval("SELECT phase FROM tickets WHERE id = $1", ticket["id"]) == (
+            "triage"
+        )
+        reasoned = await c.post(move, json={"to_phase": "resolved", "reason": "fixed on the call"})
+        assert reasoned.status == 200
+        assert (await reasoned.json()) == {
+            "id": ticket["id"],
+            "title": HOSTILE,
+            "phase": "resolved",
+            "out_of_order": True,
+        }
+        history = await pg_pool.fetchrow(
+            "SELECT out_of_order, reason, actor FROM ticket_phase_history"
+            " WHERE ticket_id = $1 AND phase = 'resolved'",
+            ticket["id"],
+        )
+        assert history is not None
+        assert tuple(history) == (True, "fixed on the call", "ann")
+        actions = [a for _, a, _ in await audit(pg_pool)]
+        assert "ticket_open" in actions and actions.count("ticket_move") == 2
+        # Bad input.
+        for path, body, status in [
+            (move, {"to_phase": "resolved", "reason": "again"}, 400),  # already there
+            (move, {"to_phase": "limbo"}, 400),
+            ("/api/agents/a1/tickets/999999/move", {"to_phase": "triage"}, 404),
+            ("/api/agents/a1/tickets/x/move", {"to_phase": "triage"}, 400),
+            ("/api/agents/a1/tickets", {"customer_id": 999_999, "title": "t"}, 404),
+            ("/api/agents/a1/tickets", {"customer_id": customer, "title": " "}, 400),
+            ("/api/agents/a1/tickets", {"title": "t"}, 400),
+        ]:
+            assert (await c.post(path, json=body)).status == status, (path, body)
+        assert (await c.post(f"/api/agents/a2/tickets/{ticket['id']}/move", json={})).status == 403
