@@ -25,12 +25,13 @@ from playwright.async_api import Browser, Locator, Page
 
 from acd.models import AgentDefinition, AgentState
 from centralino.access.models import Role
+from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_desk import PgDeskRecords
 from centralino.asterisk.ami_client import AmiClient
 from centralino.simulator.ami_server import AmiServer
 from centralino.supervision import Supervision
 from centralino.web.app import READINESS
-from centralino.web.desktop_api import DeskConfig, add_desktop_api
+from centralino.web.desktop_api import ContextDeskTickets, DeskConfig, add_desktop_api
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.supervision import add_supervision
 from context.clock import SystemClock
@@ -58,6 +59,7 @@ from context.screen_pop import (
     ivr_view,
     ticket_view,
 )
+from context.service import ContextService
 from tests.helpers import eventually
 from tests.web.auth_helpers import PASSWORD, add_user, make_access
 from tests.web.browser import Watched, launch_browser, open_page, until
@@ -130,6 +132,14 @@ async def served(pg_dsn: str, redis_url: str) -> AsyncIterator[Served]:
         config=DeskConfig(not_ready_reasons=("Break", "Lunch"), outcomes=DESK_OUTCOMES),
         records=PgDeskRecords(pool=pool),
         now=lambda: datetime.now(UTC),
+        tickets=ContextDeskTickets(
+            context=ContextService(
+                customers=PgCustomerStore(pool=pool),
+                timeline=PgTimelineStore(pool=pool),
+                tickets=PgTicketStore(pool=pool),
+                clock=SystemClock(),
+            )
+        ),
     )
     await add_user(access, "lead", Role.SUPERVISOR, agent_id="lead", teams={"blue"})
 
@@ -414,6 +424,26 @@ async def test_an_agent_works_a_call_from_the_desktop_with_the_keyboard(
                 linkedid,
             )
             assert stored == note
+
+            # A ticket for the caller, moved off the usual path: the desk asks for a reason.
+            title = f"Refund <i>now</i> ({width})"
+            await page.get_by_label("New ticket title").fill(title)
+            await page.get_by_role("button", name="Open ticket").click()
+            row = page.locator("[data-testid=tickets] li", has_text=title)
+            await row.wait_for(timeout=3000)
+            ticket_id = await row.get_attribute("data-ticket")
+            await row.get_by_label(f"Move ticket #{ticket_id} to").select_option("resolved")
+            await row.get_by_role("button", name="Move").click()
+            await row.get_by_text("not the usual path").wait_for(timeout=3000)
+            await row.get_by_label(f"Reason for moving ticket #{ticket_id}").fill(
+                "paid on the call"
+            )
+            await row.get_by_role("button", name="Move").click()
+            await row.get_by_text("Resolved ·").wait_for(timeout=3000)
+            phase = await pool.fetchval(
+                "SELECT phase FROM tickets WHERE id = $1", int(ticket_id or 0)
+            )
+            assert phase == "resolved"
 
             # The call ends: wrap-up with its timer; the outcome chosen, "w" finishes it.
             agents.views["a1"]["state"] = "wrap_up"

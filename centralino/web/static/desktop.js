@@ -147,6 +147,8 @@ async function loadConfig() {
     const config = await api("GET", `/api/desktop/${encodeURIComponent(agentId)}/config`);
     fillSelect(ui.reason, config.not_ready_reasons || [], (v) => v);
     fillSelect(ui.outcome, config.outcomes || [], (v) => label(v));
+    ticketPhases = Array.isArray(config.ticket_phases) ? config.ticket_phases : [];
+    if (current) renderPop(current.pop);
     clear(ui.shortcuts);
     shortcutKeys = new Map();
     for (const s of config.shortcuts || []) {
@@ -406,20 +408,65 @@ function factsSection(pop) {
   return section;
 }
 
-function ticketsSection(tickets) {
+function ticketsSection(tickets, pop) {
   const section = el("section", { "data-testid": "tickets" }, el("h3", {}, "Open tickets"));
-  if (!Array.isArray(tickets) || !tickets.length) {
-    section.append(el("div", { class: "empty" }, "No open tickets"));
-    return section;
-  }
   const list = el("ul", { class: "plain" });
-  for (const t of tickets) {
-    list.append(el("li", {},
+  for (const t of Array.isArray(tickets) ? tickets : []) {
+    const moved = ticketMoves.get(t.id);
+    const phase = moved ? moved.phase : t.phase;
+    list.append(el("li", { "data-ticket": String(t.id) },
       el("div", {}, icon("ticket"), " ", el("strong", {}, `#${t.id} `), t.title ?? ""),
-      el("div", { class: "small muted" }, `${label(t.phase)} · opened ${fmtWhen(t.opened_at)} · updated ${fmtWhen(t.updated_at)}`)));
+      el("div", { class: "small muted" }, `${label(phase)} · opened ${fmtWhen(t.opened_at)} · updated ${fmtWhen(t.updated_at)}`),
+      ticketPhases.length ? moveForm(t.id, phase) : null));
   }
+  if (!list.children.length) section.append(el("div", { class: "empty" }, "No open tickets"));
   section.append(list);
+  const customer = customerOf(pop);
+  if (customer !== null) section.append(newTicketForm(customer));
   return section;
+}
+
+// Phases moved on this desktop, shown until the next pop brings the ticket's own.
+let ticketMoves = new Map();
+let ticketPhases = [];
+
+function moveForm(ticketId, phase) {
+  const select = el("select", { "aria-label": `Move ticket #${ticketId} to` });
+  for (const p of ticketPhases) if (p !== phase) select.append(el("option", { value: p }, label(p)));
+  const reason = el("input", { type: "text", maxlength: 500, placeholder: "reason (to skip steps)", "aria-label": `Reason for moving ticket #${ticketId}` });
+  const status = el("span", { class: "small", role: "status" });
+  const button = el("button", { type: "button", class: "btn" }, "Move");
+  button.addEventListener("click", async () => {
+    try {
+      const moved = await api("POST", `/api/agents/${encodeURIComponent(agentId)}/tickets/${ticketId}/move`,
+        { to_phase: select.value, reason: reason.value });
+      ticketMoves.set(ticketId, moved);
+      renderPop(current.pop);
+    } catch (err) {
+      text(status, String(err.message || err)); // e.g. off the usual path: asks for a reason
+      reason.focus();
+    }
+  });
+  return el("div", { class: "ticket-move" }, select, reason, button, status);
+}
+
+function newTicketForm(customerId) {
+  const title = el("input", { type: "text", maxlength: 200, placeholder: "New ticket title", "aria-label": "New ticket title" });
+  const status = el("span", { class: "small", role: "status" });
+  const button = el("button", { type: "button", class: "btn" }, "Open ticket");
+  button.addEventListener("click", async () => {
+    if (!title.value.trim()) return;
+    try {
+      const t = await api("POST", `/api/agents/${encodeURIComponent(agentId)}/tickets`,
+        { customer_id: customerId, title: title.value.trim() });
+      const now = new Date().toISOString();
+      current.pop = { ...current.pop, open_tickets: [...(current.pop.open_tickets || []), { id: t.id, title: t.title, phase: t.phase, opened_at: now, updated_at: now }] };
+      renderPop(current.pop);
+    } catch (err) {
+      text(status, String(err.message || err));
+    }
+  });
+  return el("div", { class: "ticket-new" }, title, button, status);
 }
 
 function interactionsSection(items) {
@@ -450,7 +497,7 @@ function renderPop(pop) {
     el("div", { class: "call-head" }, callerHead(pop), callMeta(pop)),
     // The customer's own facts first (tickets, contacts, the IVR's reading), the systems' after.
     el("div", { class: "pop-grid" },
-      ticketsSection(pop.open_tickets),
+      ticketsSection(pop.open_tickets, pop),
       interactionsSection(pop.last_interactions),
       ivrSection(pop.ivr),
       factsSection(pop)));
@@ -471,6 +518,7 @@ function showPop(pop) {
   if (!current || current.linkedid !== linkedid) {
     current = { linkedid, shownAt: Date.now(), label: "", pop: {} };
     openSources = new Set();
+    ticketMoves = new Map();
     clear(ui.notes);
     text(ui.noteStatus, "");
   }
