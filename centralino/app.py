@@ -61,6 +61,7 @@ from centralino.asterisk.ami_client import AmiClient
 from centralino.asterisk.ami_group import DEFAULT_SERVER, AmiGroup
 from centralino.asterisk.audiosocket_server import AudioSocketServer
 from centralino.callbacks import CallbackDialer
+from centralino.desk_transfer import AmiDeskTransfer
 from centralino.flows import FlowStore
 from centralino.gc_tuning import startup_objects_frozen
 from centralino.inbound_script import InboundHandler, audiosocket_call
@@ -416,6 +417,7 @@ def _web_app(
     access: Access,
     teams: Mapping[str, frozenset[str]] | None = None,
     supervision: Supervision | None = None,
+    agents: Mapping[str, AgentDefinition] | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     add_access(app, access)
@@ -449,6 +451,9 @@ def _web_app(
         records=PgDeskRecords(pool=pool),
         now=context.clock.now,
         tickets=ContextDeskTickets(context=context),
+        transfer=AmiDeskTransfer(
+            ami=ami, agents=agents or {}, queues=[q.name for q in settings.acd.queues]
+        ),
     )
     return app
 
@@ -644,6 +649,7 @@ async def running(
             teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
             access=access,
             supervision=_supervision(ami, staff, live),
+            agents=staff.by_id,
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server

@@ -112,6 +112,7 @@ ROUTE_RULES: dict[str, Rule] = {
     "/api/agents/{agent_id}/notes": Rule.AGENT_SCOPED,
     "/api/agents/{agent_id}/tickets": Rule.AGENT_SCOPED,
     "/api/agents/{agent_id}/tickets/{ticket_id}/move": Rule.AGENT_SCOPED,
+    "/api/agents/{agent_id}/transfer": Rule.AGENT_SCOPED,
     "/wallboard": Rule.SUPERVISION,
     "/api/wallboard": Rule.SUPERVISION,
     "/ws/wallboard": Rule.SUPERVISION,

@@ -15,6 +15,8 @@ Routes added by `add_desktop_api`:
     POST /api/agents/{agent_id}/tickets/{ticket_id}/move
                                             {"to_phase", "reason"} -> TicketMoveView; a move off
                                             the pipeline's standard path needs a reason (400)
+    POST /api/agents/{agent_id}/transfer    {"queue"} -> {"ok": true}: the agent's caller to
+                                            `<queue>@centralino-transfer` (409: no call)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Protocol, TypedDict
 
 from aiohttp import web
 
+from centralino.desk_transfer import TransferRefused
 from centralino.web.auth import current_principal, note_audit
 from context.errors import IllegalMove, NotFound, UnknownPhase
 from context.service import ContextService
@@ -62,6 +65,7 @@ class DeskConfigView(TypedDict):
     outcomes: list[str]
     shortcuts: list[ShortcutView]
     ticket_phases: list[str]  # the pipeline's phases in board order ([] without tickets)
+    transfer_queues: list[str]  # where the current call can be transferred ([]: nowhere)
 
 
 class NoteView(TypedDict):
@@ -148,6 +152,17 @@ class ContextDeskTickets:
         }
 
 
+class DeskTransfer(Protocol):
+    """`centralino.desk_transfer.AmiDeskTransfer`."""
+
+    queues: list[str]
+
+    async def transfer(self, agent_id: str, *, queue: str) -> str:
+        """The agent's caller to `queue`; raises `ValueError` (unknown queue), `LookupError`
+        (unknown agent) or `TransferRefused` (no call, AMI down or refusing) -> 409."""
+        ...
+
+
 class DeskRecords(Protocol):
     """What lasts (`centralino.adapters.pg_desk.PgDeskRecords`)."""
 
@@ -180,6 +195,7 @@ class _Desk:
     records: DeskRecords
     now: Callable[[], datetime]
     tickets: DeskTickets | None = None
+    transfer: DeskTransfer | None = None
 
 
 DESK = web.AppKey("desk", _Desk)
@@ -229,6 +245,7 @@ async def desk_config(request: web.Request) -> web.Response:
         "outcomes": list(config.outcomes),
         "shortcuts": [ShortcutView(**s) for s in SHORTCUTS],  # type: ignore[typeddict-item]
         "ticket_phases": desk.tickets.phases() if desk.tickets is not None else [],
+        "transfer_queues": list(desk.transfer.queues) if desk.transfer is not None else [],
     }
     return web.json_response(view)
 
@@ -368,6 +385,29 @@ async def move_ticket(request: web.Request) -> web.Response:
     return web.json_response(moved)
 
 
+async def transfer_call(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    if desk.transfer is None:
+        return _error(501, "transfers are not configured")
+    agent_id = request.match_info["agent_id"]
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    queue = body.get("queue")
+    if not isinstance(queue, str) or queue not in desk.transfer.queues:
+        return _error(400, f"queue must be one of {desk.transfer.queues}")
+    try:
+        channel = await desk.transfer.transfer(agent_id, queue=queue)
+    except LookupError as exc:
+        return _error(404, str(exc))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    except TransferRefused as exc:  # no call, or the link failed: the agent sees why
+        return _error(409, str(exc))
+    note_audit(request, "call_transfer", agent_id, queue=queue, channel=channel)
+    return web.json_response({"ok": True, "queue": queue})
+
+
 def add_desktop_api(
     app: web.Application,
     *,
@@ -375,8 +415,9 @@ def add_desktop_api(
     records: DeskRecords,
     now: Callable[[], datetime],
     tickets: DeskTickets | None = None,
+    transfer: DeskTransfer | None = None,
 ) -> None:
-    app[DESK] = _Desk(config=config, records=records, now=now, tickets=tickets)
+    app[DESK] = _Desk(config=config, records=records, now=now, tickets=tickets, transfer=transfer)
     r = app.router
     r.add_get("/api/desktop/{agent_id}/config", desk_config)
     r.add_post("/api/agents/{agent_id}/outcome", set_outcome)
@@ -384,3 +425,4 @@ def add_desktop_api(
     r.add_post("/api/agents/{agent_id}/notes", add_note)
     r.add_post("/api/agents/{agent_id}/tickets", open_ticket)
     r.add_post("/api/agents/{agent_id}/tickets/{ticket_id}/move", move_ticket)
+    r.add_post("/api/agents/{agent_id}/transfer", transfer_call)

@@ -343,6 +343,23 @@ def _desktop_paths() -> dict[str, Any]:
                 "responses": {"200": _json(ticket), **_errors(400, 401, 403, 404, 415, 501)},
             }
         },
+        "/api/agents/{agent_id}/transfer": {
+            "post": {
+                "summary": "blind-transfer the agent's current caller to a queue (AMI)",
+                "parameters": [_AGENT_ID, _CSRF],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["queue"],
+                        "properties": {"queue": {"type": "string"}},
+                    }
+                ),
+                "responses": {
+                    "200": _json({"type": "object"}),
+                    **_errors(400, 401, 403, 404, 409, 415, 501),
+                },
+            }
+        },
         "/api/agents/{agent_id}/tickets/{ticket_id}/move": {
             "post": {
                 "summary": "move a ticket to another phase (off the usual path: with a reason)",

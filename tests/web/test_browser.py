@@ -28,6 +28,7 @@ from centralino.access.models import Role
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
 from centralino.adapters.pg_desk import PgDeskRecords
 from centralino.asterisk.ami_client import AmiClient
+from centralino.desk_transfer import AmiDeskTransfer
 from centralino.simulator.ami_server import AmiServer
 from centralino.supervision import Supervision
 from centralino.web.app import READINESS
@@ -140,6 +141,7 @@ async def served(pg_dsn: str, redis_url: str) -> AsyncIterator[Served]:
                 clock=SystemClock(),
             )
         ),
+        transfer=AmiDeskTransfer(ami=ami, agents=phones, queues=["billing", "support"]),
     )
     await add_user(access, "lead", Role.SUPERVISOR, agent_id="lead", teams={"blue"})
 
@@ -444,6 +446,20 @@ async def test_an_agent_works_a_call_from_the_desktop_with_the_keyboard(
                 "SELECT phase FROM tickets WHERE id = $1", int(ticket_id or 0)
             )
             assert phase == "resolved"
+
+            # Transfer the caller to a queue: AMI BlindTransfer of the agent's bridged channel.
+            served.asterisk.add_channel(f"PJSIP/trunk-{width}", bridge_id=f"b{width}", state=6)
+            served.asterisk.add_channel(f"PJSIP/a1-{width}", bridge_id=f"b{width}", state=6)
+            await page.get_by_label("Transfer to queue").select_option("support")
+            await page.get_by_role("button", name="Transfer").click()
+            await page.get_by_text("Transferred to support.").wait_for(timeout=3000)
+            sent = [a for a in served.asterisk.actions_received if a.name == "BlindTransfer"]
+            assert (sent[-1].get("Channel"), sent[-1].get("Exten")) == (
+                f"PJSIP/a1-{width}",
+                "support",
+            )
+            served.asterisk.hangup_channel(f"PJSIP/a1-{width}")
+            served.asterisk.hangup_channel(f"PJSIP/trunk-{width}")
 
             # The call ends: wrap-up with its timer; the outcome chosen, "w" finishes it.
             agents.views["a1"]["state"] = "wrap_up"

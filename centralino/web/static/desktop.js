@@ -148,6 +148,9 @@ async function loadConfig() {
     fillSelect(ui.reason, config.not_ready_reasons || [], (v) => v);
     fillSelect(ui.outcome, config.outcomes || [], (v) => label(v));
     ticketPhases = Array.isArray(config.ticket_phases) ? config.ticket_phases : [];
+    const queues = Array.isArray(config.transfer_queues) ? config.transfer_queues : [];
+    fillSelect(document.getElementById("transfer-queue"), queues, (v) => v);
+    document.getElementById("transfer").hidden = !queues.length;
     if (current) renderPop(current.pop);
     clear(ui.shortcuts);
     shortcutKeys = new Map();
@@ -220,6 +223,19 @@ ui.noteForm.addEventListener("submit", async (event) => {
     await loadNotes();
   } catch (err) {
     text(ui.noteStatus, String(err.message || err));
+  }
+});
+
+// --- transfer the current caller to a queue (AMI blind transfer) -----------------------------
+
+document.getElementById("btn-transfer").addEventListener("click", async () => {
+  const queue = document.getElementById("transfer-queue").value;
+  const status = document.getElementById("transfer-status");
+  try {
+    await api("POST", `/api/agents/${encodeURIComponent(agentId)}/transfer`, { queue });
+    text(status, `Transferred to ${queue}.`);
+  } catch (err) {
+    text(status, String(err.message || err));
   }
 });
 
