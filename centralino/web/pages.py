@@ -478,11 +478,13 @@ class WallboardHub:
             # A slow feed delays the next tick rather than causing a burst of catch-up ticks.
             next_tick = max(next_tick + self.interval_s, loop.time())
             # Until the next tick, a change (`poke`) sends at once, but no sooner than the
-            # minimum gap after the last snapshot: a burst of events is one snapshot.
+            # minimum gap after the last snapshot: a burst of events is one snapshot. A slow
+            # feed (a long day's queue log) spaces them further: busy at most half the time.
+            spacing = max(self.min_gap_s, 2 * (loop.time() - taken))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(next_tick):
                     await self._changed.wait()
-                    await asyncio.sleep(max(0.0, taken + self.min_gap_s - loop.time()))
+                    await asyncio.sleep(max(0.0, taken + spacing - loop.time()))
                     self.pushes += 1
                     next_tick = loop.time()
 

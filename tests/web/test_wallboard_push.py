@@ -91,3 +91,28 @@ async def test_redis_down_is_not_an_error_for_the_writer(pg_pool: asyncpg.Pool) 
     assert await pg_pool.fetchval("SELECT count(*) FROM queue_log WHERE item_id = 'c2'") == 1
     await changes.close()
     await dead.aclose()
+
+
+async def test_a_slow_feed_is_asked_at_most_half_the_time_however_often_poked(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    site = build_site(pg_pool, redis_client, interval_s=30.0)
+    feed = site.wallboard
+    fast = feed.wallboard
+
+    async def slow() -> object:
+        await asyncio.sleep(0.1)  # a long day's queue log: 100 ms a snapshot
+        return await fast()
+
+    feed.wallboard = slow  # type: ignore[method-assign,assignment]
+    async with serve(site) as client, client.ws_connect("/ws/wallboard") as ws:
+        await ws.receive_json(timeout=2)
+        hub = site.app[WALLBOARD_HUB]
+        before = feed.calls
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.0
+        while loop.time() < end:  # a change every 10 ms for a second
+            hub.poke()
+            await asyncio.sleep(0.01)
+        # 100 ms snapshots spaced 200 ms apart: about five, never back to back (ten).
+        assert 3 <= feed.calls - before <= 7
