@@ -48,18 +48,21 @@ from centralino.adapters.http_connector import (
 from centralino.adapters.pg_accounts import PgAccounts
 from centralino.adapters.pg_calls import ContextIdentityLinker, PgCallsFeed, PgTeamSatisfaction
 from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
+from centralino.adapters.pg_desk import PgDeskRecords
 from centralino.adapters.pg_queue_log import PgQueueLog
 from centralino.adapters.pg_reports import PgReportSource
 from centralino.adapters.record_spool import SpooledTimelineStore
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
 from centralino.adapters.redis_login_limiter import RedisLoginLimiter
+from centralino.adapters.wallboard_changes import NotifyingQueueLog, WallboardChanges
 from centralino.ami_watch import DeviceWatch, DialWatch, TransferWatch
 from centralino.asterisk.agi_server import AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
 from centralino.asterisk.ami_group import DEFAULT_SERVER, AmiGroup
 from centralino.asterisk.audiosocket_server import AudioSocketServer
 from centralino.callbacks import CallbackDialer
+from centralino.desk_transfer import AmiDeskTransfer
 from centralino.flows import FlowStore
 from centralino.gc_tuning import startup_objects_frozen
 from centralino.inbound_script import InboundHandler, audiosocket_call
@@ -74,10 +77,11 @@ from centralino.storage.migrate import apply_migrations
 from centralino.supervision import Supervision
 from centralino.web.app import init_app
 from centralino.web.auth import Access, AccessConfig, add_access, origins_from_urls
+from centralino.web.desktop_api import ContextDeskTickets, DeskConfig, add_desktop_api
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.health import Readiness
 from centralino.web.openapi import add_openapi
-from centralino.web.pages import AcdAgentControl, AcdWallboardFeed, add_pages
+from centralino.web.pages import WALLBOARD_HUB, AcdAgentControl, AcdWallboardFeed, add_pages
 from centralino.web.reports import ReportsConfig, add_reports, reports_config
 from centralino.web.supervision import add_supervision
 from contact.inbound import record_failed_call
@@ -322,12 +326,15 @@ async def _acd(
     owner: str,
     live_check_s: float,
     reconcile: ReconcilePolicy | None,
+    changes: WallboardChanges | None = None,
 ) -> tuple[Router, RedisLiveStore]:
     # The router takes the dialer as its hook, so the dialer reaches it through a getter.
     callbacks = CallbackDialer(ami=ami, router=lambda: router) if ami is not None else None
     live = RedisLiveStore(client=redis)
     await live.load_scripts()
     queue_log = PgQueueLog(pool=pool)
+    if changes is not None:  # every queue-log write pushes the wallboards at once
+        queue_log = NotifyingQueueLog(pool=pool, changed=changes.changed)
     clock = AcdClock()
     router = Router(
         store=live,
@@ -418,6 +425,7 @@ def _web_app(
     teams: Mapping[str, frozenset[str]] | None = None,
     supervision: Supervision | None = None,
     reports: ReportsConfig | None = None,
+    agents: Mapping[str, AgentDefinition] | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     add_access(app, access)
@@ -442,6 +450,20 @@ def _web_app(
         linker=ContextIdentityLinker(context=context, phones=phones),
         about=_about(settings, ami),
         notices=hub,
+        not_ready_reasons=settings.acd.not_ready_reasons,
+    )
+    add_desktop_api(
+        app,
+        config=DeskConfig(
+            not_ready_reasons=settings.acd.not_ready_reasons,
+            outcomes=settings.acd.wrap_up_outcomes,
+        ),
+        records=PgDeskRecords(pool=pool),
+        now=context.clock.now,
+        tickets=ContextDeskTickets(context=context),
+        transfer=AmiDeskTransfer(
+            ami=ami, agents=agents or {}, queues=[q.name for q in settings.acd.queues]
+        ),
     )
     add_messaging(app, settings, pool=pool, context=context, phones=phones, router=router, hub=hub)
     return app
@@ -588,6 +610,7 @@ async def running(
         ami = _ami_client(settings, ami_endpoint, owner=owner)
         # AMI first: the start-up rebuild of the live state needs Asterisk's channels.
         await _start_ami(stack, ami)
+        changes = WallboardChanges(redis=redis)
         router, live = await _acd(
             stack,
             settings,
@@ -598,6 +621,7 @@ async def running(
             owner=owner,
             live_check_s=live_check_s,
             reconcile=reconcile,
+            changes=changes,
         )
         answers, transfers = _telephony_watchers(ami, settings, staff, router)
         hub = DesktopHub(clock=context.clock, agents=staff.by_id.keys(), redis=redis)
@@ -638,6 +662,7 @@ async def running(
             access=access,
             supervision=_supervision(ami, staff, live),
             reports=reports_config(queues=settings.acd.queues, agents=staff.definitions),
+            agents=staff.by_id,
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
@@ -653,6 +678,7 @@ async def running(
                     "CENTRALINO_ACCESS_PUBLIC_URLS to the address people open",
                     ", ".join(sorted(map(str, access.config.origins))),
                 )
+        await _start_wallboard_changes(stack, changes, app)
         await hub.start()  # pops from the other processes; desktops held meanwhile are included
         stack.push_async_callback(hub.close)
         await audiosocket.start()
@@ -695,6 +721,15 @@ async def running(
         )
         yield runtime
         log.info("stopping: no new calls; %d in progress", agi.calls_active)
+
+
+async def _start_wallboard_changes(
+    stack: AsyncExitStack, changes: WallboardChanges, app: web.Application
+) -> None:
+    """Changes from every process (queue-log writes) push this process's wallboards."""
+    changes.listen(app[WALLBOARD_HUB].poke)
+    await changes.start()
+    stack.push_async_callback(changes.close)
 
 
 async def _watch_flows(stack: AsyncExitStack, flows: FlowStore, *, sighup: bool) -> None:

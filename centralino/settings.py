@@ -9,6 +9,7 @@ pydantic validates, and every error names the key and the expected form.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -243,9 +244,64 @@ def _default_queues() -> list[QueueSettings]:
 TRANSFER_CONTEXT = "centralino-transfer"
 
 
+# The agent desktop's defaults: why an agent is not ready, and how a call ended for them.
+DEFAULT_NOT_READY_REASONS = (
+    "Break",
+    "Lunch",
+    "Meeting",
+    "Training",
+    "Back office",
+    "Technical problem",
+)
+DEFAULT_WRAP_UP_OUTCOMES = (
+    "resolved",
+    "follow_up",
+    "escalated",
+    "callback_promised",
+    "wrong_number",
+)
+# A reason is a label on a button, an outcome a code in reports: short, and a screenful of them.
+MAX_DESK_LABEL_CHARS = 64
+MAX_DESK_CHOICES = 30
+_OUTCOME_CODE = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+def _desk_choices(values: list[str], what: str) -> list[str]:
+    cleaned = [v.strip() for v in values]
+    if not cleaned:
+        raise ValueError(f"{what}: at least one is needed")
+    if len(cleaned) > MAX_DESK_CHOICES:
+        raise ValueError(f"{what}: at most {MAX_DESK_CHOICES}")
+    for value in cleaned:
+        if not value or len(value) > MAX_DESK_LABEL_CHARS:
+            raise ValueError(f"{what}: {value!r} must be 1..{MAX_DESK_LABEL_CHARS} characters")
+    if len(set(cleaned)) != len(cleaned):
+        raise ValueError(f"{what}: duplicates in {cleaned}")
+    return cleaned
+
+
 class AcdSettings(_Section):
     queues: list[QueueSettings] = Field(default_factory=_default_queues)
     agents: list[AgentSettings] = Field(default_factory=list)
+    # The desktop's not-ready reasons (labels, as shown) and wrap-up outcome codes
+    # (lower_snake_case, stored on the interaction record).
+    not_ready_reasons: list[str] = Field(default_factory=lambda: list(DEFAULT_NOT_READY_REASONS))
+    wrap_up_outcomes: list[str] = Field(default_factory=lambda: list(DEFAULT_WRAP_UP_OUTCOMES))
+
+    @field_validator("not_ready_reasons")
+    @classmethod
+    def _reasons_valid(cls, value: list[str]) -> list[str]:
+        return _desk_choices(value, "acd.not_ready_reasons")
+
+    @field_validator("wrap_up_outcomes")
+    @classmethod
+    def _outcomes_valid(cls, value: list[str]) -> list[str]:
+        codes = _desk_choices(value, "acd.wrap_up_outcomes")
+        for code in codes:
+            if not re.match(_OUTCOME_CODE, code):
+                raise ValueError(f"acd.wrap_up_outcomes: {code!r} is not a lower_snake_case code")
+        return codes
+
     # More blind-transfer targets that are our queues, "exten@context" -> queue name (e.g.
     # "8001@centralino-agents" = "billing"); every queue is `<name>@centralino-transfer` anyway.
     transfer_targets: dict[str, str] = Field(default_factory=dict)

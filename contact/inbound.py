@@ -306,7 +306,8 @@ class InboundCallServices:
     async def push_screen_pop(self, offer: AgentOffer) -> bool:
         await self.handle.wait()  # never longer than the fan-out's deadline
         now = self.context.clock.now()
-        payload = self.handle.snapshot().screen_pop(now)
+        # The desktop shows which queue the call came through beside the pop.
+        payload = {**self.handle.snapshot().screen_pop(now), "queue": self.record.queue}
         self.record.pop_pushed_at = now
         acked = await self.desk.push_screen_pop(offer.agent_id, payload, POP_ACK_TIMEOUT_S)
         if acked:

@@ -241,7 +241,11 @@ async def demo_world(
 
         host = settings.server.host
         base_url = f"http://{host}:{runtime.http_port}"
-        session = await stack.enter_async_context(aiohttp.ClientSession())
+        # One WebSocket per desktop, each holding a connection for good: aiohttp's default
+        # pool of 100 would leave the 101st desktop waiting forever (bench/wallboard.py: 200).
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        )
         desktops = await open_desktops(
             stack,
             base_url=base_url,

@@ -5,7 +5,8 @@ the banner, Login (delayed failure then close; FullyBooted + SuccessfulAuth on s
 denied before login, Logoff, Ping, unknown actions (+ RequestBadFormat), Getvar/Setvar (+ VarSet),
 Command, CoreStatus, queue membership actions and their events, the QueueStatus / QueueSummary /
 CoreShowChannels event lists with Asterisk's header order, Originate (async: queued response, then
-an OriginateResponse event carrying the same ActionID), PlayDTMF and Hangup. `blind_transfer` and
+an OriginateResponse event carrying the same ActionID), PlayDTMF, Hangup and BlindTransfer (the
+event follows; `transfer_hook` tells the owner). `blind_transfer` and
 `attended_transfer` raise the events a phone's transfer raises, as Asterisk 22 writes them.
 
 Test controls: `emit` / `emit_packet` broadcast events to every event connection, `replay` plays
@@ -401,6 +402,8 @@ class AmiServer:
         self.channels: dict[str, SimChannel] = {}
         self.globals: dict[str, str] = {}
         self.actions_received: list[AmiAction] = []
+        # A BlindTransfer action's (transferer channel, exten, context), for the owner to play.
+        self.transfer_hook: Callable[[str, str, str], None] | None = None
         self.connections_total = 0
         self.processed_calls = 0
         self._started_at = clock()
@@ -1377,6 +1380,39 @@ class AmiServer:
         self._ok(session, action, "Channel Hungup")
         self.hangup_channel(channel_name)
 
+    async def _blindtransfer(self, session: _Session, action: AmiAction) -> None:
+        """As Asterisk's manager action: the transferer's bridged peer goes to Exten@Context;
+        the `BlindTransfer` event follows (is_external No: not a phone's REFER)."""
+        channel_name, exten = action.get("Channel"), action.get("Exten")
+        context = action.get("Context") or "default"
+        channel = self.channels.get(channel_name or "")
+        if channel is None or not exten:
+            self._error(session, action, "No such channel" if channel is None else "No exten")
+            return
+        if not channel.bridge_id:
+            self._error(session, action, "Transferer is not bridged")
+            return
+        peer = next(
+            (
+                c
+                for c in self.channels.values()
+                if c.bridge_id == channel.bridge_id and c.name != channel.name
+            ),
+            None,
+        )
+        self._ok(session, action, "Transfer succeeded")
+        bridge = SimBridge(uniqueid=channel.bridge_id, num_channels=2)
+        self.blind_transfer(
+            transferer=channel,
+            transferee=peer,
+            bridge=bridge,
+            context=context,
+            extension=exten,
+            is_external=False,
+        )
+        if self.transfer_hook is not None:
+            self.transfer_hook(channel.name, exten, context)
+
     _handlers: ClassVar[dict[str, _Handler]] = {
         "login": _login,
         "logoff": _logoff,
@@ -1396,4 +1432,5 @@ class AmiServer:
         "originate": _originate,
         "playdtmf": _playdtmf,
         "hangup": _hangup,
+        "blindtransfer": _blindtransfer,
     }

@@ -106,6 +106,13 @@ ROUTE_RULES: dict[str, Rule] = {
     "/api/agents/{agent_id}/state": Rule.AGENT_SCOPED,
     # Their teams' agents (the handler also requires a supervisor's or admin's role).
     "/api/agents/{agent_id}/supervise": Rule.AGENT_SCOPED,
+    # The agent desktop's own API (centralino/web/desktop_api.py).
+    "/api/desktop/{agent_id}/config": Rule.AGENT_SCOPED,
+    "/api/agents/{agent_id}/outcome": Rule.AGENT_SCOPED,
+    "/api/agents/{agent_id}/notes": Rule.AGENT_SCOPED,
+    "/api/agents/{agent_id}/tickets": Rule.AGENT_SCOPED,
+    "/api/agents/{agent_id}/tickets/{ticket_id}/move": Rule.AGENT_SCOPED,
+    "/api/agents/{agent_id}/transfer": Rule.AGENT_SCOPED,
     "/wallboard": Rule.SUPERVISION,
     "/api/wallboard": Rule.SUPERVISION,
     "/ws/wallboard": Rule.SUPERVISION,

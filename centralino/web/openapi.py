@@ -480,6 +480,169 @@ def spec() -> dict[str, Any]:
     }
 
 
+def _desktop_paths() -> dict[str, Any]:
+    """The agent desktop's own API (centralino/web/desktop_api.py)."""
+    note = {
+        "type": "object",
+        "required": ["id", "agent_id", "author", "body", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "customer_id": {"type": ["integer", "null"]},
+            "linkedid": {"type": ["string", "null"]},
+            "agent_id": {"type": "string"},
+            "author": {"type": "string"},
+            "body": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    }
+
+    ticket = {
+        "type": "object",
+        "required": ["id", "title", "phase", "out_of_order"],
+        "properties": {
+            "id": {"type": "integer"},
+            "title": {"type": "string"},
+            "phase": {"type": "string"},
+            "out_of_order": {"type": "boolean"},
+        },
+    }
+
+    def body(schema: dict[str, Any]) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+    return {
+        "/api/desktop/{agent_id}/config": {
+            "get": {
+                "summary": "the desktop's not-ready reasons, outcome codes and shortcuts",
+                "parameters": [_AGENT_ID],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "not_ready_reasons": {"type": "array", "items": {"type": "string"}},
+                                "outcomes": {"type": "array", "items": {"type": "string"}},
+                                "shortcuts": {"type": "array", "items": {"type": "object"}},
+                            },
+                        }
+                    ),
+                    **_errors(401, 403),
+                },
+            }
+        },
+        "/api/agents/{agent_id}/outcome": {
+            "post": {
+                "summary": "the wrap-up outcome of the agent's call, on its interaction record",
+                "parameters": [_AGENT_ID, _CSRF],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["linkedid", "outcome"],
+                        "properties": {
+                            "linkedid": {"type": "string", "maxLength": 64},
+                            "outcome": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json({"type": "object"}),
+                    **_errors(400, 401, 403, 404, 415),
+                },
+            }
+        },
+        "/api/agents/{agent_id}/notes": {
+            "get": {
+                "summary": "notes on a customer and/or a call, newest first",
+                "parameters": [
+                    _AGENT_ID,
+                    {"name": "customer_id", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "linkedid", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json({"type": "array", "items": note}),
+                    **_errors(400, 401, 403),
+                },
+            },
+            "post": {
+                "summary": "write a note on the current call or customer",
+                "parameters": [_AGENT_ID, _CSRF],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["text"],
+                        "properties": {
+                            "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+                            "customer_id": {"type": ["integer", "null"], "minimum": 1},
+                            "linkedid": {"type": ["string", "null"], "maxLength": 64},
+                        },
+                    }
+                ),
+                "responses": {"200": _json(note), **_errors(400, 401, 403, 404, 415)},
+            },
+        },
+        "/api/agents/{agent_id}/tickets": {
+            "post": {
+                "summary": "open a ticket for the customer on the call",
+                "parameters": [_AGENT_ID, _CSRF],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["customer_id", "title"],
+                        "properties": {
+                            "customer_id": {"type": "integer", "minimum": 1},
+                            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                        },
+                    }
+                ),
+                "responses": {"200": _json(ticket), **_errors(400, 401, 403, 404, 415, 501)},
+            }
+        },
+        "/api/agents/{agent_id}/transfer": {
+            "post": {
+                "summary": "blind-transfer the agent's current caller to a queue (AMI)",
+                "parameters": [_AGENT_ID, _CSRF],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["queue"],
+                        "properties": {"queue": {"type": "string"}},
+                    }
+                ),
+                "responses": {
+                    "200": _json({"type": "object"}),
+                    **_errors(400, 401, 403, 404, 409, 415, 501),
+                },
+            }
+        },
+        "/api/agents/{agent_id}/tickets/{ticket_id}/move": {
+            "post": {
+                "summary": "move a ticket to another phase (off the usual path: with a reason)",
+                "parameters": [
+                    _AGENT_ID,
+                    {
+                        "name": "ticket_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                    _CSRF,
+                ],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["to_phase"],
+                        "properties": {
+                            "to_phase": {"type": "string"},
+                            "reason": {"type": "string", "maxLength": 500},
+                        },
+                    }
+                ),
+                "responses": {"200": _json(ticket), **_errors(400, 401, 403, 404, 415, 501)},
+            }
+        },
+    }
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     """The spec of the routes this app serves (an optional part, such as supervision without
     a telephony link, is left out when it is not registered)."""
@@ -489,6 +652,7 @@ async def openapi_json(request: web.Request) -> web.Response:
         if route.resource is not None
     }
     document = spec()
+    document["paths"].update(_desktop_paths())
     paths = {}
     for path, item in document["paths"].items():
         kept = {method: op for method, op in item.items() if (path, method) in served}

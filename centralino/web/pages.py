@@ -27,8 +27,9 @@ Routes added by `add_pages`:
                                          teams', every call for an admin)
     GET  /api/wallboard                  WallboardView
     GET  /ws/wallboard                   WebSocket: the server sends
-                                         {"type": "wallboard", "data": WallboardView} on connect
-                                         and every `wallboard_interval_s`
+                                         {"type": "wallboard", "data": WallboardView} on connect,
+                                         on every change (`WallboardHub.poke`) and at least
+                                         every `wallboard_interval_s`
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ MAX_WALLBOARD_CLIENTS = 256
 WALLBOARD_SEND_TIMEOUT_S = 2.0
 # A feed slower than this would make every screen lag; skip the tick and report it.
 WALLBOARD_FEED_TIMEOUT_S = 2.0
+# Pushed on change, a burst of events (a queue flooding) costs at most one snapshot per this
+# long: 50 ms keeps the screen well inside its 300 ms target and the feed under 20 reads/s.
+WALLBOARD_MIN_GAP_S = 0.05
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -404,12 +408,17 @@ class _Deps:
     linker: IdentityLinker | None
     about: Mapping[str, str]
     notices: AgentNotices | None = None
+    # The configured not-ready reasons an agent picks from (None: any short label).
+    not_ready_reasons: frozenset[str] | None = None
 
 
 class WallboardHub:
-    """Every connected wall screen; one ticker fetches one snapshot per tick for all of them."""
+    """Every connected wall screen; one ticker fetches one snapshot per tick for all of them,
+    and at once (at most one per `min_gap_s`) when told that something changed (`poke`)."""
 
-    def __init__(self, *, feed: WallboardFeed, interval_s: float) -> None:
+    def __init__(
+        self, *, feed: WallboardFeed, interval_s: float, min_gap_s: float = WALLBOARD_MIN_GAP_S
+    ) -> None:
         self.feed = feed
         self.interval_s = interval_s
         self.clients: set[web.WebSocketResponse] = set()
@@ -417,6 +426,9 @@ class WallboardHub:
         self.feed_errors = 0
         self._failing = False
         self._wake = asyncio.Event()
+        self.min_gap_s = min_gap_s
+        self.pushes = 0  # snapshots sent early because of a change
+        self._changed = asyncio.Event()
 
     async def snapshot(self) -> Any:
         """The feed's figures as plain JSON values; None if the feed failed or was too slow."""
@@ -457,13 +469,29 @@ class WallboardHub:
                 await self._wake.wait()  # nobody watching: no feed calls
                 self._wake.clear()
                 next_tick = loop.time()
+            self._changed.clear()  # a change from now on needs another snapshot
+            taken = loop.time()
             message = await self.snapshot_message()
             self.ticks += 1
             if message is not None:
                 await asyncio.gather(*(self._send(ws, message) for ws in list(self.clients)))
             # A slow feed delays the next tick rather than causing a burst of catch-up ticks.
             next_tick = max(next_tick + self.interval_s, loop.time())
-            await asyncio.sleep(next_tick - loop.time())
+            # Until the next tick, a change (`poke`) sends at once, but no sooner than the
+            # minimum gap after the last snapshot: a burst of events is one snapshot. A slow
+            # feed (a long day's queue log) spaces them further: busy at most half the time.
+            spacing = max(self.min_gap_s, 2 * (loop.time() - taken))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(next_tick):
+                    await self._changed.wait()
+                    await asyncio.sleep(max(0.0, taken + spacing - loop.time()))
+                    self.pushes += 1
+                    next_tick = loop.time()
+
+    def poke(self) -> None:
+        """Something the wallboard shows changed (a call entered, an agent answered): push a
+        fresh snapshot now instead of at the next tick. Cheap and safe to call often."""
+        self._changed.set()
 
     def add(self, ws: web.WebSocketResponse) -> None:
         self.clients.add(ws)
@@ -567,6 +595,11 @@ async def set_agent_state(request: web.Request) -> web.Response:
     reason = reason.strip()
     if state == "not_ready" and not reason:
         return _error(400, "not ready needs a reason")
+    reasons = request.app[DEPS].not_ready_reasons
+    own = current_principal(request).agent_id == agent_id
+    # An agent picks one of the configured reasons; a supervisor forcing it may say why freely.
+    if state == "not_ready" and own and reasons is not None and reason not in reasons:
+        return _error(400, f"reason must be one of {sorted(reasons)}")
     try:
         view = await request.app[DEPS].agents.set_state(agent_id, state, reason)
     except UnknownAgent:
@@ -667,11 +700,13 @@ def add_pages(
     about: Mapping[str, str] | None = None,
     wallboard_interval_s: float = 1.0,
     notices: AgentNotices | None = None,
+    not_ready_reasons: Collection[str] | None = None,
 ) -> None:
     """Register the pages, their JSON API and the wallboard WebSocket on `app`.
 
     `about` lists what this process runs, shown on the index (e.g. {"FastAGI": "0.0.0.0:4573"}).
     `notices` tells an agent's desktop when someone else set their state.
+    `not_ready_reasons`: the reasons an agent may choose (from `[acd] not_ready_reasons`).
     """
     if wallboard_interval_s <= 0:
         raise ValueError("wallboard_interval_s must be positive")
@@ -682,6 +717,7 @@ def add_pages(
         linker=linker,
         about=dict(about or {}),
         notices=notices,
+        not_ready_reasons=frozenset(not_ready_reasons) if not_ready_reasons else None,
     )
     hub = WallboardHub(feed=wallboard, interval_s=wallboard_interval_s)
     app[WALLBOARD_HUB] = hub

@@ -24,9 +24,13 @@ from playwright.async_api import Browser, Locator, Page
 
 from acd.models import AgentDefinition, AgentState
 from centralino.access.models import Role
+from centralino.adapters.pg_context import PgCustomerStore, PgTicketStore, PgTimelineStore
+from centralino.adapters.pg_desk import PgDeskRecords
+from centralino.desk_transfer import AmiDeskTransfer
 from centralino.simulator.ami_server import AmiServer
 from centralino.supervision import Supervision
 from centralino.web.app import READINESS
+from centralino.web.desktop_api import ContextDeskTickets, DeskConfig, add_desktop_api
 from centralino.web.desktop_ws import DesktopHub
 from centralino.web.supervision import add_supervision
 from context.clock import SystemClock
@@ -54,6 +58,7 @@ from context.screen_pop import (
     ivr_view,
     ticket_view,
 )
+from context.service import ContextService
 from tests.helpers import eventually, sim_ami_client
 from tests.web.auth_helpers import PASSWORD, add_user, make_access
 from tests.web.browser import Watched, launch_browser, open_page, until
@@ -62,6 +67,7 @@ from tests.web.test_pages import FakeAgents, Site, build_site
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 XSS_NOTE = "<script>alert(1)</script><img src=x onerror=alert(2)> prefers email"
+DESK_OUTCOMES = ("resolved", "follow_up")
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -76,6 +82,7 @@ class Served:
     hub: DesktopHub
     server: TestServer
     asterisk: AmiServer
+    pool: asyncpg.Pool
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
@@ -112,6 +119,21 @@ async def served(pg_dsn: str, redis_url: str) -> AsyncIterator[Served]:
         return AgentState(view["state"]) if view is not None else None
 
     add_supervision(site.app, Supervision(ami=ami, agents=phones, agent_state=state))
+    add_desktop_api(
+        site.app,
+        config=DeskConfig(not_ready_reasons=("Break", "Lunch"), outcomes=DESK_OUTCOMES),
+        records=PgDeskRecords(pool=pool),
+        now=lambda: datetime.now(UTC),
+        tickets=ContextDeskTickets(
+            context=ContextService(
+                customers=PgCustomerStore(pool=pool),
+                timeline=PgTimelineStore(pool=pool),
+                tickets=PgTicketStore(pool=pool),
+                clock=SystemClock(),
+            )
+        ),
+        transfer=AmiDeskTransfer(ami=ami, agents=phones, queues=["billing", "support"]),
+    )
     await add_user(access, "lead", Role.SUPERVISOR, agent_id="lead", teams={"blue"})
 
     async def close_desktops(app: web.Application) -> None:
@@ -122,7 +144,7 @@ async def served(pg_dsn: str, redis_url: str) -> AsyncIterator[Served]:
     await server.start_server()
     access.allow_local(server.port or 0)
     try:
-        yield Served(site, hub, server, asterisk)
+        yield Served(site, hub, server, asterisk, pool)
     finally:
         await server.close()
         await ami.close()
@@ -274,7 +296,10 @@ async def test_desktop_shows_the_pop_acks_it_and_shows_markup_as_text(
         assert await text_of(page, "[data-testid=caller-name]") == "Rossi Costruzioni S.r.l."
         assert await text_of(page, "[data-testid=caller-status]") == "Known customer"
         erp = page.locator("[data-source=erp] .source-head")
-        await until(lambda: _text_matches(erp, r"^ERP · \d+(\.\d)? s ago$"), timeout=3)
+        await until(lambda: _text_matches(erp, r"^ERP · \d+(\.\d)? s ago · "), timeout=3)
+        # The systems' raw fields are folded: closed until the agent opens one.
+        assert await page.locator("[data-source=erp]").get_attribute("open") is None
+        await page.locator("[data-source=erp] summary").click()
         facts = await text_of(page, "[data-testid=facts]")
         assert "2026/118" in facts and "In transit".lower() in facts.lower()
         assert "Billing: missing (failed)" in facts and "HTTP 500 from billing" in facts
@@ -305,6 +330,9 @@ async def test_desktop_shows_the_pop_acks_it_and_shows_markup_as_text(
         assert sent == 1
         crm = page.locator("[data-source=crm]")
         await crm.wait_for(timeout=3000)
+        # What the agent unfolded stays open across the late update.
+        assert await page.locator("[data-source=erp]").get_attribute("open") is not None
+        await page.locator("[data-source=crm] summary").click()
         assert XSS_NOTE in await crm.inner_text()  # the CRM note, as text
         assert "Giulia Bianchi" in await crm.inner_text()
         assert "All sources answered" in await text_of(page, ".call-meta")
@@ -326,6 +354,127 @@ async def _text_matches(locator: Locator, pattern: str) -> bool:
 async def _text_differs(locator: Locator, before: str) -> bool:
     assert (await locator.inner_text()) != before
     return True
+
+
+async def test_an_agent_works_a_call_from_the_desktop_with_the_keyboard(
+    browser: Browser, served: Served
+) -> None:
+    """Ready, a pop with its queue, a note, the wrap-up timer and outcome, the shortcuts (not
+    while typing); at desktop and phone widths."""
+    pool = served.pool
+    linkedid = "1732352400.17"
+    await pool.execute(
+        "INSERT INTO customers (id, display_name) VALUES (42, 'Rossi Costruzioni S.r.l.')"
+        " ON CONFLICT (id) DO NOTHING"
+    )
+    await pool.execute("DELETE FROM interactions WHERE linkedid = $1", linkedid)
+    await pool.execute(
+        "INSERT INTO interactions (channel, direction, linkedid, agent_id, started_at)"
+        " VALUES ('voice', 'inbound', $1, 'a1', now())",
+        linkedid,
+    )
+    agents = served.site.agents
+    for width, height, shot in [(1280, 900, "desk-1280"), (390, 844, "desk-390")]:
+        agents.views["a1"]["state"] = "not_ready"
+        agents.requests.clear()
+        async with open_page(browser, width=width, height=height) as w:
+            page = w.page
+            await log_in(w, served, "/desktop/a1", "ann")
+            await desktop_connected(served, "a1")
+            # The configured reasons and the documented keys.
+            reasons = await page.locator("#reason option").all_inner_texts()
+            assert reasons == ["Break", "Lunch"]
+            assert "R" in await text_of(page, "[data-testid=shortcuts]")
+            # Ready with the key (the page, not a field, has the focus).
+            await page.locator("body").click(position={"x": 5, "y": 5})
+            await page.keyboard.press("r")
+            await eventually(lambda: _equal(agents.requests, [("a1", "ready", "")]), timeout=3)
+            await page.locator("#state-now", has_text="Ready").wait_for(timeout=3000)
+
+            payload = {**known_caller_pop(crm_late=True), "queue": "billing"}
+            assert await served.hub.push_screen_pop("a1", payload, 5.0)
+            agents.views["a1"]["state"] = "busy"
+            agents.views["a1"]["since_epoch_s"] = datetime.now(UTC).timestamp() - 65
+            call = page.locator("[data-testid=current-call]")
+            await call.wait_for(timeout=3000)
+            assert "Rossi Costruzioni" in await call.inner_text()
+            assert await text_of(page, "[data-testid=cc-queue]") == "Queue billing"
+            await page.locator("[data-testid=cc-time]", has_text="on call 1:").wait_for(
+                timeout=5000
+            )
+
+            # A note (markup stays text); typing "r" and "n" in it changes no state.
+            note = f"{XSS_NOTE} ({width})"
+            await page.get_by_label("Note on this call and customer").fill("")
+            await page.get_by_label("Note on this call and customer").type(note)
+            await page.get_by_role("button", name="Save note").click()
+            await page.locator("[data-testid=notes] li", has_text=f"({width})").wait_for(
+                timeout=3000
+            )
+            assert agents.requests == [("a1", "ready", "")]
+            stored = await pool.fetchval(
+                "SELECT body FROM desk_notes WHERE linkedid = $1 ORDER BY id DESC LIMIT 1",
+                linkedid,
+            )
+            assert stored == note
+
+            # A ticket for the caller, moved off the usual path: the desk asks for a reason.
+            title = f"Refund <i>now</i> ({width})"
+            await page.get_by_label("New ticket title").fill(title)
+            await page.get_by_role("button", name="Open ticket").click()
+            row = page.locator("[data-testid=tickets] li", has_text=title)
+            await row.wait_for(timeout=3000)
+            ticket_id = await row.get_attribute("data-ticket")
+            await row.get_by_label(f"Move ticket #{ticket_id} to").select_option("resolved")
+            await row.get_by_role("button", name="Move").click()
+            await row.get_by_text("not the usual path").wait_for(timeout=3000)
+            await row.get_by_label(f"Reason for moving ticket #{ticket_id}").fill(
+                "paid on the call"
+            )
+            await row.get_by_role("button", name="Move").click()
+            await row.get_by_text("Resolved ·").wait_for(timeout=3000)
+            phase = await pool.fetchval(
+                "SELECT phase FROM tickets WHERE id = $1", int(ticket_id or 0)
+            )
+            assert phase == "resolved"
+
+            # Transfer the caller to a queue: AMI BlindTransfer of the agent's bridged channel.
+            served.asterisk.add_channel(f"PJSIP/trunk-{width}", bridge_id=f"b{width}", state=6)
+            served.asterisk.add_channel(f"PJSIP/a1-{width}", bridge_id=f"b{width}", state=6)
+            await page.get_by_label("Transfer to queue").select_option("support")
+            await page.get_by_role("button", name="Transfer").click()
+            await page.get_by_text("Transferred to support.").wait_for(timeout=3000)
+            sent = [a for a in served.asterisk.actions_received if a.name == "BlindTransfer"]
+            assert (sent[-1].get("Channel"), sent[-1].get("Exten")) == (
+                f"PJSIP/a1-{width}",
+                "support",
+            )
+            served.asterisk.hangup_channel(f"PJSIP/a1-{width}")
+            served.asterisk.hangup_channel(f"PJSIP/trunk-{width}")
+
+            # The call ends: wrap-up with its timer; the outcome chosen, "w" finishes it.
+            agents.views["a1"]["state"] = "wrap_up"
+            agents.views["a1"]["since_epoch_s"] = datetime.now(UTC).timestamp() - 12
+            await page.locator("[data-testid=wrapup]").wait_for(state="visible", timeout=5000)
+            timer = await text_of(page, "[data-testid=wrapup-timer]")
+            assert re.match(r"^0:1\d$", timer), timer
+            await page.locator("#outcome").select_option("follow_up")
+            await w.screenshot(shot)
+            await page.locator("body").click(position={"x": 5, "y": 5})
+            await page.keyboard.press("w")
+            await eventually(lambda: _equal(agents.requests, [("a1", "ready", "")] * 2), timeout=3)
+            code = await pool.fetchval(
+                "SELECT wrap_up_code FROM interactions WHERE linkedid = $1", linkedid
+            )
+            assert code == "follow_up", await text_of(page, "#wrapup-status")
+            assert await page.locator("img[src=x]").count() == 0
+            # Nothing wider than the screen (the phone width included).
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{overflow}px wider than the {width}px screen"
+            assert w.dialogs == [] and w.errors == []
+        served.hub.forget(linkedid)
 
 
 async def test_unknown_number_pop_offers_to_link_it(browser: Browser, served: Served) -> None:

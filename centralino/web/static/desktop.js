@@ -41,7 +41,22 @@ const ui = {
   call: document.getElementById("call"),
   history: document.getElementById("history"),
   historyPanel: document.getElementById("history-panel"),
+  wrapup: document.getElementById("wrapup-panel"),
+  wrapupTimer: document.getElementById("wrapup-timer"),
+  wrapupStatus: document.getElementById("wrapup-status"),
+  outcome: document.getElementById("outcome"),
+  shortcuts: document.getElementById("shortcuts"),
+  currentCall: document.getElementById("current-call"),
+  ccCaller: document.getElementById("cc-caller"),
+  ccNumber: document.getElementById("cc-number"),
+  ccQueue: document.getElementById("cc-queue"),
+  ccTime: document.getElementById("cc-time"),
+  noteForm: document.getElementById("note-form"),
+  noteText: document.getElementById("note-text"),
+  noteStatus: document.getElementById("note-status"),
+  notes: document.getElementById("notes"),
 };
+const ON_CALL = new Set(["reserved", "ringing", "busy"]);
 
 text(document.getElementById("agent-name"), agentId);
 document.title = `${agentId} · Agent desktop · Centralino`;
@@ -58,6 +73,9 @@ function renderState() {
   for (const [id, state] of [["btn-ready", "ready"], ["btn-not-ready", "not_ready"], ["btn-logout", "logged_out"]]) {
     document.getElementById(id).setAttribute("aria-pressed", String(agent.state === state));
   }
+  const wrapping = agent.state === "wrap_up";
+  if (wrapping && ui.wrapup.hidden) text(ui.wrapupStatus, "");
+  ui.wrapup.hidden = !wrapping;
   tickState();
 }
 
@@ -68,6 +86,22 @@ function tickState() {
   }
   const for_s = Date.now() / 1000 - agent.since_epoch_s;
   text(ui.stateSince, `for ${fmtDuration(for_s)}, since ${fmtWhen(agent.since_epoch_s)}`);
+  if (agent.state === "wrap_up") text(ui.wrapupTimer, fmtClock(for_s));
+  tickCall();
+}
+
+// m:ss for timers the agent glances at (wrap-up, time on call).
+function fmtClock(s) {
+  const t = Math.max(0, Math.floor(s));
+  return `${Math.floor(t / 60)}:${String(t % 60).padStart(2, "0")}`;
+}
+
+function tickCall() {
+  if (!current) return;
+  const talking = agent && agent.state === "busy" && isNum(agent.since_epoch_s);
+  if (talking) text(ui.ccTime, `on call ${fmtClock(Date.now() / 1000 - agent.since_epoch_s)}`);
+  else if (agent && ON_CALL.has(agent.state)) text(ui.ccTime, label(agent.state));
+  else text(ui.ccTime, `call ended · shown ${fmtClock((Date.now() - current.shownAt) / 1000)} ago`);
 }
 
 async function loadState() {
@@ -89,14 +123,142 @@ async function setState(state, reason) {
   }
 }
 
-document.getElementById("btn-ready").addEventListener("click", () => setState("ready", ""));
-document.getElementById("btn-not-ready").addEventListener("click", () => setState("not_ready", ui.reason.value));
+const actions = {
+  ready: () => setState("ready", ""),
+  not_ready: () => setState("not_ready", ui.reason.value),
+  wrap_up_done: () => wrapUpDone(),
+};
+document.getElementById("btn-ready").addEventListener("click", actions.ready);
+document.getElementById("btn-not-ready").addEventListener("click", actions.not_ready);
 document.getElementById("btn-logout").addEventListener("click", () => setState("logged_out", ""));
+document.getElementById("btn-wrapup-done").addEventListener("click", actions.wrap_up_done);
+
+// --- configuration: reasons, outcome codes, shortcuts (centralino/web/desktop_api.py) --------
+
+let shortcutKeys = new Map(); // key -> action name
+
+function fillSelect(select, values, labelOf) {
+  clear(select);
+  for (const v of values) select.append(el("option", { value: v }, labelOf(v)));
+}
+
+async function loadConfig() {
+  try {
+    const config = await api("GET", `/api/desktop/${encodeURIComponent(agentId)}/config`);
+    fillSelect(ui.reason, config.not_ready_reasons || [], (v) => v);
+    fillSelect(ui.outcome, config.outcomes || [], (v) => label(v));
+    ticketPhases = Array.isArray(config.ticket_phases) ? config.ticket_phases : [];
+    const queues = Array.isArray(config.transfer_queues) ? config.transfer_queues : [];
+    fillSelect(document.getElementById("transfer-queue"), queues, (v) => v);
+    document.getElementById("transfer").hidden = !queues.length;
+    if (current) renderPop(current.pop);
+    clear(ui.shortcuts);
+    shortcutKeys = new Map();
+    for (const s of config.shortcuts || []) {
+      shortcutKeys.set(s.key, s.action);
+      ui.shortcuts.append(el("li", {}, el("kbd", {}, s.key.toUpperCase()), s.label));
+    }
+  } catch (err) {
+    text(ui.stateError, String(err.message || err));
+  }
+}
+
+// --- wrap-up: the outcome on the call's record, then ready -----------------------------------
+
+async function wrapUpDone() {
+  if (!agent || agent.state !== "wrap_up") return;
+  text(ui.wrapupStatus, "");
+  if (current && current.linkedid) {
+    try {
+      await api("POST", `/api/agents/${encodeURIComponent(agentId)}/outcome`,
+        { linkedid: current.linkedid, outcome: ui.outcome.value });
+      current.outcome = ui.outcome.value;
+    } catch (err) {
+      text(ui.wrapupStatus, String(err.message || err)); // stay in wrap-up: nothing is lost
+      return;
+    }
+  }
+  text(ui.wrapupStatus, `Saved: ${label(ui.outcome.value)}`);
+  await setState("ready", "");
+}
+
+// --- notes on the current call and customer --------------------------------------------------
+
+function customerOf(pop) {
+  return pop && pop.caller && Number.isInteger(pop.caller.customer_id) ? pop.caller.customer_id : null;
+}
+
+function renderNotes(notes) {
+  clear(ui.notes);
+  for (const n of notes) {
+    ui.notes.append(el("li", { "data-note": String(n.id) },
+      el("div", {}, n.body),
+      el("div", { class: "note-by small" }, `${n.author} · ${fmtWhen(n.created_at)}`)));
+  }
+}
+
+async function loadNotes() {
+  if (!current) return;
+  const q = new URLSearchParams();
+  const customer = customerOf(current.pop);
+  if (customer !== null) q.set("customer_id", String(customer));
+  if (current.linkedid) q.set("linkedid", current.linkedid);
+  if (![...q.keys()].length) return;
+  try {
+    renderNotes(await api("GET", `/api/agents/${encodeURIComponent(agentId)}/notes?${q}`));
+  } catch (err) {
+    text(ui.noteStatus, String(err.message || err));
+  }
+}
+
+ui.noteForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = ui.noteText.value.trim();
+  if (!body || !current) return;
+  try {
+    await api("POST", `/api/agents/${encodeURIComponent(agentId)}/notes`,
+      { text: body, linkedid: current.linkedid || null, customer_id: customerOf(current.pop) });
+    ui.noteText.value = "";
+    text(ui.noteStatus, "Saved.");
+    await loadNotes();
+  } catch (err) {
+    text(ui.noteStatus, String(err.message || err));
+  }
+});
+
+// --- transfer the current caller to a queue (AMI blind transfer) -----------------------------
+
+document.getElementById("btn-transfer").addEventListener("click", async () => {
+  const queue = document.getElementById("transfer-queue").value;
+  const status = document.getElementById("transfer-status");
+  try {
+    await api("POST", `/api/agents/${encodeURIComponent(agentId)}/transfer`, { queue });
+    text(status, `Transferred to ${queue}.`);
+  } catch (err) {
+    text(status, String(err.message || err));
+  }
+});
+
+// --- keyboard shortcuts: never while typing in a field ----------------------------------------
+
+function typing(target) {
+  if (!(target instanceof Element)) return false;
+  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat || typing(event.target)) return;
+  const action = shortcutKeys.get(event.key.toLowerCase());
+  if (!action || !Object.hasOwn(actions, action)) return;
+  event.preventDefault();
+  actions[action]();
+});
 
 // --- screen-pop ---------------------------------------------------------------------------
 
-let current = null; // {linkedid, caller label, shownAt}
+let current = null; // {linkedid, label, shownAt, pop}
 let ages = []; // [{node, base_s, at_ms}] ticking "x s ago" labels
+let openSources = new Set(); // sources whose raw fields the agent unfolded, for this call
 
 function age(node, base_s) {
   ages.push({ node, base_s, at_ms: performance.now() });
@@ -214,7 +376,7 @@ function ivrSection(ivr) {
 }
 
 function factsSection(pop) {
-  const section = el("section", { "data-testid": "facts" }, el("h3", {}, "From the systems of record"));
+  const section = el("section", { "data-testid": "facts" }, el("h3", {}, "From the systems of record (open for details)"));
   const groups = new Map();
   for (const fact of Array.isArray(pop.facts) ? pop.facts : []) {
     const name = String(fact.source ?? "unknown");
@@ -232,8 +394,21 @@ function factsSection(pop) {
     const freshest = Math.min(...facts.map((f) => (isNum(f.age_s) ? f.age_s : Infinity)));
     const head = el("div", { class: "source-head" }, el("span", { class: "source-name" }, sourceName(name)));
     if (Number.isFinite(freshest)) head.append(" ", el("span", { class: "age" }, "· ", age(el("span", {}), freshest)));
-    const group = el("div", { class: "source-group", "data-source": name }, head);
-    if (!facts.length) group.append(el("div", { class: "empty small" }, pending.has(name) ? "Fetching…" : "Nothing on file"));
+    if (!facts.length) {
+      // Nothing to fold: say so in plain sight.
+      const why = pending.has(name) ? "Fetching…" : "Nothing on file";
+      section.append(el("div", { class: "source-group", "data-source": name }, head, el("div", { class: "empty small" }, why)));
+      continue;
+    }
+    // The systems' raw fields, folded: the summary says what is inside (kinds and counts).
+    const kinds = new Map();
+    for (const f of facts) kinds.set(label(f.kind), (kinds.get(label(f.kind)) || 0) + 1);
+    const inside = [...kinds].map(([k, n]) => (n > 1 ? `${k} ×${n}` : k)).join(", ");
+    head.append(" ", el("span", { class: "small muted" }, `· ${inside}`));
+    const group = el("details", { class: "source-group", "data-source": name }, el("summary", {}, head));
+    // A late result re-renders the pop: what the agent opened stays open.
+    group.open = openSources.has(name);
+    group.addEventListener("toggle", () => (group.open ? openSources.add(name) : openSources.delete(name)));
     for (const fact of facts) group.append(el("div", { class: "fact" }, el("div", { class: "fact-kind" }, label(fact.kind)), kv(fact.data)));
     section.append(group);
   }
@@ -249,20 +424,65 @@ function factsSection(pop) {
   return section;
 }
 
-function ticketsSection(tickets) {
+function ticketsSection(tickets, pop) {
   const section = el("section", { "data-testid": "tickets" }, el("h3", {}, "Open tickets"));
-  if (!Array.isArray(tickets) || !tickets.length) {
-    section.append(el("div", { class: "empty" }, "No open tickets"));
-    return section;
-  }
   const list = el("ul", { class: "plain" });
-  for (const t of tickets) {
-    list.append(el("li", {},
+  for (const t of Array.isArray(tickets) ? tickets : []) {
+    const moved = ticketMoves.get(t.id);
+    const phase = moved ? moved.phase : t.phase;
+    list.append(el("li", { "data-ticket": String(t.id) },
       el("div", {}, icon("ticket"), " ", el("strong", {}, `#${t.id} `), t.title ?? ""),
-      el("div", { class: "small muted" }, `${label(t.phase)} · opened ${fmtWhen(t.opened_at)} · updated ${fmtWhen(t.updated_at)}`)));
+      el("div", { class: "small muted" }, `${label(phase)} · opened ${fmtWhen(t.opened_at)} · updated ${fmtWhen(t.updated_at)}`),
+      ticketPhases.length ? moveForm(t.id, phase) : null));
   }
+  if (!list.children.length) section.append(el("div", { class: "empty" }, "No open tickets"));
   section.append(list);
+  const customer = customerOf(pop);
+  if (customer !== null) section.append(newTicketForm(customer));
   return section;
+}
+
+// Phases moved on this desktop, shown until the next pop brings the ticket's own.
+let ticketMoves = new Map();
+let ticketPhases = [];
+
+function moveForm(ticketId, phase) {
+  const select = el("select", { "aria-label": `Move ticket #${ticketId} to` });
+  for (const p of ticketPhases) if (p !== phase) select.append(el("option", { value: p }, label(p)));
+  const reason = el("input", { type: "text", maxlength: 500, placeholder: "reason (to skip steps)", "aria-label": `Reason for moving ticket #${ticketId}` });
+  const status = el("span", { class: "small", role: "status" });
+  const button = el("button", { type: "button", class: "btn" }, "Move");
+  button.addEventListener("click", async () => {
+    try {
+      const moved = await api("POST", `/api/agents/${encodeURIComponent(agentId)}/tickets/${ticketId}/move`,
+        { to_phase: select.value, reason: reason.value });
+      ticketMoves.set(ticketId, moved);
+      renderPop(current.pop);
+    } catch (err) {
+      text(status, String(err.message || err)); // e.g. off the usual path: asks for a reason
+      reason.focus();
+    }
+  });
+  return el("div", { class: "ticket-move" }, select, reason, button, status);
+}
+
+function newTicketForm(customerId) {
+  const title = el("input", { type: "text", maxlength: 200, placeholder: "New ticket title", "aria-label": "New ticket title" });
+  const status = el("span", { class: "small", role: "status" });
+  const button = el("button", { type: "button", class: "btn" }, "Open ticket");
+  button.addEventListener("click", async () => {
+    if (!title.value.trim()) return;
+    try {
+      const t = await api("POST", `/api/agents/${encodeURIComponent(agentId)}/tickets`,
+        { customer_id: customerId, title: title.value.trim() });
+      const now = new Date().toISOString();
+      current.pop = { ...current.pop, open_tickets: [...(current.pop.open_tickets || []), { id: t.id, title: t.title, phase: t.phase, opened_at: now, updated_at: now }] };
+      renderPop(current.pop);
+    } catch (err) {
+      text(status, String(err.message || err));
+    }
+  });
+  return el("div", { class: "ticket-new" }, title, button, status);
 }
 
 function interactionsSection(items) {
@@ -291,11 +511,12 @@ function renderPop(pop) {
   ages = [];
   const card = el("div", { "data-testid": "pop", "data-linkedid": pop.linkedid ?? "" },
     el("div", { class: "call-head" }, callerHead(pop), callMeta(pop)),
+    // The customer's own facts first (tickets, contacts, the IVR's reading), the systems' after.
     el("div", { class: "pop-grid" },
+      ticketsSection(pop.open_tickets, pop),
+      interactionsSection(pop.last_interactions),
       ivrSection(pop.ivr),
-      factsSection(pop),
-      ticketsSection(pop.open_tickets),
-      interactionsSection(pop.last_interactions)));
+      factsSection(pop)));
   clear(ui.call).append(card);
   tickAges();
 }
@@ -310,10 +531,27 @@ function remember(previous) {
 function showPop(pop) {
   const linkedid = pop.linkedid ?? "";
   if (current && current.linkedid !== linkedid) remember(current);
-  if (!current || current.linkedid !== linkedid) current = { linkedid, shownAt: Date.now(), label: "", pop: {} };
+  if (!current || current.linkedid !== linkedid) {
+    current = { linkedid, shownAt: Date.now(), label: "", pop: {} };
+    openSources = new Set();
+    ticketMoves = new Map();
+    clear(ui.notes);
+    text(ui.noteStatus, "");
+  }
+  const fresh = current.pop !== pop && !current.pop.linkedid;
   current.pop = pop;
   current.label = pop.caller && pop.caller.label ? pop.caller.label : "caller";
   renderPop(pop);
+  renderCurrentCall(pop);
+  if (fresh) loadNotes();
+}
+
+function renderCurrentCall(pop) {
+  ui.currentCall.hidden = false;
+  text(ui.ccCaller, current.label);
+  text(ui.ccNumber, (pop.caller && pop.caller.number) || "");
+  text(ui.ccQueue, pop.queue ? `Queue ${pop.queue}` : "Queue —");
+  tickCall();
 }
 
 // --- the hub's messages (centralino/web/desktop_ws.py) --------------------------------------
@@ -345,6 +583,7 @@ function onStatus(status) {
   document.body.dataset.ws = status;
 }
 
+loadConfig();
 loadState();
 setInterval(loadState, STATE_POLL_MS);
 setInterval(tickState, 1000);
