@@ -107,6 +107,11 @@ class Router:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    @property
+    def agent_ids(self) -> frozenset[str]:
+        """The agents this router routes to (as configured)."""
+        return frozenset(self._core.agents)
+
     async def publish(self) -> None:
         """Write the agent definitions to the live store (states of known agents are kept)."""
         core = self._core

@@ -66,6 +66,7 @@ from centralino.desk_transfer import AmiDeskTransfer
 from centralino.flows import FlowStore
 from centralino.gc_tuning import startup_objects_frozen
 from centralino.inbound_script import InboundHandler, audiosocket_call
+from centralino.messaging import add_messaging
 from centralino.metrics import Metrics
 from centralino.observability import register_checks, register_metrics
 from centralino.recovery import LiveStateGuard
@@ -464,6 +465,7 @@ def _web_app(
             ami=ami, agents=agents or {}, queues=[q.name for q in settings.acd.queues]
         ),
     )
+    add_messaging(app, settings, pool=pool, context=context, phones=phones, router=router, hub=hub)
     return app
 
 

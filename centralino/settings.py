@@ -49,6 +49,16 @@ class ServerSettings(_Section):
     grace_s: float = Field(10.0, gt=0)
     # A FastAGI connection silent for this long is closed (Asterisk always answers in ms).
     idle_timeout_s: float = Field(300.0, gt=0)
+    # The base URL providers reach us at (behind a proxy it is not ours): Twilio signs the URL
+    # it requested, so its webhook checks signatures against this plus the request's path.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected the http:// or https:// base URL providers reach us at")
+        return value.rstrip("/") if value else value
 
 
 def _no_password_in_file(url: str | None) -> str | None:
@@ -90,6 +100,42 @@ class AmiSettings(_Section):
     secret: SecretStr | None = None
     ping_interval_s: float = Field(2.0, gt=0)
     servers: list[AsteriskServerSettings] = Field(default_factory=list)
+
+
+class WhatsAppSettings(_Section):
+    """WhatsApp Cloud API webhook secrets (environment only); unset = that webhook answers 503."""
+
+    app_secret: SecretStr | None = None  # signs X-Hub-Signature-256
+    verify_token: SecretStr | None = None  # the verification handshake's hub.verify_token
+    # Replies (POST /api/messages) go out through the Cloud API when these are set.
+    access_token: SecretStr | None = None  # environment only
+    phone_number_id: str | None = None
+    display_number: str = ""  # our number as customers see it, for the timeline
+    api_url: str = "https://graph.facebook.com/v21.0"
+
+
+class TwilioSettings(_Section):
+    auth_token: SecretStr | None = None  # signs X-Twilio-Signature (environment only)
+    # Replies by SMS go out through Twilio's API when these are set (with auth_token).
+    account_sid: str | None = None
+    from_number: str | None = None  # E.164
+    api_url: str = "https://api.twilio.com"
+
+
+class EmailSettings(_Section):
+    """The SMTP server taking customers' mail (centralino/email_server.py)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=0, le=65535)
+    domains: list[str] = Field(default_factory=list)  # mail is accepted for these only
+    max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _domains_when_enabled(self) -> EmailSettings:
+        if self.enabled and not self.domains:
+            raise ValueError("email.domains: name the domains to accept mail for")
+        return self
 
 
 class LoggingSettings(_Section):
@@ -396,6 +442,9 @@ class Settings(_Section):
     contact: ContactSettings = ContactSettings()
     speech: SpeechSettings = SpeechSettings()
     demo: DemoSettings = DemoSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    email: EmailSettings = EmailSettings()
     ivr: IvrSettings = IvrSettings()
     # Call flows by name, one TOML table each (README "Call flows"); `default` replaces the
     # built-in one. Checked with the rest of the configuration by centralino/flows.py.
@@ -422,6 +471,9 @@ class Settings(_Section):
 
 
 _ENV_ONLY = {("ami", "secret"), ("demo", "password")}
+# The channels' webhook secrets (centralino/web/webhooks.py).
+_ENV_ONLY |= {("whatsapp", "app_secret"), ("whatsapp", "verify_token"), ("twilio", "auth_token")}
+_ENV_ONLY |= {("whatsapp", "access_token")}
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

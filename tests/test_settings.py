@@ -218,6 +218,46 @@ def test_the_record_spool_directory_defaults_to_the_working_directory(tmp_path: 
     assert load_settings(path, environ={}).database.spool_dir == Path("/var/spool/centralino")
 
 
+def test_webhook_secrets_come_from_the_environment_only(tmp_path: Path) -> None:
+    env = {
+        "CENTRALINO_WHATSAPP_APP_SECRET": "wa-s3cret",
+        "CENTRALINO_WHATSAPP_VERIFY_TOKEN": "wa-t0ken",
+        "CENTRALINO_TWILIO_AUTH_TOKEN": "tw-t0ken",
+        "CENTRALINO_SERVER_PUBLIC_URL": "https://centralino.example.com/",
+    }
+    settings = load_settings(environ=env)
+    assert settings.whatsapp.app_secret is not None
+    assert settings.whatsapp.app_secret.get_secret_value() == "wa-s3cret"
+    assert settings.twilio.auth_token is not None
+    assert settings.server.public_url == "https://centralino.example.com"
+    shown = repr(settings.redacted())
+    assert not any(s in shown for s in ("wa-s3cret", "wa-t0ken", "tw-t0ken"))
+    for section, key, var in [
+        ("whatsapp", "app_secret", "CENTRALINO_WHATSAPP_APP_SECRET"),
+        ("whatsapp", "verify_token", "CENTRALINO_WHATSAPP_VERIFY_TOKEN"),
+        ("twilio", "auth_token", "CENTRALINO_TWILIO_AUTH_TOKEN"),
+    ]:
+        path = tmp_path / f"{key}.toml"
+        path.write_text(f'[{section}]\n{key} = "oops"\n')
+        with pytest.raises(SettingsError, match=var):
+            load_settings(path, environ={})
+
+
+def test_public_url_must_be_an_http_url() -> None:
+    with pytest.raises(SettingsError, match=r"server\.public_url"):
+        load_settings(environ={"CENTRALINO_SERVER_PUBLIC_URL": "centralino.example.com"})
+
+
+def test_the_whatsapp_access_token_is_environment_only(tmp_path: Path) -> None:
+    path = tmp_path / "token.toml"
+    path.write_text('[whatsapp]\naccess_token = "oops"\n')
+    with pytest.raises(SettingsError, match="CENTRALINO_WHATSAPP_ACCESS_TOKEN"):
+        load_settings(path, environ={})
+    settings = load_settings(environ={"CENTRALINO_WHATSAPP_ACCESS_TOKEN": "EAAG-t0ken"})
+    assert settings.whatsapp.access_token is not None
+    assert "EAAG-t0ken" not in repr(settings.redacted())
+
+
 def test_access_settings_from_file_and_environment(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[access]\npublic_urls = ["https://cc.example.com"]\nsession_idle_s = 600\n')

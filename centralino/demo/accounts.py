@@ -21,6 +21,7 @@ from centralino.adapters.pg_accounts import PgAccounts
 ADMIN = "admin"
 SUPERVISOR = "supervisor"
 DESKTOP_TOKEN_LABEL = "simulated desktop"
+SUPERVISOR_TOKEN_LABEL = "demo timeline"  # the banner's curl example of the timeline API
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class DemoLogins:
     password: str
     usernames: tuple[str, ...]  # admin, supervisor, then the agents
     desktop_tokens: dict[str, str]  # agent id -> API token of its account
+    supervisor_token: str = ""  # an API token of the supervisor's account
 
 
 def new_demo_password() -> str:
@@ -79,7 +81,7 @@ async def ensure_demo_accounts(
         teams=(),
         password_hash=password_hash,
     )
-    await _ensure(
+    supervisor = await _ensure(
         accounts,
         username=SUPERVISOR,
         role=Role.SUPERVISOR,
@@ -88,10 +90,18 @@ async def ensure_demo_accounts(
         password_hash=password_hash,
     )
     tokens = await desktop_tokens(accounts, agents=agents, password_hash=password_hash, now=now)
+    await accounts.revoke_tokens(supervisor.id, now=now, label=SUPERVISOR_TOKEN_LABEL)
+    supervisor_token = credentials.new_api_token()
+    await accounts.create_token(
+        account_id=supervisor.id,
+        token_digest=credentials.digest(supervisor_token),
+        label=SUPERVISOR_TOKEN_LABEL,
+    )
     return DemoLogins(
         password=password,
         usernames=(ADMIN, SUPERVISOR, *(a.agent_id for a in agents)),
         desktop_tokens=tokens,
+        supervisor_token=supervisor_token,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -23,6 +24,7 @@ from datetime import UTC, date, datetime
 import aiohttp
 import numpy as np
 from aiohttp import web
+from pydantic import SecretStr
 
 from acd.models import AgentDefinition, AgentState
 from centralino.access.passwords import Passwords
@@ -33,8 +35,17 @@ from centralino.demo.accounts import DemoLogins, ensure_demo_accounts, new_demo_
 from centralino.demo.crm import crm_backend_config, make_crm_app
 from centralino.demo.dataset import DemoDataset, generate
 from centralino.demo.erp import erp_backend_config, make_erp_app
+from centralino.demo.providers import (
+    DEMO_MAIL_DOMAIN,
+    DemoMessagingProvider,
+    DemoSendApis,
+    demo_channel_settings,
+    send_demo_email,
+    with_demo_send_apis,
+)
 from centralino.demo.seed import seed_customers
 from centralino.gc_tuning import startup_objects_frozen
+from centralino.messaging import EMAIL_SERVER, webhook_secrets
 from centralino.settings import Settings
 from centralino.simulator.ami_server import AmiServer
 from centralino.simulator.callcenter import (
@@ -45,6 +56,7 @@ from centralino.simulator.callcenter import (
     open_desktops,
 )
 from centralino.storage.embedded import embedded_postgres, embedded_redis
+from centralino.web.conversations_api import CONVERSATIONS
 from contact.reconcile import ReconcilePolicy
 from ivr.inbound import FlowSettings
 
@@ -85,6 +97,11 @@ def demo_agents(count: int) -> tuple[list[AgentDefinition], dict[str, str]]:
     return definitions, names
 
 
+# The simulated agents answer a written conversation and close it after this long. Until they
+# do, it holds their capacity, and voice goes only to agents with no other work.
+DEMO_CONVERSATION_S = 30.0
+
+
 @dataclass(slots=True)
 class DemoWorld:
     runtime: Runtime
@@ -96,6 +113,12 @@ class DemoWorld:
     crm: web.Application
     base_url: str
     logins: DemoLogins
+    messaging: DemoMessagingProvider  # plays Meta and Twilio: signed webhooks into the demo
+    send_apis: DemoSendApis  # plays their send APIs: replies go out (and report back) here
+
+    @property
+    def smtp_port(self) -> int:
+        return self.runtime.web_runner.app[EMAIL_SERVER].port
 
 
 async def serve_app(app: web.Application, stack: AsyncExitStack) -> str:
@@ -119,9 +142,11 @@ async def demo_world(
     ready_agents: bool = True,
     ack_delay_s: float = 0.05,
     live_check_s: float = 2.0,
+    conversation_s: float = DEMO_CONVERSATION_S,
 ) -> AsyncIterator[DemoWorld]:
     demo = settings.demo
     rng = np.random.default_rng(demo.seed)
+    settings = demo_channel_settings(settings)  # the webhooks' secrets and public URL
     async with AsyncExitStack() as stack:
         if database_url is None:
             if settings.database.url is not None:
@@ -151,6 +176,14 @@ async def demo_world(
         )
         erp_url = await serve_app(erp, stack)
         crm_url = await serve_app(crm, stack)
+        providers_session = await stack.enter_async_context(aiohttp.ClientSession())
+
+        async def serve(app: web.Application) -> str:
+            return await serve_app(app, stack)
+
+        settings, send_apis = await with_demo_send_apis(
+            settings, session=providers_session, serve=serve, rng=random.Random(demo.seed)
+        )
         backends: list[HttpBackendConfig] = [
             erp_backend_config(erp_url, timeout_s=0.35),
             crm_backend_config(crm_url, timeout_s=0.35),
@@ -232,6 +265,16 @@ async def demo_world(
                     await runtime.router.agent_ready(d.agent_id)
 
         simulator.agi_port = runtime.agi.port  # the configured port may be 0 (any free one)
+        closer = asyncio.create_task(
+            close_handled_conversations(runtime, after_s=conversation_s * time_scale),
+            name="demo-conversations",
+        )
+
+        async def stop_closer() -> None:
+            closer.cancel()
+            await asyncio.gather(closer, return_exceptions=True)
+
+        stack.push_async_callback(stop_closer)
         yield DemoWorld(
             runtime=runtime,
             dataset=dataset,
@@ -241,8 +284,32 @@ async def demo_world(
             erp=erp,
             crm=crm,
             base_url=base_url,
+            messaging=DemoMessagingProvider(
+                session=session, base_url=base_url, secrets=webhook_secrets(runtime.settings)
+            ),
+            send_apis=send_apis,
             logins=logins,
         )
+
+
+async def close_handled_conversations(runtime: Runtime, *, after_s: float) -> None:
+    """Plays the agents' side of written conversations: each is closed `after_s` after it was
+    assigned (through the same close the desktop uses), freeing the agent for calls."""
+    conversations = runtime.web_runner.app[CONVERSATIONS]
+    while True:
+        await asyncio.sleep(max(0.05, min(after_s / 2, 2.0)))
+        try:
+            rows = await runtime.pool.fetch(
+                "SELECT id, agent_id FROM conversations WHERE state = 'assigned'"
+                " AND assigned_at < now() - make_interval(secs => $1)",
+                after_s,
+            )
+            for row in rows:
+                await conversations.close_conversation(row["id"], agent_id=row["agent_id"])
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the demo's agents keep working through a storage outage
+            log.exception("demo: closing handled conversations failed")
 
 
 def _today() -> date:
@@ -259,6 +326,8 @@ async def run_demo(
         with startup_objects_frozen():
             numbers = [p.phone for p in world.dataset.people]
             print(_banner(world), flush=True)
+            print(_channels_banner(world), flush=True)
+            print(await send_demo_messages(world), flush=True)
             rng = np.random.default_rng(settings.demo.seed + 3)
             loop = asyncio.get_running_loop()
             started = loop.time()
@@ -290,6 +359,72 @@ def _banner(world: DemoWorld) -> str:
         f"    FastAGI         {world.runtime.settings.server.host}:{world.runtime.agi.port}\n"
         "  Simulated callers dial in through FastAGI; the simulated agents' desktops acknowledge\n"
         "  every screen-pop; the demo ERP and CRM answer over HTTP with real latency.\n"
+    )
+
+
+def _channels_banner(world: DemoWorld) -> str:
+    settings = world.runtime.settings
+
+    def shown(value: SecretStr | None) -> str:
+        return value.get_secret_value() if value is not None else "(unset)"
+
+    url = world.base_url
+    return (
+        "  Messaging webhooks (secrets from the environment, random ones when unset):\n"
+        f"    WhatsApp        {url}/webhooks/whatsapp\n"
+        f"      CENTRALINO_WHATSAPP_APP_SECRET={shown(settings.whatsapp.app_secret)}\n"
+        f"      CENTRALINO_WHATSAPP_VERIFY_TOKEN={shown(settings.whatsapp.verify_token)}\n"
+        f"    Twilio SMS      {url}/webhooks/twilio/sms\n"
+        f"      CENTRALINO_TWILIO_AUTH_TOKEN={shown(settings.twilio.auth_token)}\n"
+        f"      CENTRALINO_SERVER_PUBLIC_URL={settings.server.public_url}\n"
+        f"    timeline API    {url}/api/timeline?phone=<E.164>  (supervisors and admins)\n"
+        f"    tickets board   {url}/board/<team>  (its supervisors and agents, admins)\n"
+        f"    replies         POST {url}/api/messages (the demo's WhatsApp and Twilio APIs)\n"
+        f"    email (SMTP)    {settings.email.host}:{world.smtp_port}"
+        f"  for @{', @'.join(settings.email.domains)}\n"
+    )
+
+
+# What the demo's customers write when it starts (WhatsApp and SMS alike).
+DEMO_TEXTS = (
+    "Buongiorno, ho ricevuto la fattura ma l'importo non torna.",
+    "Hello, when will my order ship?",
+    "Grazie, tutto risolto!",
+)
+# A number no demo customer has: its SMS creates a new customer.
+DEMO_STRANGER = "+393471234567"
+
+
+async def send_demo_messages(world: DemoWorld) -> str:
+    """A few WhatsApp and SMS messages from the demo's customers (and one stranger) through
+    the demo providers, signed like the real ones; says where to see them."""
+    people = [p for p in world.dataset.people if p.phone != world.dataset.shared_office_phone]
+    sent: list[str] = []
+    for person, text in zip(people[:3], DEMO_TEXTS, strict=False):
+        await world.messaging.whatsapp(person.phone.removeprefix("+"), text, name=person.name)
+        sent.append(f"WhatsApp from {person.name}")
+    for person in people[3:5]:
+        await world.messaging.sms(person.phone, "Please call me back about my invoice.")
+        sent.append(f"SMS from {person.name}")
+    await world.messaging.sms(DEMO_STRANGER, "Hi, I'd like a quote.")
+    sent.append(f"SMS from {DEMO_STRANGER} (a new customer)")
+    writer = people[5]
+    await send_demo_email(
+        host=world.runtime.settings.email.host,
+        port=world.smtp_port,
+        sender=writer.email,
+        name=writer.name,
+        subject="Richiesta di rimborso",
+        text="Buongiorno, vorrei il rimborso dell'ultimo ordine.",
+    )
+    sent.append(f"email from {writer.name} to support@{DEMO_MAIL_DOMAIN}")
+    phone = people[0].phone.removeprefix("+")
+    token = world.logins.supervisor_token
+    return (
+        "  Demo messages sent through the demo providers: " + "; ".join(sent) + "\n"
+        "    the supervisor's timeline, with an API token of theirs:\n"
+        f"    curl -H 'Authorization: Bearer {token}' "
+        f"'{world.base_url}/api/timeline?phone=%2B{phone}'\n"
     )
 
 

@@ -120,7 +120,26 @@ ROUTE_RULES: dict[str, Rule] = {
     "/reports": Rule.SUPERVISION,
     "/api/reports": Rule.SUPERVISION,
     "/api/reports.csv": Rule.SUPERVISION,
+    # Messaging providers' webhooks: their HMAC signatures authenticate them (web/webhooks.py).
+    "/webhooks/whatsapp": Rule.PUBLIC,
+    "/webhooks/twilio/sms": Rule.PUBLIC,
+    # The web chat widget and its WebSocket: visitors are anonymous customers.
+    "/chat": Rule.PUBLIC,
+    "/ws/chat": Rule.PUBLIC,
+    "/api/timeline": Rule.SUPERVISION,
+    # Checked per conversation, contact, team or ticket in the handler (web/scopes.py).
+    "/api/messages": Rule.ANY_ACCOUNT,
+    "/api/conversations": Rule.ANY_ACCOUNT,
+    "/api/conversations/{conversation_id}/close": Rule.ANY_ACCOUNT,
+    "/board/{team}": Rule.ANY_ACCOUNT,
+    "/api/board": Rule.ANY_ACCOUNT,
+    "/api/tickets": Rule.ANY_ACCOUNT,
+    "/api/tickets/{ticket_id}/move": Rule.ANY_ACCOUNT,
+    "/api/tickets/{ticket_id}/history": Rule.ANY_ACCOUNT,
 }
+# Called by the providers at the address configured in their consoles (often a tunnel's or a
+# proxy's name, not one of our public origins): the Host check does not apply, the signature does.
+SIGNED_WEBHOOKS = frozenset({"/webhooks/whatsapp", "/webhooks/twilio/sms"})
 
 LOGIN_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
@@ -425,7 +444,7 @@ async def access_middleware(
     if request.match_info.http_exception is not None:
         return await handler(request)  # 404 / 405 as aiohttp answers them
     pattern = _route_pattern(request)
-    if pattern in PROBES:
+    if pattern in PROBES or pattern in SIGNED_WEBHOOKS:
         return await handler(request)
     allowed = access.config.origins
     if not host_allowed(request.host, allowed):

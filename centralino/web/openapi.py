@@ -25,9 +25,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "forbidden (role, team, CSRF token or Origin)",
         404: "unknown",
         409: "the state machine refuses",
+        413: "body too large",
         415: "not JSON",
         421: "not one of our host names",
         501: "not configured",
+        502: "the provider refused it or stayed unavailable",
         503: "unavailable",
     }
     return {str(s): _json(_ERROR, reasons[s]) for s in statuses}
@@ -40,6 +42,161 @@ _CSRF = {
     "required": False,
     "description": "the session's token (GET /api/session); required with the cookie",
     "schema": {"type": "string"},
+}
+
+
+def _id_path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _object(required: list[str], **properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+_STRING = {"type": "string"}
+# The written channels (centralino/messaging.py): timeline, replies, conversations, tickets.
+_MESSAGING_PATHS: dict[str, Any] = {
+    "/api/timeline": {
+        "get": {
+            "summary": "a customer's timeline on every channel, newest first (supervisors "
+            "and admins)",
+            "parameters": [
+                {"name": "phone", "in": "query", "description": "E.164", "schema": _STRING},
+                {"name": "email", "in": "query", "schema": _STRING},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+            ],
+            "responses": {
+                "200": _json(_object(["customer", "items"], customer={}, items={})),
+                **_errors(400, 401, 403, 404, 409),
+            },
+        }
+    },
+    "/api/messages": {
+        "post": {
+            "summary": "send a WhatsApp or SMS reply once per idempotency key (an agent to "
+            "their conversations' contacts, a supervisor to their teams', an admin to anyone)",
+            "parameters": [_CSRF],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            ["channel", "to", "text"],
+                            channel={"enum": ["whatsapp", "sms"]},
+                            to=_STRING,
+                            text=_STRING,
+                            idempotency_key=_STRING,
+                            customer_id={"type": "integer"},
+                        )
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(_object(["state"], state=_STRING)),
+                **_errors(400, 401, 403, 409, 413, 502, 503),
+            },
+        }
+    },
+    "/api/conversations": {
+        "get": {
+            "summary": "an agent's open written conversations and their latest messages",
+            "parameters": [
+                {"name": "agent_id", "in": "query", "required": True, "schema": _STRING}
+            ],
+            "responses": {
+                "200": _json({"type": "array", "items": {"type": "object"}}),
+                **_errors(400, 401, 403),
+            },
+        }
+    },
+    "/api/conversations/{conversation_id}/close": {
+        "post": {
+            "summary": "the agent is done with a conversation; its ACD capacity is freed",
+            "parameters": [_id_path("conversation_id"), _CSRF],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _object(["agent_id"], agent_id=_STRING)}
+                },
+            },
+            "responses": {
+                "200": _json(_object(["conversation_id", "state"], conversation_id={}, state={})),
+                **_errors(400, 401, 403, 404, 413),
+            },
+        }
+    },
+    "/api/board": {
+        "get": {
+            "summary": "a team's tickets board: pipeline, cards and figures per phase (the "
+            "team's supervisors and agents; every team: admins)",
+            "parameters": [
+                {"name": "team", "in": "query", "schema": _STRING},
+                {"name": "pipeline", "in": "query", "schema": _STRING},
+            ],
+            "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403)},
+        }
+    },
+    "/api/tickets": {
+        "post": {
+            "summary": "open a ticket for a team (the logged-in account is its actor)",
+            "parameters": [_CSRF],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            ["title", "team"],
+                            title=_STRING,
+                            team=_STRING,
+                            owner=_STRING,
+                            channel=_STRING,
+                            customer_id={"type": "integer"},
+                            pipeline=_STRING,
+                        )
+                    }
+                },
+            },
+            "responses": {"201": _json(_object(["id"], id={})), **_errors(400, 401, 403)},
+        }
+    },
+    "/api/tickets/{ticket_id}/move": {
+        "post": {
+            "summary": "move a ticket from the phase the mover saw (409 if it moved since); "
+            "off the usual path with a reason",
+            "parameters": [_id_path("ticket_id"), _CSRF],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            ["from_phase", "to_phase"],
+                            from_phase=_STRING,
+                            to_phase=_STRING,
+                            reason=_STRING,
+                        )
+                    }
+                },
+            },
+            "responses": {
+                "200": _json({"type": "object"}),
+                **_errors(400, 401, 403, 404, 409),
+            },
+        }
+    },
+    "/api/tickets/{ticket_id}/history": {
+        "get": {
+            "summary": "every phase the ticket went through: who, when, why",
+            "parameters": [_id_path("ticket_id")],
+            "responses": {
+                "200": _json({"type": "array", "items": {"type": "object"}}),
+                **_errors(400, 401, 403, 404),
+            },
+        }
+    },
 }
 
 
@@ -318,6 +475,7 @@ def spec() -> dict[str, Any]:
                     },
                 }
             },
+            **_MESSAGING_PATHS,
         },
     }
 

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
+from centralino.access import credentials
 from centralino.access.models import Account, Role
 from centralino.access.passwords import Passwords
 from centralino.access.policy import LoginLimits, SessionPolicy
@@ -116,3 +117,25 @@ async def login(
     client.session.headers["Origin"] = origin_of(client)
     client.session.headers["X-CSRF-Token"] = csrf
     return str(csrf)
+
+
+async def add_token_user(
+    access: Access,
+    username: str,
+    role: Role,
+    token: str,
+    *,
+    agent_id: str | None = None,
+    teams: Collection[str] = (),
+) -> Account:
+    """An account (made once) holding this API token (added once): for tests that call the
+    JSON API as a script would, with `Authorization: Bearer <token>`."""
+    accounts = access.accounts
+    assert isinstance(accounts, PgAccounts)
+    account = await accounts.account_by_name(username)
+    if account is None:
+        account = await add_user(access, username, role, agent_id=agent_id, teams=teams)
+    digest = credentials.digest(token)
+    if await accounts.token_account(digest, now=datetime.now(UTC)) is None:
+        await accounts.create_token(account_id=account.id, token_digest=digest, label="test")
+    return account

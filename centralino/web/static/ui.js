@@ -233,7 +233,8 @@ export async function logout() {
 
 async function mountAccount() {
   const bar = document.querySelector(".topbar, .wb-top");
-  if (!bar) return;
+  // Pages for anonymous visitors (the chat widget) have no account to show or log in to.
+  if (!bar || "anonymous" in bar.dataset) return;
   let who;
   try {
     who = await session();
