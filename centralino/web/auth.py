@@ -109,6 +109,17 @@ ROUTE_RULES: dict[str, Rule] = {
     "/wallboard": Rule.SUPERVISION,
     "/api/wallboard": Rule.SUPERVISION,
     "/ws/wallboard": Rule.SUPERVISION,
+    # The configuration (centralino/web/admin.py): admins only.
+    "/admin": Rule.ADMIN,
+    "/api/admin/flows": Rule.ADMIN,
+    "/api/admin/agents": Rule.ADMIN,
+    "/api/admin/agents/{id}": Rule.ADMIN,
+    "/api/admin/queues": Rule.ADMIN,
+    "/api/admin/queues/{name}": Rule.ADMIN,
+    "/api/admin/teams": Rule.ADMIN,
+    "/api/admin/teams/{name}": Rule.ADMIN,
+    "/api/admin/not-ready-reasons": Rule.ADMIN,
+    "/api/admin/not-ready-reasons/{code}": Rule.ADMIN,
 }
 
 LOGIN_CSP = (

@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from centralino.web.admin_openapi import admin_paths, admin_schemas
+
 OPENAPI_PATH = "/api/openapi.json"
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -71,6 +73,7 @@ def spec() -> dict[str, Any]:
                         "load": {"type": "object", "additionalProperties": {"type": "integer"}},
                     },
                 },
+                **admin_schemas(),
                 "Session": {
                     "type": "object",
                     "properties": {
@@ -222,6 +225,7 @@ def spec() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}), **_errors(401, 403, 503)},
                 }
             },
+            **admin_paths(),
         },
     }
 
