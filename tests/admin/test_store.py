@@ -12,7 +12,6 @@ from centralino.admin.models import Invalid, Kind, TeamSettings
 from centralino.admin.store import CHANNEL, Conflict, NotFound, PgConfigStore
 from centralino.app import ADMIN_BUILDERS
 from centralino.settings import AcdSettings, AgentSettings, QueueSettings, Settings
-from tests.admin.conftest import SETTINGS
 
 
 async def test_given_seeded_tables_when_the_settings_change_then_the_database_wins(
