@@ -243,9 +243,10 @@ def config_problems(config: Config, settings: Settings, builders: Builders) -> l
             builders.queue_policy(q)
         except ValueError as exc:
             problems.append(Problem("steps", str(exc)))
+    definitions = []
     for a in agents:
         try:
-            builders.agent_definition(a)
+            definitions.append(builders.agent_definition(a))
         except ValueError as exc:
             problems.append(Problem("skills", f"agent {a.id!r}: {exc}"))
     names = {q.name for q in queues}
@@ -261,7 +262,7 @@ def config_problems(config: Config, settings: Settings, builders: Builders) -> l
     routes = route_problems(
         settings.contact.routes(),
         queues=[q.name for q in queues],
-        agents=[AgentDefinition(agent_id=a.id, skills=dict(a.skills)) for a in agents] or None,
+        agents=definitions or None,
     )
     if routes:
         problems.append(Problem("", "contact.intents: " + "; ".join(routes)))

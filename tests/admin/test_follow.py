@@ -4,6 +4,7 @@ PostgreSQL and one Redis, wired by the composition root's own functions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import asyncpg
@@ -73,12 +74,7 @@ async def test_given_two_processes_when_one_changes_the_config_then_both_route_b
         await store.update(Kind.QUEUES, "billing", billing, version=1, actor="root")
 
         for router in (one, two):
-            await eventually(
-                lambda r=router: _check(r.agent_definitions()["a2"].skills.get("billing") == 4)
-            )
-            await eventually(
-                lambda r=router: _check(r.queue_policies()["billing"].sl_target_s == 12)
-            )
+            await eventually(_follows(router))
         assert access_two.agent_teams["a2"] == frozenset({"blue"})
         assert agents_two["a2"].skills["billing"] == 4  # type: ignore[attr-defined]
 
@@ -90,5 +86,9 @@ async def test_given_two_processes_when_one_changes_the_config_then_both_route_b
         await two.abandon("c1")
 
 
-def _check(ok: bool) -> None:
-    assert ok
+def _follows(router: Router) -> Callable[[], None]:
+    def check() -> None:
+        assert router.agent_definitions()["a2"].skills.get("billing") == 4
+        assert router.queue_policies()["billing"].sl_target_s == 12
+
+    return check

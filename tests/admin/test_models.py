@@ -76,12 +76,12 @@ def test_cross_checks_refuse_unknown_teams_overflow_targets_and_bad_steps() -> N
         name="sales",
         skill="sales",
         steps=[{"after_s": 0, "action": "overflow", "target": "nowhere"}],
-    )  # type: ignore[list-item]
+    )
     messages = [
         p.message for p in config_problems(config.put(Kind.QUEUES, q, 2), SETTINGS, ADMIN_BUILDERS)
     ]
     assert messages == ["queue 'sales': overflow to 'nowhere', which is no queue"]
-    q = QueueSettings(name="sales", skill="sales", steps=[{"after_s": 5}])  # type: ignore[list-item]
+    q = QueueSettings(name="sales", skill="sales", steps=[{"after_s": 5}])
     messages = [
         p.message for p in config_problems(config.put(Kind.QUEUES, q, 2), SETTINGS, ADMIN_BUILDERS)
     ]
