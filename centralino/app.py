@@ -685,7 +685,7 @@ async def running(
             router=router,
             live=live,
             hub=hub,
-            agents=staff.by_id,
+            agents=agents_now,
             agi=agi,
             audiosocket=audiosocket,
             ami=ami,

@@ -46,6 +46,7 @@ class ConfigWatch:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reloads = 0  # how many configurations were applied (tests and metrics read it)
+        self.backend_pid = 0  # the listening connection's server process
 
     async def start(self) -> None:
         """Listen first, then read: a change committed in between is not missed."""
@@ -62,6 +63,7 @@ class ConfigWatch:
     async def _connect(self) -> asyncpg.Connection:
         conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
         await conn.add_listener(CHANNEL, self._heard)
+        self.backend_pid = conn.get_server_pid()
         return conn
 
     def _heard(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
@@ -70,8 +72,20 @@ class ConfigWatch:
 
     async def _reload(self) -> None:
         self._changed.clear()
-        await self._apply(await self._store.load())
+        config = await self._store.load()
+        try:
+            await self._apply(config)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            raise  # the connection's trouble: the loop reconnects and reads again
+        except Exception:
+            # The configuration passed every check when it was written; a process that cannot
+            # apply it keeps the one it has, says so, and tries again at the next change.
+            log.exception("could not apply the changed configuration; keeping the previous one")
+            return
         self.reloads += 1
+        log.info(
+            "configuration applied (%d agents, %d queues)", len(config.agents), len(config.queues)
+        )
 
     async def _run(self, conn: asyncpg.Connection) -> None:
         backoff = 0.5
@@ -90,11 +104,11 @@ class ConfigWatch:
                     log.warning("configuration watch lost its connection (%s); reconnecting", exc)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
                         await conn.close(timeout=1)
                     with contextlib.suppress(OSError, asyncpg.PostgresError):
                         conn = await self._connect()
                         self._changed.set()  # missed notifications: read everything again
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
                 await conn.close(timeout=1)
