@@ -414,14 +414,19 @@ def _web_app(
     access: Access,
     teams: Mapping[str, frozenset[str]] | None = None,
     supervision: Supervision | None = None,
-    admin: PgConfigStore | None = None,
+    admin: _Managed | None = None,
     flows: FlowStore | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     add_access(app, access)
     add_openapi(app)
     if admin is not None:
-        add_admin(app, store=admin, flows=(lambda: flows.library) if flows is not None else None)
+        add_admin(
+            app,
+            store=admin.store,
+            flows=(lambda: flows.library) if flows is not None else None,
+            reasons=lambda: admin.reasons,
+        )
     if supervision is not None:
         add_supervision(app, supervision)
     app.router.add_get("/ws/agent/{agent_id}", hub.handle)
@@ -652,7 +657,7 @@ async def running(
             teams={agent_id: a.teams for agent_id, a in staff.by_id.items()},
             access=access,
             supervision=_supervision(ami, staff, live),
-            admin=managed.store if managed is not None else None,
+            admin=managed,
             flows=flows,
         )
 
@@ -723,6 +728,7 @@ class _Managed:
     settings: Settings  # the TOML settings with acd.agents and acd.queues from the database
     staff: _Staff
     capacities: Mapping[str, AgentDefinition]  # agents given in code (the demo's): capacity kept
+    reasons: list[str]  # the not-ready reasons' labels, updated in place by the watch
 
 
 def _agent_settings(d: AgentDefinition, name: str) -> AgentSettings:
@@ -767,6 +773,7 @@ async def _managed_config(
         settings=managed,
         staff=_staff(managed, definitions, agent_names),
         capacities=given,
+        reasons=config.reason_labels(),
     )
 
 
@@ -792,6 +799,7 @@ async def _follow_config(
         agents_now.clear()
         agents_now.update(definitions)
         access.agent_teams = {agent_id: d.teams for agent_id, d in definitions.items()}
+        managed.reasons[:] = config.reason_labels()
 
     watch = ConfigWatch(dsn=database_url, store=managed.store, apply=apply)
     await watch.start()

@@ -43,6 +43,21 @@ async def test_given_a_running_app_when_an_admin_changes_a_skill_then_it_routes_
                 headers=headers,
             ) as r:
                 assert r.status == 200, await r.text()
+            async with http.put(
+                world.base_url + "/api/admin/not-ready-reasons/lunch",
+                json={"code": "lunch", "label": "Pausa pranzo", "version": 1},
+                headers=headers,
+            ) as r:
+                assert r.status == 200, await r.text()
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await web_login(http, world.base_url, "agent101", world.logins.password)
+
+            async def offered() -> None:
+                async with http.get(world.base_url + "/api/not-ready-reasons") as r:
+                    labels = await r.json()
+                assert "Pausa pranzo" in labels and "Lunch" not in labels
+
+            await eventually(offered)
 
         def follows() -> None:
             assert router.agent_definitions()["agent101"].skills.get("vip") == 5

@@ -7,6 +7,7 @@
                                       the body's "version" (neither: 428); stale: 409
     DELETE /api/admin/{kind}/{key}    remove (`If-Match` optional) -> 200 {"deleted", "version"}
     GET    /api/admin/flows           the call flows in use, read only (they live in files)
+    GET    /api/not-ready-reasons     the reasons' labels the desktop offers (any account)
 
 `kind` is agents, queues, teams or not-ready-reasons (`centralino.admin.models.Kind`). Bodies
 are the settings' own shapes (`[[acd.agents]]`, `[[acd.queues]]` with their `steps`), validated
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ class AdminDeps:
 
 
 ADMIN: web.AppKey[AdminDeps] = web.AppKey("centralino_admin", AdminDeps)
+REASONS: web.AppKey[Callable[[], Sequence[str]]] = web.AppKey("centralino_reasons")
 
 
 def collection_path(kind: Kind) -> str:
@@ -218,6 +220,11 @@ async def list_flows(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+async def not_ready_reasons(request: web.Request) -> web.Response:
+    """The labels the desktop offers, as this process last applied them (any account)."""
+    return web.json_response(list(request.app[REASONS]()))
+
+
 async def admin_page(request: web.Request) -> web.FileResponse:
     return _page("admin.html")  # the pages' strict CSP: our own scripts and styles only
 
@@ -227,8 +234,11 @@ def add_admin(
     *,
     store: PgConfigStore,
     flows: Callable[[], FlowLibrary] | None = None,
+    reasons: Callable[[], Sequence[str]] = tuple,
 ) -> None:
+    """`reasons`: the not-ready reasons as this process applied them (`ConfigWatch`)."""
     app[ADMIN] = AdminDeps(store=store, flows=flows)
+    app[REASONS] = reasons
     r = app.router
     for kind in ADMIN_KINDS:
         h = _handlers(kind)
@@ -238,4 +248,5 @@ def add_admin(
         r.add_put(item_path(kind), h["update"])
         r.add_delete(item_path(kind), h["delete"])
     r.add_get("/api/admin/flows", list_flows)
+    r.add_get("/api/not-ready-reasons", not_ready_reasons)
     r.add_get("/admin", admin_page)

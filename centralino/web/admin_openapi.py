@@ -192,4 +192,13 @@ def admin_paths() -> dict[str, Any]:
             },
         }
     }
+    paths["/api/not-ready-reasons"] = {
+        "get": {
+            "summary": "the not-ready reasons' labels the desktop offers (any account)",
+            "responses": {
+                "200": _json({"type": "array", "items": {"type": "string"}}),
+                **_errors(401),
+            },
+        }
+    }
     return paths

@@ -120,6 +120,7 @@ ROUTE_RULES: dict[str, Rule] = {
     "/api/admin/teams/{name}": Rule.ADMIN,
     "/api/admin/not-ready-reasons": Rule.ADMIN,
     "/api/admin/not-ready-reasons/{code}": Rule.ADMIN,
+    "/api/not-ready-reasons": Rule.ANY_ACCOUNT,  # what the desktop offers
 }
 
 LOGIN_CSP = (

@@ -91,6 +91,14 @@ async function setState(state, reason) {
 
 document.getElementById("btn-ready").addEventListener("click", () => setState("ready", ""));
 document.getElementById("btn-not-ready").addEventListener("click", () => setState("not_ready", ui.reason.value));
+
+// The configured not-ready reasons (/admin); without them (no managed configuration) the
+// page's own list stays.
+api("GET", "/api/not-ready-reasons").then((labels) => {
+  if (!Array.isArray(labels) || !labels.length) return;
+  clear(ui.reason);
+  for (const label of labels) ui.reason.append(el("option", {}, label));
+}).catch(() => {});
 document.getElementById("btn-logout").addEventListener("click", () => setState("logged_out", ""));
 
 // --- screen-pop ---------------------------------------------------------------------------
