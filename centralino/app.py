@@ -88,8 +88,9 @@ from context.clock import SystemClock as ContextClock
 from context.fanout import PreAnswerFanout
 from context.identity import PhoneNormaliser
 from context.service import ContextService
+from ivr.flow.check import reference_problems
 from ivr.inbound import FlowSettings
-from ivr.intent import IntentModel
+from ivr.intent import INTENTS, IntentModel
 
 log = logging.getLogger(__name__)
 
@@ -590,7 +591,7 @@ async def running(
         redis = await stack.enter_async_context(redis_client(redis_url))
         managed = None
         if managed_config:
-            managed = await _managed_config(pool, settings, staff, agent_names)
+            managed = await _managed_config(pool, settings, staff, agent_names, flows=flows)
             settings, staff = managed.settings, managed.staff
         context, fanout, phones = await _context(
             stack, settings, pool=pool, redis=redis, backends=backends
@@ -642,6 +643,7 @@ async def running(
                 router=router,
                 access=access,
                 agents_now=agents_now,
+                flows=flows,
             )
         app = _web_app(
             settings,
@@ -749,11 +751,27 @@ def _managed_definition(a: AgentSettings, given: Mapping[str, AgentDefinition]) 
 
 
 async def _managed_config(
-    pool: asyncpg.Pool, settings: Settings, staff: _Staff, agent_names: Mapping[str, str] | None
+    pool: asyncpg.Pool,
+    settings: Settings,
+    staff: _Staff,
+    agent_names: Mapping[str, str] | None,
+    *,
+    flows: FlowStore | None = None,
 ) -> _Managed:
     """Seed the tables from the settings at the first start (the bootstrap), then read them:
     from then on the database wins over the TOML file's agents and queues."""
-    store = PgConfigStore(pool=pool, settings=settings, builders=ADMIN_BUILDERS)
+    builders = ADMIN_BUILDERS
+    if flows is not None:
+        store_of_flows = flows
+
+        def flow_problems(queues: Sequence[str]) -> list[str]:
+            library = store_of_flows.library
+            return reference_problems(
+                library.flows, queues=queues, intents=INTENTS, hooks=store_of_flows.hooks
+            )
+
+        builders = replace(builders, flow_problems=flow_problems)
+    store = PgConfigStore(pool=pool, settings=settings, builders=builders)
     names = {a.id: a.name for a in settings.acd.agents}
     agents = [_agent_settings(d, names.get(d.agent_id, "")) for d in staff.definitions]
     boot = settings.model_copy(update={"acd": settings.acd.model_copy(update={"agents": agents})})
@@ -785,6 +803,7 @@ async def _follow_config(
     router: Router,
     access: Access,
     agents_now: dict[str, AgentDefinition],
+    flows: FlowStore | None = None,
 ) -> ConfigWatch:
     """Apply every committed configuration change in this process (README "Administration"
     lists what follows at once and what waits for a restart)."""
@@ -800,6 +819,9 @@ async def _follow_config(
         agents_now.update(definitions)
         access.agent_teams = {agent_id: d.teams for agent_id, d in definitions.items()}
         managed.reasons[:] = config.reason_labels()
+        if flows is not None:  # a flow file reloaded later is checked against these queues
+            acd = flows.settings.acd.model_copy(update={"queues": config.queue_settings()})
+            flows.settings = flows.settings.model_copy(update={"acd": acd})
 
     watch = ConfigWatch(dsn=database_url, store=managed.store, apply=apply)
     await watch.start()

@@ -10,7 +10,7 @@ desktop offers)."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -219,6 +219,9 @@ class Builders:
 
     queue_policy: Callable[[QueueSettings], QueuePolicy]
     agent_definition: Callable[[AgentSettings], AgentDefinition]
+    # What the call flows in force would say of these queue names (a flow sending callers to
+    # a queue that is gone); None: flows are not checked (no flows in this process).
+    flow_problems: Callable[[Sequence[str]], list[str]] | None = None
 
 
 def config_problems(config: Config, settings: Settings, builders: Builders) -> list[Problem]:
@@ -266,6 +269,10 @@ def config_problems(config: Config, settings: Settings, builders: Builders) -> l
     )
     if routes:
         problems.append(Problem("", "contact.intents: " + "; ".join(routes)))
+    if builders.flow_problems is not None:
+        problems.extend(
+            Problem("", f"flows: {p}") for p in builders.flow_problems(names_list(queues))
+        )
     servers = {s.name for s in settings.ami.servers}
     teams = {v.row.name for v in config.teams if isinstance(v.row, TeamSettings)}
     for a in agents:
@@ -283,6 +290,10 @@ def config_problems(config: Config, settings: Settings, builders: Builders) -> l
                     Problem("teams", f"agent {a.id!r}: no team named {team!r} (add it first)")
                 )
     return problems
+
+
+def names_list(queues: Sequence[QueueSettings]) -> list[str]:
+    return [q.name for q in queues]
 
 
 def check(config: Config, settings: Settings, builders: Builders) -> None:

@@ -4,14 +4,17 @@ versions refuse lost updates; every change is checked, audited and notified."""
 from __future__ import annotations
 
 import asyncio
+import tomllib
 
 import asyncpg
 import pytest
 
 from centralino.admin.models import Invalid, Kind, TeamSettings
 from centralino.admin.store import CHANNEL, Conflict, NotFound, PgConfigStore
-from centralino.app import ADMIN_BUILDERS
+from centralino.app import ADMIN_BUILDERS, _managed_config, _staff
+from centralino.flows import FlowStore
 from centralino.settings import AcdSettings, AgentSettings, QueueSettings, Settings
+from tests.admin.conftest import SETTINGS
 
 
 async def test_given_seeded_tables_when_the_settings_change_then_the_database_wins(
@@ -106,3 +109,33 @@ async def test_two_writers_at_once_cannot_both_break_the_whole(store: PgConfigSt
         return_exceptions=True,
     )
     assert sorted(type(r).__name__ for r in results) == ["Change", "Invalid"]
+
+
+async def test_a_queue_a_flow_sends_callers_to_cannot_be_deleted(pg_pool: asyncpg.Pool) -> None:
+    settings = SETTINGS.model_copy(
+        update={
+            "acd": SETTINGS.acd.model_copy(
+                update={
+                    "queues": [*SETTINGS.acd.queues, QueueSettings(name="vip", skill="support")]
+                }
+            ),
+            "flows": {"vip_line": tomllib.loads(VIP_FLOW)},
+        }
+    )
+    flows = FlowStore(settings=settings)
+    managed = await _managed_config(
+        pg_pool, settings, _staff(settings, None, None), None, flows=flows
+    )
+    with pytest.raises(Invalid) as caught:
+        await managed.store.delete(Kind.QUEUES, "vip", version=None, actor="root")
+    assert str(caught.value) == (
+        "flows: flow 'vip_line' step 'queue': no queue named 'vip' (acd.queues)"
+    )
+
+
+VIP_FLOW = """
+start = "queue"
+[steps.queue]
+type = "queue"
+queue = "vip"
+"""
