@@ -78,19 +78,20 @@ def _etag(version: int) -> str:
 
 
 def _version(request: web.Request, body: dict[str, Any] | None) -> int | web.Response | None:
-    """The version the client read: If-Match, else the body's "version"; None when neither."""
+    """The version the client read: If-Match, else the body's "version" (taken out of the
+    body either way: it is not a field of the row); None when neither."""
+    in_body = body.pop("version", None) if body is not None else None
     header = request.headers.get("If-Match")
     if header is not None:
         m = _ETAG.match(header)
         if m is None:
             return web.json_response({"error": 'If-Match: expected "<version>"'}, status=400)
         return int(m.group(1))
-    if body is not None and "version" in body:
-        version = body.pop("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            return web.json_response({"error": "version: expected a positive integer"}, status=400)
-        return version
-    return None
+    if in_body is None:
+        return None
+    if not isinstance(in_body, int) or isinstance(in_body, bool) or in_body < 1:
+        return web.json_response({"error": "version: expected a positive integer"}, status=400)
+    return in_body
 
 
 def _actor(request: web.Request) -> str:

@@ -117,6 +117,10 @@ async def test_given_a_version_read_when_updating_then_stale_writes_answer_409(
     response = await client.put("/api/admin/agents/a1", json=changed, headers={"If-Match": '"1"'})
     assert response.status == 200, await response.text()
     assert (await response.json())["version"] == 2 and response.headers["ETag"] == '"2"'
+    response = await client.put(
+        "/api/admin/agents/a1", json={**changed, "version": 2}, headers={"If-Match": '"1"'}
+    )
+    assert response.status == 409  # If-Match wins over the body's version
     response = await client.put("/api/admin/agents/a1", json={**changed, "version": 1})
     assert response.status == 409
     assert (await response.json())["version"] == 2
