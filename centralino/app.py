@@ -644,6 +644,7 @@ async def running(
                 access=access,
                 agents_now=agents_now,
                 flows=flows,
+                inbound=inbound,
             )
         app = _web_app(
             settings,
@@ -804,6 +805,7 @@ async def _follow_config(
     access: Access,
     agents_now: dict[str, AgentDefinition],
     flows: FlowStore | None = None,
+    inbound: InboundHandler | None = None,
 ) -> ConfigWatch:
     """Apply every committed configuration change in this process (README "Administration"
     lists what follows at once and what waits for a restart)."""
@@ -819,6 +821,8 @@ async def _follow_config(
         agents_now.update(definitions)
         access.agent_teams = {agent_id: d.teams for agent_id, d in definitions.items()}
         managed.reasons[:] = config.reason_labels()
+        if inbound is not None:  # the queues a FastAGI request's ?queue= may name
+            inbound.queues = [q.name for q in config.queue_settings()]
         if flows is not None:  # a flow file reloaded later is checked against these queues
             acd = flows.settings.acd.model_copy(update={"queues": config.queue_settings()})
             flows.settings = flows.settings.model_copy(update={"acd": acd})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from types import SimpleNamespace
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -16,6 +17,7 @@ from acd.service import Router
 from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.admin.models import Kind
 from centralino.app import _follow_config, _managed_config, _staff, queue_policy
+from centralino.inbound_script import InboundHandler
 from centralino.settings import AgentSettings, QueueSettings
 from centralino.web.auth import Access
 from tests.acd.support import ManualClock
@@ -32,6 +34,7 @@ async def _process(
     redis: aioredis.Redis,
     dsn: str,
     clock: ManualClock,
+    inbound: InboundHandler | None = None,
 ) -> tuple[Router, Access, dict[str, object]]:
     managed = await _managed_config(pool, SETTINGS, _staff(SETTINGS, None, None), None)
     live = RedisLiveStore(client=redis)
@@ -48,7 +51,13 @@ async def _process(
     access = make_access(pool, redis, agent_teams={})
     agents_now = managed.staff.by_id
     await _follow_config(
-        stack, managed, database_url=dsn, router=router, access=access, agents_now=agents_now
+        stack,
+        managed,
+        database_url=dsn,
+        router=router,
+        access=access,
+        agents_now=agents_now,
+        inbound=inbound,
     )
     return router, access, agents_now  # type: ignore[return-value]
 
@@ -61,8 +70,16 @@ async def test_given_two_processes_when_one_changes_the_config_then_both_route_b
         one, _, _ = await _process(
             stack, "p1", pool=pg_pool, redis=redis_client, dsn=pg_dsn, clock=clock
         )
+        # Only the attribute the watch sets is read: the FastAGI handler's known queues.
+        inbound = SimpleNamespace(queues=["billing", "support", "sales"])
         two, access_two, agents_two = await _process(
-            stack, "p2", pool=pg_pool, redis=redis_client, dsn=pg_dsn, clock=clock
+            stack,
+            "p2",
+            pool=pg_pool,
+            redis=redis_client,
+            dsn=pg_dsn,
+            clock=clock,
+            inbound=inbound,  # type: ignore[arg-type]
         )
         await one.agent_login("a2")
         await one.agent_ready("a2")  # a2 knows support only: a billing call waits
@@ -76,6 +93,8 @@ async def test_given_two_processes_when_one_changes_the_config_then_both_route_b
         for router in (one, two):
             await eventually(_follows(router))
         assert access_two.agent_teams["a2"] == frozenset({"blue"})
+        await store.create(Kind.QUEUES, QueueSettings(name="vip", skill="support"), actor="root")
+        await eventually(lambda: _has_queue(inbound.queues, "vip"))
         assert agents_two["a2"].skills["billing"] == 4  # type: ignore[attr-defined]
 
         call = WorkItem("c1", "billing", clock.now(), skills=(SkillRequirement("billing", 2),))
@@ -84,6 +103,10 @@ async def test_given_two_processes_when_one_changes_the_config_then_both_route_b
         offer = await two.wait_for_offer("c1", timeout=2)
         assert isinstance(offer, Offer) and offer.reservation.agent_id == "a2"
         await two.abandon("c1")
+
+
+def _has_queue(queues: list[str], name: str) -> None:
+    assert name in queues
 
 
 def _follows(router: Router) -> Callable[[], None]:
