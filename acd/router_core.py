@@ -102,6 +102,23 @@ class RouterCore:
         """Have the routing task run a pass now."""
         self.wake_event.set()
 
+    def reconfigure(
+        self, queues: Mapping[str, QueuePolicy], agents: Mapping[str, AgentDefinition]
+    ) -> None:
+        """Route with these queue policies and agent definitions from the next pass on. A
+        queue that is gone keeps its old policy while callers of ours still wait in it, so
+        they are still served; it is dropped at the first reconfiguration after they left."""
+        waiting = {t.item.queue for t in self.tracked.values()}
+        kept = {q: p for q, p in self.queues.items() if q in waiting and q not in queues}
+        self.queues = dict(queues) | kept
+        self.route_requests = [
+            RouteRequest(name, policy.strategy, policy.offer_timeout_s)
+            for name, policy in self.queues.items()
+        ]
+        self.request_of = {r.queue: r for r in self.route_requests}
+        self.agents = dict(agents)
+        self.wake()
+
     def policy(self, queue: str) -> QueuePolicy:
         try:
             return self.queues[queue]

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from acd import calls, desk, recovery, routing
 from acd.calls import RING_TTL_MARGIN_S, TRANSFER_REJOIN_S
+from acd.errors import AcdError
 from acd.estimates import RateTracker
 from acd.models import (
     KEEP_WAITING,
@@ -119,6 +120,26 @@ class Router:
         for agent in core.agents.values():
             await core.store.put_agent(agent, now)
         await core.store.heartbeat(core.owner, now, ttl_s=core.heartbeat_ttl_s)
+
+    async def reconfigure(
+        self, *, queues: Mapping[str, QueuePolicy], agents: Mapping[str, AgentDefinition]
+    ) -> None:
+        """Take changed queue policies and agent definitions (the configuration changed while
+        running): routing uses them from the next pass, and the agents' skills and teams are
+        republished to the live store (states are kept). An agent that is gone is logged out
+        first, so the live store stops offering them calls (every process tries; the ones
+        after the first find them logged out already)."""
+        for agent_id in [a for a in self._core.agents if a not in agents]:
+            with contextlib.suppress(AcdError):
+                await self.agent_logout(agent_id, forced=True)
+        self._core.reconfigure(queues, agents)
+        await self.publish()
+
+    def queue_policies(self) -> dict[str, QueuePolicy]:
+        return dict(self._core.queues)
+
+    def agent_definitions(self) -> dict[str, AgentDefinition]:
+        return dict(self._core.agents)
 
     async def start(self) -> None:
         """Publish agent definitions and start the routing task."""

@@ -17,7 +17,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 import numpy as np
@@ -56,6 +56,9 @@ from centralino.adapters.redis_acd import RedisLiveStore
 from centralino.adapters.redis_call_context import RedisCallContextStore
 from centralino.adapters.redis_login_limiter import RedisLoginLimiter
 from centralino.adapters.wallboard_changes import NotifyingQueueLog, WallboardChanges
+from centralino.admin.models import Builders, Config, bootstrap
+from centralino.admin.store import PgConfigStore
+from centralino.admin.watch import ConfigWatch
 from centralino.ami_watch import DeviceWatch, DialWatch, TransferWatch
 from centralino.asterisk.agi_server import AgiRouter, FastAgiServer
 from centralino.asterisk.ami_client import AmiClient
@@ -75,6 +78,7 @@ from centralino.speech import load_speech
 from centralino.storage.connections import postgres_pool, redis_client
 from centralino.storage.migrate import apply_migrations
 from centralino.supervision import Supervision
+from centralino.web.admin import add_admin
 from centralino.web.app import init_app
 from centralino.web.auth import Access, AccessConfig, add_access, origins_from_urls
 from centralino.web.desktop_api import ContextDeskTickets, DeskConfig, add_desktop_api
@@ -92,8 +96,9 @@ from context.clock import SystemClock as ContextClock
 from context.fanout import PreAnswerFanout
 from context.identity import PhoneNormaliser
 from context.service import ContextService
+from ivr.flow.check import reference_problems
 from ivr.inbound import FlowSettings
-from ivr.intent import IntentModel
+from ivr.intent import INTENTS, IntentModel
 from ivr.speech import RecognizerFactory
 
 log = logging.getLogger(__name__)
@@ -426,10 +431,19 @@ def _web_app(
     supervision: Supervision | None = None,
     reports: ReportsConfig | None = None,
     agents: Mapping[str, AgentDefinition] | None = None,
+    admin: _Managed | None = None,
+    flows: FlowStore | None = None,
 ) -> web.Application:
     app = init_app(readiness=readiness, metrics_registry=metrics)
     add_access(app, access)
     add_openapi(app)
+    if admin is not None:
+        add_admin(
+            app,
+            store=admin.store,
+            flows=(lambda: flows.library) if flows is not None else None,
+            reasons=lambda: admin.reasons,
+        )
     if supervision is not None:
         add_supervision(app, supervision)
     if reports is not None:
@@ -582,12 +596,17 @@ async def running(
     reconcile: ReconcilePolicy | None = DEFAULT_RECONCILE,
     flows: FlowStore | None = None,
     sighup_reloads_flows: bool = False,
+    managed_config: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Build and start everything; on exit stop it in reverse order (graceful for calls).
 
     `reconcile`: how the periodic sweep frees what a failure left behind (agents reserved or
     busy, callers queued, with no channel on Asterisk); None turns it off, for a telephony peer
-    whose channel list does not show its calls."""
+    whose channel list does not show its calls.
+
+    `managed_config`: agents, teams, queues and not-ready reasons come from PostgreSQL (seeded
+    from these settings at the first start, then managed through /api/admin and followed by
+    every process: `centralino.admin`); `serve` and `centralino demo` turn it on."""
     server = settings.server
     staff = _staff(settings, agents, agent_names)
     # Before any connection: a flow with a problem (a missing prompt, an unknown queue) stops
@@ -603,6 +622,10 @@ async def running(
             )
         )
         redis = await stack.enter_async_context(redis_client(redis_url))
+        managed = None
+        if managed_config:
+            managed = await _managed_config(pool, settings, staff, agent_names, flows=flows)
+            settings, staff = managed.settings, managed.staff
         context, fanout, phones = await _context(
             stack, settings, pool=pool, redis=redis, backends=backends
         )
@@ -624,14 +647,15 @@ async def running(
             changes=changes,
         )
         answers, transfers = _telephony_watchers(ami, settings, staff, router)
-        hub = DesktopHub(clock=context.clock, agents=staff.by_id.keys(), redis=redis)
+        agents_now = staff.by_id  # updated in place when the managed configuration changes
+        hub = DesktopHub(clock=context.clock, agents=agents_now.keys(), redis=redis)
         outcomes: dict[str, int] = {}
         inbound = InboundHandler(
             fanout=fanout,
             context=context,
             router=router,
             hub=hub,
-            agents=staff.by_id,
+            agents=agents_now,
             owners=staff.owners,
             model=IntentModel.train(),
             flow=flow or FlowSettings(),
@@ -647,6 +671,17 @@ async def running(
         speech = load_speech(settings.speech)  # a missing model stops the start here
         metrics, readiness = Metrics(), Readiness()
         access = _access(settings, pool=pool, redis=redis, staff=staff, context=context)
+        if managed is not None:
+            await _follow_config(
+                stack,
+                managed,
+                database_url=database_url,
+                router=router,
+                access=access,
+                agents_now=agents_now,
+                flows=flows,
+                inbound=inbound,
+            )
         app = _web_app(
             settings,
             metrics=metrics,
@@ -663,6 +698,8 @@ async def running(
             supervision=_supervision(ami, staff, live),
             reports=reports_config(queues=settings.acd.queues, agents=staff.definitions),
             agents=staff.by_id,
+            admin=managed,
+            flows=flows,
         )
 
         # Started in this order and stopped in the reverse one: on exit the FastAGI server
@@ -695,7 +732,7 @@ async def running(
             router=router,
             live=live,
             hub=hub,
-            agents=staff.by_id,
+            agents=agents_now,
             agi=agi,
             audiosocket=audiosocket,
             ami=ami,
@@ -730,6 +767,119 @@ async def _start_wallboard_changes(
     changes.listen(app[WALLBOARD_HUB].poke)
     await changes.start()
     stack.push_async_callback(changes.close)
+
+
+ADMIN_BUILDERS = Builders(queue_policy=queue_policy, agent_definition=agent_definition)
+
+
+@dataclass(frozen=True, slots=True)
+class _Managed:
+    """The configuration PostgreSQL holds, as the start of a process sees it."""
+
+    store: PgConfigStore
+    settings: Settings  # the TOML settings with acd.agents and acd.queues from the database
+    staff: _Staff
+    capacities: Mapping[str, AgentDefinition]  # agents given in code (the demo's): capacity kept
+    reasons: list[str]  # the not-ready reasons' labels, updated in place by the watch
+
+
+def _agent_settings(d: AgentDefinition, name: str) -> AgentSettings:
+    return AgentSettings(
+        id=d.agent_id,
+        name=name,
+        skills=dict(d.skills),
+        teams=sorted(d.teams),
+        languages=sorted(d.languages),
+        endpoint=d.endpoint,
+        wrap_up_s=d.wrap_up_s,
+    )
+
+
+def _managed_definition(a: AgentSettings, given: Mapping[str, AgentDefinition]) -> AgentDefinition:
+    d = agent_definition(a)
+    return replace(d, capacity=given[a.id].capacity) if a.id in given else d
+
+
+async def _managed_config(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    staff: _Staff,
+    agent_names: Mapping[str, str] | None,
+    *,
+    flows: FlowStore | None = None,
+) -> _Managed:
+    """Seed the tables from the settings at the first start (the bootstrap), then read them:
+    from then on the database wins over the TOML file's agents and queues."""
+    builders = ADMIN_BUILDERS
+    if flows is not None:
+        store_of_flows = flows
+
+        def flow_problems(queues: Sequence[str]) -> list[str]:
+            library = store_of_flows.library
+            return reference_problems(
+                library.flows, queues=queues, intents=INTENTS, hooks=store_of_flows.hooks
+            )
+
+        builders = replace(builders, flow_problems=flow_problems)
+    store = PgConfigStore(pool=pool, settings=settings, builders=builders)
+    names = {a.id: a.name for a in settings.acd.agents}
+    agents = [_agent_settings(d, names.get(d.agent_id, "")) for d in staff.definitions]
+    boot = settings.model_copy(update={"acd": settings.acd.model_copy(update={"agents": agents})})
+    await store.seed(bootstrap(boot))
+    config = await store.load()
+    managed = settings.model_copy(
+        update={
+            "acd": settings.acd.model_copy(
+                update={"agents": config.agent_settings(), "queues": config.queue_settings()}
+            )
+        }
+    )
+    given = staff.by_id
+    definitions = [_managed_definition(a, given) for a in config.agent_settings()]
+    return _Managed(
+        store=store,
+        settings=managed,
+        staff=_staff(managed, definitions, agent_names),
+        capacities=given,
+        reasons=config.reason_labels(),
+    )
+
+
+async def _follow_config(
+    stack: AsyncExitStack,
+    managed: _Managed,
+    *,
+    database_url: str,
+    router: Router,
+    access: Access,
+    agents_now: dict[str, AgentDefinition],
+    flows: FlowStore | None = None,
+    inbound: InboundHandler | None = None,
+) -> ConfigWatch:
+    """Apply every committed configuration change in this process (README "Administration"
+    lists what follows at once and what waits for a restart)."""
+
+    async def apply(config: Config) -> None:
+        definitions = {
+            a.id: _managed_definition(a, managed.capacities) for a in config.agent_settings()
+        }
+        await router.reconfigure(
+            queues={q.name: queue_policy(q) for q in config.queue_settings()}, agents=definitions
+        )
+        agents_now.clear()
+        agents_now.update(definitions)
+        access.agent_teams = {agent_id: d.teams for agent_id, d in definitions.items()}
+        managed.reasons[:] = config.reason_labels()
+        if inbound is not None:  # the queues a FastAGI request's ?queue= may name
+            inbound.queues = [q.name for q in config.queue_settings()]
+        if flows is not None:  # a flow file reloaded later is checked against these queues
+            acd = flows.settings.acd.model_copy(update={"queues": config.queue_settings()})
+            flows.settings = flows.settings.model_copy(update={"acd": acd})
+
+    watch = ConfigWatch(dsn=database_url, store=managed.store, apply=apply)
+    await watch.start()
+    stack.push_async_callback(watch.aclose)
+    return watch
 
 
 async def _watch_flows(stack: AsyncExitStack, flows: FlowStore, *, sighup: bool) -> None:
@@ -777,6 +927,7 @@ async def serve(settings: Settings) -> int:
         database_url=settings.database.url.get_secret_value(),
         redis_url=settings.redis.url.get_secret_value(),
         sighup_reloads_flows=True,
+        managed_config=True,
     ):
         with startup_objects_frozen():
             await asyncio.Event().wait()  # until cancelled by a signal

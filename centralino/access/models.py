@@ -68,6 +68,7 @@ class Rule(enum.StrEnum):
     ANY_ACCOUNT = "any_account"  # any logged-in account
     AGENT_SCOPED = "agent_scoped"  # an account allowed to reach the agent named in the path
     SUPERVISION = "supervision"  # supervisors and admins
+    ADMIN = "admin"  # admins only (the configuration API)
 
 
 class Decision(enum.StrEnum):

@@ -6,6 +6,7 @@ Rules (the whole access model):
 - an admin reaches everything;
 - a supervisor reaches the agents of their teams (and their own agent id, if they have one);
 - an agent reaches only their own agent id (desktop, state, WebSocket);
+- the configuration API (`/api/admin/…`, `/admin`) needs an admin;
 - supervision pages (none yet beyond the wallboard, which any account may watch) need a
   supervisor or an admin;
 - a session ends at its absolute expiry, after `idle_s` unused, or when revoked (logout,
@@ -166,6 +167,8 @@ def authorise(
     if rule is Rule.SUPERVISION:
         ok = principal.role in (Role.SUPERVISOR, Role.ADMIN)
         return Decision.ALLOW if ok else Decision.FORBIDDEN
+    if rule is Rule.ADMIN:
+        return Decision.ALLOW if principal.role is Role.ADMIN else Decision.FORBIDDEN
     if rule is Rule.AGENT_SCOPED:
         if agent_id is None:
             return Decision.FORBIDDEN

@@ -143,6 +143,7 @@ async def demo_world(
     ack_delay_s: float = 0.05,
     live_check_s: float = 2.0,
     conversation_s: float = DEMO_CONVERSATION_S,
+    managed_config: bool = False,
 ) -> AsyncIterator[DemoWorld]:
     demo = settings.demo
     rng = np.random.default_rng(demo.seed)
@@ -224,6 +225,7 @@ async def demo_world(
                 # The simulated Asterisk lists its channels on AMI as a real one does, so the
                 # reconciling sweep runs as in production (an agent left busy is freed).
                 reconcile=ReconcilePolicy(),
+                managed_config=managed_config,
             )
         )
         created = await seed_customers(runtime.context, dataset)
@@ -322,7 +324,8 @@ async def run_demo(
     rate = (
         calls_per_minute if calls_per_minute is not None else settings.demo.calls_per_minute
     ) / 60
-    async with demo_world(settings) as world:
+    # The demo's agents and queues are managed like a server's (/admin, /api/admin).
+    async with demo_world(settings, managed_config=True) as world:
         with startup_objects_frozen():
             numbers = [p.phone for p in world.dataset.people]
             print(_banner(world), flush=True)

@@ -136,6 +136,18 @@ ROUTE_RULES: dict[str, Rule] = {
     "/api/tickets": Rule.ANY_ACCOUNT,
     "/api/tickets/{ticket_id}/move": Rule.ANY_ACCOUNT,
     "/api/tickets/{ticket_id}/history": Rule.ANY_ACCOUNT,
+    # The configuration (centralino/web/admin.py): admins only.
+    "/admin": Rule.ADMIN,
+    "/api/admin/flows": Rule.ADMIN,
+    "/api/admin/agents": Rule.ADMIN,
+    "/api/admin/agents/{id}": Rule.ADMIN,
+    "/api/admin/queues": Rule.ADMIN,
+    "/api/admin/queues/{name}": Rule.ADMIN,
+    "/api/admin/teams": Rule.ADMIN,
+    "/api/admin/teams/{name}": Rule.ADMIN,
+    "/api/admin/not-ready-reasons": Rule.ADMIN,
+    "/api/admin/not-ready-reasons/{code}": Rule.ADMIN,
+    "/api/not-ready-reasons": Rule.ANY_ACCOUNT,  # what the desktop offers
 }
 # Called by the providers at the address configured in their consoles (often a tunnel's or a
 # proxy's name, not one of our public origins): the Host check does not apply, the signature does.

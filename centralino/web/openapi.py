@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from centralino.web.admin_openapi import admin_paths, admin_schemas
+
 OPENAPI_PATH = "/api/openapi.json"
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -300,6 +302,7 @@ def spec() -> dict[str, Any]:
                     },
                 },
                 "Report": _REPORT,
+                **admin_schemas(),
                 "Session": {
                     "type": "object",
                     "properties": {
@@ -476,6 +479,7 @@ def spec() -> dict[str, Any]:
                 }
             },
             **_MESSAGING_PATHS,
+            **admin_paths(),
         },
     }
 

@@ -97,6 +97,13 @@ def test_rules_for_anonymous_any_account_and_supervision() -> None:
     assert authorise(ADMIN, Rule.AGENT_SCOPED) is Decision.FORBIDDEN  # no agent named: a bug
 
 
+def test_the_admin_rule_lets_only_admins_through() -> None:
+    assert authorise(None, Rule.ADMIN) is Decision.UNAUTHENTICATED
+    assert authorise(ANN, Rule.ADMIN) is Decision.FORBIDDEN
+    assert authorise(BLUE_SUPERVISOR, Rule.ADMIN) is Decision.FORBIDDEN
+    assert authorise(ADMIN, Rule.ADMIN) is Decision.ALLOW
+
+
 def test_visible_agents_and_landing_pages() -> None:
     agents = [("a1", {"blue"}), ("a2", {"blue"}), ("a3", {"green"})]
     assert visible_agent_ids(ANN, agents) == {"a1"}
