@@ -29,7 +29,7 @@ from aiohttp import web
 from centralino.admin.models import Invalid, Kind, Problem, Versioned, parse_row
 from centralino.admin.store import Conflict, NotFound, PgConfigStore
 from centralino.web.auth import current_principal
-from centralino.web.pages import _json_body, _page
+from centralino.web.pages import _page, json_body
 from ivr.flow.library import FlowLibrary
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def _handlers(kind: Kind) -> dict[str, Callable[[web.Request], Any]]:
         return web.json_response(_view(found), headers={"ETag": _etag(found.version)})
 
     async def create_row(request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         if isinstance(body, web.Response):
             return body
         body.pop("version", None)
@@ -133,7 +133,7 @@ def _handlers(kind: Kind) -> dict[str, Callable[[web.Request], Any]]:
 
     async def update_row(request: web.Request) -> web.Response:
         key = request.match_info[param]
-        body = await _json_body(request)
+        body = await json_body(request)
         if isinstance(body, web.Response):
             return body
         version = _version(request, body)

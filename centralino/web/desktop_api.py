@@ -21,7 +21,6 @@ Routes added by `add_desktop_api`:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from aiohttp import web
 
 from centralino.desk_transfer import TransferRefused
 from centralino.web.auth import current_principal, note_audit
+from centralino.web.pages import json_body
 from context.errors import IllegalMove, NotFound, UnknownPhase
 from context.service import ContextService
 from context.tickets import DEFAULT_PIPELINE, Pipeline
@@ -208,17 +208,10 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def _body(request: web.Request) -> dict[str, Any] | web.Response:
-    if request.content_type != "application/json":
-        return _error(415, "send application/json")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        return _error(413, "body too large")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "body is not JSON")
-    if not isinstance(body, dict):
-        return _error(400, "body must be a JSON object")
+    """The JSON object posted (the pages' reader, with room for a note); refusals logged."""
+    body = await json_body(request, max_bytes=MAX_BODY_BYTES)
+    if isinstance(body, web.Response):
+        log.info("desktop API refused (%d): %s", body.status, body.text)
     return body
 
 

@@ -559,18 +559,20 @@ async def get_agent(request: web.Request) -> web.Response:
     return web.json_response(jsonable(view))
 
 
-async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
-    """The request's JSON object, or the error response to send instead.
+async def json_body(
+    request: web.Request, *, max_bytes: int = MAX_API_BODY_BYTES
+) -> dict[str, Any] | web.Response:
+    """The request's JSON object (at most `max_bytes`), or the error response to send instead.
 
     Requiring `application/json` keeps plain form posts out even before the access
     middleware's Origin and CSRF checks.
     """
     if request.content_type != "application/json":
         return _error(415, "send application/json")
-    if request.content_length is not None and request.content_length > MAX_API_BODY_BYTES:
+    if request.content_length is not None and request.content_length > max_bytes:
         return _error(413, "body too large")
-    raw = await request.content.read(MAX_API_BODY_BYTES + 1)
-    if len(raw) > MAX_API_BODY_BYTES:
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
         return _error(413, "body too large")
     try:
         body = json.loads(raw)
@@ -583,7 +585,7 @@ async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
 
 async def set_agent_state(request: web.Request) -> web.Response:
     agent_id = request.match_info["agent_id"]
-    body = await _json_body(request)
+    body = await json_body(request)
     if isinstance(body, web.Response):
         return body
     state = body.get("state")
@@ -622,7 +624,7 @@ async def link_identity(request: web.Request) -> web.Response:
     linker = request.app[DEPS].linker
     if linker is None:
         return _error(501, "linking numbers to customers is not configured")
-    body = await _json_body(request)
+    body = await json_body(request)
     if isinstance(body, web.Response):
         return body
     kind, value, customer_id = (
